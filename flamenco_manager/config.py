@@ -1,0 +1,392 @@
+"""Manager settings: defaults, overlaid by `flamenco-manager.yaml` (Flamenco v3's keys), frozen.
+
+Errors name the file, the line of the offending YAML node and the key, on one line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import pathlib
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from flamenco_manager.variables import VariableError, Variables
+
+log = logging.getLogger(__name__)
+
+# The only configuration layout Flamenco v3 (and we) read; older layouts need migrating by hand.
+CONFIG_VERSION = 3
+
+DEFAULT_MANAGER_NAME = "Flamenco"
+DEFAULT_DATABASE = "flamenco-manager.sqlite"
+DEFAULT_LISTEN_PORT = 8080
+DEFAULT_LOCAL_STORAGE = "./flamenco-manager-storage"
+# An active task untouched this long is failed (Flamenco's default; running tasks are touched every 10 s).
+DEFAULT_TASK_TIMEOUT = 10 * 60.0
+# A worker unseen this long goes to `error` (Flamenco's default; an idle awake worker polls every 20 s).
+DEFAULT_WORKER_TIMEOUT = 60.0
+# Failures of one worker on one job and task type before it is blocklisted there (Flamenco's default).
+DEFAULT_BLOCKLIST_THRESHOLD = 3
+# Distinct workers failing a task before it is hard-failed (Flamenco's default).
+DEFAULT_TASK_FAIL_AFTER_SOFTFAIL_COUNT = 3
+# Longest a `Prefer: wait=N` request is held; below common proxy idle timeouts (60 s) with margin.
+DEFAULT_LONG_POLL_MAX = 30.0
+# How often the timeout checker runs once started (Flamenco checks every minute).
+DEFAULT_TIMEOUT_CHECK_INTERVAL = 60.0
+# Delay before the first timeout check, so workers can reconnect after a Manager restart (Flamenco: 5 min).
+DEFAULT_TIMEOUT_INITIAL_DELAY = 5 * 60.0
+
+HIGHEST_PORT = 65535
+# Longest rendering of a wrong value inside an error line, so the line stays readable.
+_SHOWN_VALUE_MAX = 40
+
+# Keys of Flamenco's Manager configuration that this Manager reads.
+_DURATION_KEYS = (
+    "task_timeout",
+    "worker_timeout",
+    "long_poll_max",
+    "timeout_check_interval",
+    "timeout_initial_delay",
+)
+_USED_KEYS = frozenset(
+    {
+        "_meta",
+        "manager_name",
+        "database",
+        "listen",
+        "local_manager_storage_path",
+        "shared_storage_path",
+        "blocklist_threshold",
+        "task_fail_after_softfail_count",
+        "variables",
+        *_DURATION_KEYS,
+    }
+)
+# Keys of Flamenco's configuration for features this Manager does not have; accepted without comment.
+_IGNORED_FLAMENCO_KEYS = frozenset({"database_check_period", "autodiscoverable", "shaman", "mqtt"})
+
+
+def _default_variables() -> Variables:
+    return Variables.from_config(None, shared_storage_path="", manager_platform=current_platform())
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    """Every Manager setting, validated; durations in seconds."""
+
+    manager_name: str = DEFAULT_MANAGER_NAME
+    database: str = DEFAULT_DATABASE
+    listen_host: str = ""
+    listen_port: int = DEFAULT_LISTEN_PORT
+    local_manager_storage_path: str = DEFAULT_LOCAL_STORAGE
+    shared_storage_path: str = ""
+    task_timeout: float = DEFAULT_TASK_TIMEOUT
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT
+    blocklist_threshold: int = DEFAULT_BLOCKLIST_THRESHOLD
+    task_fail_after_softfail_count: int = DEFAULT_TASK_FAIL_AFTER_SOFTFAIL_COUNT
+    long_poll_max: float = DEFAULT_LONG_POLL_MAX
+    timeout_check_interval: float = DEFAULT_TIMEOUT_CHECK_INTERVAL
+    timeout_initial_delay: float = DEFAULT_TIMEOUT_INITIAL_DELAY
+    variables: Variables = field(default_factory=_default_variables)
+    source_path: pathlib.Path | None = None
+
+    @property
+    def listen(self) -> str:
+        """The listen address in `HOST:PORT` notation, as written in the file."""
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+
+class ConfigError(Exception):
+    """An unusable configuration; its text is one line: `FILE:LINE: KEY: problem`."""
+
+    def __init__(self, file: pathlib.Path | str, line: int | None, key: str | None, problem: str) -> None:
+        self.file = str(file)
+        self.line = line
+        self.key = key
+        self.problem = problem
+        location = self.file if line is None else f"{self.file}:{line}"
+        text = f"{location}: {problem}" if key is None else f"{location}: {key}: {problem}"
+        super().__init__(" ".join(text.split()))
+
+
+def current_platform() -> str:
+    """This machine's platform in Flamenco's (Go) naming: linux, windows, darwin, …"""
+    if sys.platform.startswith("win"):
+        return "windows"
+    if sys.platform.startswith("linux"):
+        return "linux"
+    return sys.platform
+
+
+# Go's time.ParseDuration units, in seconds.
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_WHOLE = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration such as `1m30s`, `500ms`, `2h` or `0`; ValueError otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration string like '1m30s', not {text!r}")
+    stripped = text.strip()
+    if stripped in ("0", "+0", "-0"):
+        return 0.0
+    if not _DURATION_WHOLE.fullmatch(stripped):
+        raise ValueError(f"invalid duration {text!r}; use Go notation such as '1m30s', '500ms' or '2h'")
+    sign = -1.0 if stripped.startswith("-") else 1.0
+    total = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(stripped))
+    return sign * total
+
+
+_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split `HOST:PORT` or `:PORT` (IPv6 hosts in brackets); host "" means all interfaces."""
+    usage = f"invalid listen address {text!r}: expected HOST:PORT or :PORT"
+    if not isinstance(text, str) or ":" not in text:
+        raise ValueError(usage)
+    host, _, port_text = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{usage}; {host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"{usage}; put an IPv6 address in brackets, e.g. [::1]:8080")
+    elif host and not _is_host_name_or_ipv4(host):
+        raise ValueError(f"{usage}; {host!r} is not a valid host name or address")
+    if not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(f"{usage}; port {port_text!r} is not a number")
+    port = int(port_text)
+    if not 1 <= port <= HIGHEST_PORT:
+        raise ValueError(f"{usage}; port {port} is outside 1-{HIGHEST_PORT}")
+    return host, port
+
+
+def _is_host_name_or_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    if host.replace(".", "").isdigit():
+        return False  # looks like an address but is not a valid one
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(_HOSTNAME_LABEL.fullmatch(label) for label in labels)
+
+
+def load_config(path: pathlib.Path, *, explicit: bool) -> ManagerConfig:
+    """Read `path`; a missing file gives the defaults unless the caller named the file explicitly."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(path, None, None, "configuration file not found") from None
+        log.info("file=%s not found, using default settings", path)
+        return ManagerConfig()
+    except OSError as exc:
+        raise ConfigError(path, None, None, f"cannot read configuration: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(path, line, None, "not valid UTF-8 text") from None
+    return _Loader(path, text).load()
+
+
+class _Loader:
+    """One parse of one file: the YAML node tree (for positions) and its Python values."""
+
+    def __init__(self, path: pathlib.Path, text: str) -> None:
+        self.path = path
+        self.root, self.data = self._parse(text)
+
+    def _parse(self, text: str) -> tuple[yaml.Node | None, Any]:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            self._check_duplicate_keys(root)
+            data = loader.construct_document(root) if root is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else None
+            raise ConfigError(self.path, line, None, f"invalid YAML: {exc.problem or exc.context}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(self.path, None, None, f"invalid YAML: {exc}") from None
+        finally:
+            loader.dispose()
+        return root, data
+
+    def _check_duplicate_keys(self, node: yaml.Node | None) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    if key_node.value in seen:
+                        raise ConfigError(self.path, _line(key_node), key_node.value, "duplicate key")
+                    seen.add(key_node.value)
+                self._check_duplicate_keys(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                self._check_duplicate_keys(item)
+
+    def node_at(self, *keys: str | int) -> yaml.Node | None:
+        """The deepest node along `keys`; the parent when a key is absent."""
+        node = self.root
+        for key in keys:
+            child: yaml.Node | None = None
+            if isinstance(node, yaml.MappingNode):
+                child = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+                child = node.value[key]
+            if child is None:
+                break
+            node = child
+        return node
+
+    def error(self, key: str, problem: str, *node_keys: str | int) -> ConfigError:
+        return ConfigError(self.path, _line(self.node_at(*(node_keys or (key,)))), key, problem)
+
+    def load(self) -> ManagerConfig:
+        if self.data is None:
+            return ManagerConfig(source_path=self.path)
+        if not isinstance(self.data, dict):
+            raise ConfigError(
+                self.path, _line(self.root), None, "expected a mapping of settings at the top level"
+            )
+        self._check_meta()
+        self._warn_unknown_keys()
+        values: dict[str, Any] = {}
+        for key in ("manager_name", "database", "local_manager_storage_path", "shared_storage_path"):
+            value = self._get(key, str, "a string")
+            if value is not None:
+                if value == "" and key != "shared_storage_path":
+                    raise self.error(key, "must not be empty")
+                values[key] = value
+        listen = self._get("listen", str, "a string like ':8080'")
+        if listen is not None:
+            try:
+                values["listen_host"], values["listen_port"] = parse_listen(listen)
+            except ValueError as exc:
+                raise self.error("listen", str(exc)) from None
+        for key in _DURATION_KEYS:
+            seconds = self._duration(key)
+            if seconds is not None:
+                values[key] = seconds
+        if values.get("timeout_check_interval", DEFAULT_TIMEOUT_CHECK_INTERVAL) <= 0:
+            raise self.error("timeout_check_interval", "must be longer than zero")
+        for key in ("blocklist_threshold", "task_fail_after_softfail_count"):
+            count = self._get(key, _is_int, "a whole number")
+            if count is not None:
+                if count < 1:
+                    raise self.error(key, f"must be at least 1, not {count}")
+                values[key] = count
+        values["variables"] = self._variables(values.get("shared_storage_path", ""))
+        return ManagerConfig(source_path=self.path, **values)
+
+    def _check_meta(self) -> None:
+        meta = self.data.get("_meta")
+        if meta is None:
+            raise ConfigError(
+                self.path, _line(self.root), "_meta", f"missing; add '_meta: {{version: {CONFIG_VERSION}}}'"
+            )
+        if not isinstance(meta, dict):
+            raise self.error(
+                "_meta", f"expected a mapping like {{version: {CONFIG_VERSION}}}, not {_describe(meta)}"
+            )
+        version = meta.get("version")
+        if not _is_int(version) or version != CONFIG_VERSION:
+            raise self.error(
+                "_meta.version",
+                f"configuration version {version!r} is not supported; expected {CONFIG_VERSION}",
+                "_meta",
+                "version",
+            )
+
+    def _warn_unknown_keys(self) -> None:
+        unknown = [
+            str(key) for key in self.data if key not in _USED_KEYS and key not in _IGNORED_FLAMENCO_KEYS
+        ]
+        if unknown:
+            located = ", ".join(f"{key} (line {_line(self.node_at(key))})" for key in unknown)
+            log.warning("file=%s unknown keys ignored: %s", self.path, located)
+
+    def _get(self, key: str, accepts: type | Callable[[Any], bool], expected: str) -> Any:
+        """The value of a top-level key; None when absent or null (the default then applies)."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        ok = isinstance(value, accepts) if isinstance(accepts, type) else accepts(value)
+        if not ok:
+            raise self.error(key, f"expected {expected}, not {_describe(value)}")
+        return value
+
+    def _duration(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+            return 0.0
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a duration such as '1m30s', not {_describe(value)}")
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+        if seconds < 0 or not math.isfinite(seconds):
+            raise self.error(key, f"must not be negative, not {value!r}")
+        return seconds
+
+    def _variables(self, shared_storage_path: str) -> Variables:
+        raw = self.data.get("variables")
+        try:
+            return Variables.from_config(
+                raw, shared_storage_path=shared_storage_path, manager_platform=current_platform()
+            )
+        except VariableError as exc:
+            raise ConfigError(
+                self.path, _line(self.node_at("variables", *exc.path)), exc.key, exc.message
+            ) from None
+
+
+def _line(node: yaml.Node | None) -> int:
+    return node.start_mark.line + 1 if node is not None else 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _describe(value: Any) -> str:
+    kind = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
+    shown = repr(value)
+    if len(shown) > _SHOWN_VALUE_MAX:
+        shown = shown[: _SHOWN_VALUE_MAX - 1] + "…"
+    return f"{kind.get(type(value), type(value).__name__)} ({shown})"
