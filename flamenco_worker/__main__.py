@@ -1,0 +1,3 @@
+from flamenco_worker.cli import run
+
+run()

@@ -1,0 +1,50 @@
+"""`flamenco-worker`: parse flags, load settings, run the daemon, return the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+from flamenco_worker.config import ConfigError, load_settings
+from flamenco_worker.daemon import Daemon
+from flamenco_worker.flags import parse_command_line, version_text
+from flamenco_worker.logs import set_level, setup_logging
+from flamenco_worker.status import ExitCode
+
+log = logging.getLogger("flamenco_worker")
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    try:
+        command_line = parse_command_line(argv)
+    except ConfigError as exc:
+        print(f"flamenco-worker: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    except SystemExit as exc:  # -help
+        return int(exc.code or 0)
+    if command_line.show_version:
+        print(version_text())
+        return ExitCode.OK
+
+    setup_logging(command_line.flags.log_level or "info")
+    try:
+        settings = load_settings(command_line.flags, env)
+    except ConfigError as exc:
+        print(f"flamenco-worker: configuration error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    set_level(settings.log_level)
+
+    try:
+        return asyncio.run(Daemon(settings, command_line.flags, env).run())
+    except Exception:
+        log.exception("the worker crashed")
+        return ExitCode.CRASH
+
+
+def run() -> None:
+    sys.exit(main())

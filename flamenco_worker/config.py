@@ -1,0 +1,240 @@
+"""Worker settings: defaults < flamenco-worker.yaml < environment < flags, validated once, then frozen.
+
+Every problem becomes a `ConfigError` whose text names the place: `FILE:LINE: KEY: problem` for the YAML
+file, `flag -NAME: problem` for the command line, `environment NAME: problem` for the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flamenco_worker.status import RESERVED_EXIT_CODES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_NAME = "flamenco-worker.yaml"
+DEFAULT_TASK_TYPES = ("blender", "ffmpeg", "file-management", "misc")
+DBUS_CHOICES = ("system", "session", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the text is one line that says what and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    manager_url: str = ""
+    worker_name: str = field(default_factory=socket.gethostname)
+    task_types: tuple[str, ...] = DEFAULT_TASK_TYPES
+    restart_exit_code: int = 0
+    dbus: str = "system"
+    log_level: str = "info"
+    flamenco_home: Path = field(default_factory=lambda: default_flamenco_home(os.environ))
+    config_path: Path = Path(DEFAULT_CONFIG_NAME)
+
+    @property
+    def restartable(self) -> bool:
+        return self.restart_exit_code != 0
+
+
+def default_flamenco_home(env: Mapping[str, str]) -> Path:
+    """FLAMENCO_HOME, else the XDG data directory's `flamenco` folder."""
+    if env.get("FLAMENCO_HOME"):
+        return Path(env["FLAMENCO_HOME"])
+    data_home = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(data_home) / "flamenco"
+
+
+# --- value checks: each returns the normalised value or raises ValueError with the problem ---
+
+
+def check_manager_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a URL string, got {_show(value)}")
+    text = value.strip()
+    if not text:
+        return ""
+    if "://" not in text:
+        text = "http://" + text  # Flamenco accepts `host` and `host:port`
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    if not parts.hostname:
+        raise ValueError(f"has no host name: {value!r}")
+    try:
+        parts.port  # noqa: B018 - urllib validates the port lazily
+    except ValueError:
+        raise ValueError(f"has an invalid port: {value!r}") from None
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not have a query or fragment: {value!r}")
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def check_worker_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {_show(value)}")
+    return value.strip()
+
+
+def check_task_types(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of task type names, got {_show(value)}")
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"must contain only non-empty strings, got {_show(item)}")
+        name = item.strip().lower()  # the Manager lowercases and trims them too
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def check_restart_exit_code(value: Any) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ValueError(
+            f"must be an integer from 1 to 255 (0 or absent: not restartable), got {_show(value)}"
+        )
+    if value in RESERVED_EXIT_CODES:
+        reserved = ", ".join(str(c) for c in sorted(RESERVED_EXIT_CODES))
+        raise ValueError(f"{value} is used by the worker itself ({reserved} are reserved); 47 is customary")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {_show(value)}")
+        return value.strip().lower()
+
+    return check
+
+
+#: YAML key → (settings field, check). Keys are Flamenco's, plus `dbus` and `log_level` (ours).
+YAML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "manager_url": ("manager_url", check_manager_url),
+    "worker_name": ("worker_name", check_worker_name),
+    "task_types": ("task_types", check_task_types),
+    "restart_exit_code": ("restart_exit_code", check_restart_exit_code),
+    "dbus": ("dbus", _choice(DBUS_CHOICES)),
+    "log_level": ("log_level", _choice(LOG_LEVELS)),
+}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return f"{type(value).__name__} {value!r}"
+
+
+# --- the YAML file ---
+
+
+def read_yaml(path: Path, *, explicit: bool) -> dict[str, Any]:
+    """The file's recognised values, checked. Missing file: {} unless it was named explicitly."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc}") from None
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        return {}  # an empty file means defaults, as in Flamenco
+    if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}: the file must be a mapping of key: value")
+
+    values: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+    unknown: list[str] = []
+    for key_node, _value in node.value:
+        line = key_node.start_mark.line + 1
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+        if key in seen:
+            raise ConfigError(f"{path}:{line}: {key}: given twice (first on line {seen[key]})")
+        seen[key] = line
+        if key not in YAML_KEYS:
+            unknown.append(f"{key} (line {line})")
+            continue
+        field_name, check = YAML_KEYS[key]
+        try:
+            values[field_name] = check(data[key])
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{line}: {key}: {exc}") from None
+    if unknown:
+        log.warning("config=%s unknown keys ignored: %s", path, ", ".join(unknown))
+    return values
+
+
+# --- putting it together ---
+
+
+@dataclass(frozen=True, slots=True)
+class FlagValues:
+    """What the command line said; None means "not given"."""
+
+    config: Path | None = None
+    manager: str | None = None
+    restart_exit_code: int | None = None
+    name: str | None = None
+    dbus: str | None = None
+    log_level: str | None = None
+
+
+def load_settings(flags: FlagValues, env: Mapping[str, str]) -> WorkerSettings:
+    config_path = flags.config or Path(DEFAULT_CONFIG_NAME)
+    values: dict[str, Any] = {"config_path": config_path, "flamenco_home": default_flamenco_home(env)}
+    values.update(read_yaml(config_path, explicit=flags.config is not None))
+
+    if env.get("FLAMENCO_WORKER_NAME"):
+        try:
+            values["worker_name"] = check_worker_name(env["FLAMENCO_WORKER_NAME"])
+        except ValueError as exc:
+            raise ConfigError(f"environment FLAMENCO_WORKER_NAME: {exc}") from None
+
+    if flags.manager is not None:
+        values["manager_url"] = _flag("manager", check_manager_url, flags.manager)
+    if flags.restart_exit_code is not None:
+        values["restart_exit_code"] = _flag(
+            "restart-exit-code", check_restart_exit_code, flags.restart_exit_code
+        )
+    if flags.name is not None:
+        values["worker_name"] = _flag("name", check_worker_name, flags.name)
+    if flags.dbus is not None:
+        values["dbus"] = _flag("dbus", _choice(DBUS_CHOICES), flags.dbus)
+    if flags.log_level is not None:
+        values["log_level"] = flags.log_level
+    return WorkerSettings(**values)
+
+
+def _flag(name: str, check: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ConfigError(f"flag -{name}: {exc}") from None

@@ -1,0 +1,110 @@
+"""Flamenco-style command-line flags (`-manager URL`; `--manager URL` and `-manager=URL` work too)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from flamenco_worker import __version__
+from flamenco_worker.config import DBUS_CHOICES, ConfigError, FlagValues
+
+EPILOG = """\
+precedence: built-in defaults < flamenco-worker.yaml < environment (FLAMENCO_WORKER_NAME, FLAMENCO_HOME)
+            < flags.
+
+exit codes:
+  0    shut down: requested by the Manager or over D-Bus, or SIGTERM/SIGINT (the task is handed back)
+  N    restart requested: N is restart_exit_code / -restart-exit-code (47 by convention; with
+       systemd's RestartForceExitStatus=N the service manager starts the worker again)
+  1    crash (unexpected error; see the log)
+  78   invalid configuration or flags (EX_CONFIG); one line on stderr names the file:line and key
+
+signals: SIGTERM/SIGINT abort the running task, hand it back and exit 0 (a second one exits at once);
+         SIGHUP re-reads the configuration file.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"command line: {message} (see -help)")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLine:
+    flags: FlagValues
+    show_version: bool = False
+
+
+def _exit_code(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 255, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="flamenco-worker",
+        description="Flamenco render worker: runs tasks from a Flamenco Manager; controllable over D-Bus.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        add_help=False,
+    )
+    add = parser.add_argument
+    add("-help", "--help", "-h", action="help", help="show this help and exit")
+    add("-version", "--version", action="store_true", help="print the version and exit")
+    add(
+        "-config",
+        "--config",
+        metavar="PATH",
+        type=Path,
+        help="configuration file (default: flamenco-worker.yaml in the working directory; "
+        "a missing default file means built-in defaults)",
+    )
+    add(
+        "-manager",
+        "--manager",
+        metavar="URL",
+        help="Manager URL; the scheme may be left out (http is assumed), e.g. render-mgr:8080",
+    )
+    add(
+        "-restart-exit-code",
+        "--restart-exit-code",
+        "-restart-exit-status",
+        "--restart-exit-status",
+        dest="restart_exit_code",
+        metavar="N",
+        type=_exit_code,
+        help="exit code for 'Restart'; makes the worker restartable (0: not restartable)",
+    )
+    add(
+        "-name",
+        "--name",
+        metavar="NAME",
+        help="worker name (default: worker_name, FLAMENCO_WORKER_NAME, hostname)",
+    )
+    add("-dbus", "--dbus", choices=DBUS_CHOICES, help="bus for local control (default: system)")
+    add("-quiet", "--quiet", action="store_true", help="log warnings and errors only")
+    add("-debug", "--debug", action="store_true", help="log debug messages too")
+    return parser
+
+
+def parse_command_line(argv: list[str]) -> CommandLine:
+    """Parse argv (without the program name); raises ConfigError on a bad flag."""
+    ns = build_parser().parse_args(argv)
+    log_level = "debug" if ns.debug else "warning" if ns.quiet else None
+    flags = FlagValues(
+        config=ns.config,
+        manager=ns.manager,
+        restart_exit_code=ns.restart_exit_code,
+        name=ns.name,
+        dbus=ns.dbus,
+        log_level=log_level,
+    )
+    return CommandLine(flags=flags, show_version=ns.version)
+
+
+def version_text() -> str:
+    return f"flamenco-worker {__version__}"

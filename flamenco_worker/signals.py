@@ -1,0 +1,50 @@
+"""POSIX signals as core requests: SIGTERM/SIGINT shut down (a second one exits at once), SIGHUP reloads.
+
+Handlers run on the event loop (`loop.add_signal_handler`) and only hand the event on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from flamenco_worker.status import ExitCode, Origin, WorkerStatus
+from flamenco_worker.worker import RequestRefused, Worker
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class SignalAdapter:
+    def __init__(self, worker: Worker, reload: Callable[[], None]) -> None:
+        self._worker = worker
+        self._reload = reload
+        self._stop_requested = False
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    def uninstall(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _on_stop(self, sig: signal.Signals) -> None:
+        if self._stop_requested:
+            log.warning("signal=%s again: exiting at once without handing back the task", sig.name)
+            self._worker.force_stop()
+            os._exit(ExitCode.OK)
+        self._stop_requested = True
+        log.info("signal=%s: shutting down (send it again to exit at once)", sig.name)
+        try:
+            self._worker.request_status(WorkerStatus.OFFLINE, lazy=False, origin=Origin.SIGNAL)
+        except RequestRefused as exc:
+            # Already on the way out (e.g. restarting): the signal upgrades nothing, but must not be lost.
+            log.info("signal=%s: %s", sig.name, exc)
