@@ -1,0 +1,78 @@
+"""Checking submitted job settings against a job type's setting definitions, filling defaults."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from flamenco_manager.jobtypes.model import JobCompileError
+
+# Bounds of Flamenco's `int32` setting type.
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def apply_settings(definitions: list[dict[str, Any]], submitted: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `submitted` with defaults filled in and every defined setting type-checked.
+
+    Settings the job type does not define are kept as they are (submitters may add their own).
+    """
+    settings = dict(submitted)
+    for definition in definitions:
+        key = definition["key"]
+        value = settings.get(key)
+        if value is None:
+            if "default" in definition:
+                settings[key] = definition["default"]
+                continue
+            if definition.get("required"):
+                raise JobCompileError(key, "required setting is missing")
+            settings.pop(key, None)
+            continue
+        settings[key] = _check_value(definition, value)
+    return settings
+
+
+def _check_value(definition: dict[str, Any], value: Any) -> Any:
+    key = definition["key"]
+    kind = definition["type"]
+    if kind == "string":
+        if not isinstance(value, str):
+            raise JobCompileError(key, f"expected a string, not {_describe(value)}")
+        if definition.get("required") and not value.strip():
+            raise JobCompileError(key, "required setting is empty")
+    elif kind == "int32":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise JobCompileError(key, f"expected a whole number, not {_describe(value)}")
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise JobCompileError(key, f"{value} does not fit in a 32-bit integer")
+    elif kind == "float":
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise JobCompileError(key, f"expected a number, not {_describe(value)}")
+        value = float(value)
+    elif kind == "bool" and not isinstance(value, bool):
+        raise JobCompileError(key, f"expected true or false, not {_describe(value)}")
+    choices = definition.get("choices")
+    if choices and value not in choices:
+        raise JobCompileError(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
+    bounds = definition.get("propargs") or {}
+    if "min" in bounds and value < bounds["min"]:
+        raise JobCompileError(key, f"{value} is below the minimum {bounds['min']}")
+    if "max" in bounds and value > bounds["max"]:
+        raise JobCompileError(key, f"{value} is above the maximum {bounds['max']}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }
+    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
