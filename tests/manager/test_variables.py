@@ -21,9 +21,7 @@ STORAGE = {
 }
 
 
-def make(
-    raw: dict[str, Any] | None = None, *, manager_platform: str = "linux", shared: str = "/srv/flamenco"
-):
+def make(raw: Any = None, *, manager_platform: str = "linux", shared: str = "/srv/flamenco") -> Variables:
     return Variables.from_config(raw, shared_storage_path=shared, manager_platform=manager_platform)
 
 
