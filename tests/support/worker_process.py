@@ -1,0 +1,97 @@
+"""The real `flamenco-worker` process, started the way systemd would (own NOTIFY_SOCKET, own bus)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.dbus_daemon import PrivateBus
+from tests.support.notify_socket import NotifySocket
+
+NAME = "org.flamenco.Worker1"
+PATH = "/org/flamenco/Worker1"
+IFACE = "org.flamenco.Worker1"
+
+
+@dataclass
+class WorkerProcess:
+    workdir: Path
+    args: list[str]
+    bus: PrivateBus | None = None
+    notify: NotifySocket | None = None
+    env_extra: Mapping[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[str] | None = field(default=None, init=False)
+
+    def start(self) -> WorkerProcess:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DBUS_", "NOTIFY_", "WATCHDOG_", "JOURNAL_", "FLAMENCO_"))
+        }
+        env["FLAMENCO_HOME"] = str(self.workdir / "home")
+        if self.bus is not None:
+            key = "DBUS_SYSTEM_BUS_ADDRESS" if self.bus.kind == "system" else "DBUS_SESSION_BUS_ADDRESS"
+            env[key] = self.bus.address
+        if self.notify is not None:
+            env["NOTIFY_SOCKET"] = str(self.notify.path)
+        env.update(self.env_extra)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flamenco_worker", *self.args],
+            cwd=self.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        assert self.notify is not None
+        self.notify.wait_for("READY=1", timeout)
+
+    def wait_exit(self, timeout: float = 15) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        assert self.process is not None
+        if self.process.poll() is None:
+            raise AssertionError("read the output after the process ended")
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def call(self, method: str, *args: str, check: bool = True, user: str | None = None):
+        assert self.bus is not None
+        return self.bus.busctl("call", NAME, PATH, IFACE, method, *args, check=check, user=user)
+
+    def get(self, prop: str, user: str | None = None) -> str:
+        assert self.bus is not None
+        return self.bus.busctl("get-property", NAME, PATH, IFACE, prop, user=user).stdout.strip()
+
+    def wait_property(self, prop: str, expected: str, timeout: float = 5) -> None:
+        deadline = time.monotonic() + timeout
+        value = ""
+        while time.monotonic() < deadline:
+            value = self.get(prop)
+            if value == expected:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{prop} is {value!r}, expected {expected!r}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()

@@ -1,0 +1,116 @@
+"""What systemd sees: sd_notify datagrams, reload on SIGHUP, and the journald log format."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+from tests.support.dbus_daemon import PrivateBus
+from tests.worker.conftest import StartWorker
+
+
+def test_ready_only_after_the_bus_name_is_owned(
+    start_worker: StartWorker, session_bus: PrivateBus, notify_socket
+) -> None:
+    start_worker("-manager", "render-mgr:8080")
+    # wait_ready returned: the name must already be there, without any retry
+    session_bus.busctl("status", "org.flamenco.Worker1")
+    ready = notify_socket.seen("READY=1")
+    assert len(ready) == 1
+    assert notify_socket.seen("STATUS=awake: waiting for Manager at http://render-mgr:8080/")
+
+
+def test_status_line_mirrors_the_core(start_worker: StartWorker, notify_socket) -> None:
+    worker = start_worker("-restart-exit-code", "47")
+    worker.call("Sleep", "b", "false")
+    notify_socket.wait_for("STATUS=asleep")
+    worker.call("WakeUp")
+    notify_socket.wait_for("STATUS=awake")
+    worker.call("Restart", "b", "false")
+    notify_socket.wait_for("STOPPING=1")
+    notify_socket.wait_for("STATUS=restarting (exit code 47)")
+    assert worker.wait_exit() == 47
+
+
+def test_watchdog_pings_at_half_the_interval(start_worker: StartWorker, notify_socket) -> None:
+    start_worker(env={"WATCHDOG_USEC": "200000"})  # 0.2 s → a ping every 0.1 s
+    time.sleep(0.65)
+    pings = notify_socket.seen("WATCHDOG=1")
+    assert 4 <= len(pings) <= 9, len(pings)
+
+
+def test_no_watchdog_pings_for_another_pid(start_worker: StartWorker, notify_socket) -> None:
+    start_worker(env={"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"})
+    time.sleep(0.4)
+    assert notify_socket.seen("WATCHDOG=1") == []
+
+
+def test_stopping_on_sigterm(start_worker: StartWorker, notify_socket) -> None:
+    worker = start_worker()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+    stopping = notify_socket.seen("STOPPING=1")
+    assert len(stopping) == 1
+    assert notify_socket.seen("STATUS=shutting down")
+
+
+def test_sighup_reloads_live_settings(start_worker: StartWorker, notify_socket, short_dir) -> None:
+    worker = start_worker(yaml_text="worker_name: before\nmanager_url: http://one:8080/\n")
+    assert worker.get("Restartable") == "b false"
+    (short_dir / "flamenco-worker.yaml").write_text(
+        "worker_name: after\nmanager_url: two:9090\nrestart_exit_code: 47\ntask_types: [misc]\n"
+    )
+    worker.signal(signal.SIGHUP)
+    notify_socket.wait_for("RELOADING=1")
+    notify_socket.wait_for("READY=1")
+    worker.wait_property("Name", 's "after"')
+    assert worker.get("Restartable") == "b true"
+    assert worker.get("ManagerURL") == 's "http://two:9090/"'
+    worker.call("Restart", "b", "true")
+    assert worker.wait_exit() == 47
+    out = worker.output()
+    assert "task_types changed; takes effect after a restart" in out
+
+
+def test_sighup_with_broken_file_keeps_old_settings(
+    start_worker: StartWorker, notify_socket, short_dir
+) -> None:
+    worker = start_worker(yaml_text="worker_name: before\nrestart_exit_code: 47\n")
+    (short_dir / "flamenco-worker.yaml").write_text("worker_name: after\nrestart_exit_code: 300\n")
+    worker.signal(signal.SIGHUP)
+    notify_socket.wait_for("RELOADING=1")
+    notify_socket.wait_for("READY=1")
+    assert worker.get("Name") == 's "before"'
+    assert worker.get("Restartable") == "b true"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+    assert "flamenco-worker.yaml:2: restart_exit_code: must be an integer" in worker.output()
+
+
+def test_journald_format_has_priorities_and_no_timestamps(start_worker: StartWorker) -> None:
+    worker = start_worker(env={"JOURNAL_STREAM": "8:1234"})
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+    lines = worker.output().strip().splitlines()
+    assert lines, "expected log lines"
+    for line in lines:
+        assert re.match(r"<[2-7]>flamenco_worker[.\w]*: ", line), line
+    assert not any(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", line) for line in lines)
+
+
+def test_terminal_format_has_timestamps(start_worker: StartWorker) -> None:
+    worker = start_worker()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+    first = worker.output().splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO", first), first
+
+
+def test_second_sigterm_exits_at_once(start_worker: StartWorker) -> None:
+    worker = start_worker()
+    worker.signal(signal.SIGSTOP)  # hold it so both signals are pending together
+    worker.signal(signal.SIGTERM)
+    worker.signal(signal.SIGCONT)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
