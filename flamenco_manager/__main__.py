@@ -1,0 +1,5 @@
+"""`python -m flamenco_manager`."""
+
+from flamenco_manager.cli import run
+
+run()

@@ -1,0 +1,31 @@
+"""The HTTP edge: the aiohttp application with every route of the Manager."""
+
+from __future__ import annotations
+
+import pathlib
+
+from aiohttp import web
+
+from flamenco_manager.api import events_api, jobs_api, meta_api, tasks_api, worker_api, worker_mgt
+from flamenco_manager.api.errors import error_middleware
+from flamenco_manager.services import Manager
+
+WEB_DIR = pathlib.Path(__file__).resolve().parent.parent / "web"
+# Bodies larger than this are refused; output-produced images (25 MiB) are the biggest legitimate ones.
+CLIENT_MAX_SIZE = 26 * 1024 * 1024
+
+
+def build_app(manager: Manager) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=CLIENT_MAX_SIZE)
+    app["manager"] = manager
+    for module in (worker_api, worker_mgt, jobs_api, tasks_api, meta_api, events_api):
+        app.router.add_routes(module.routes)
+    app.router.add_static("/job-files", manager.storage, follow_symlinks=False)
+    if WEB_DIR.is_dir():
+        app.router.add_get("/", _index)
+        app.router.add_static("/", WEB_DIR)
+    return app
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html")

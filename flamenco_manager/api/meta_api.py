@@ -1,0 +1,81 @@
+"""Meta endpoints: version, configuration, variables, farm status, the OpenAPI document."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from aiohttp import web
+
+from flamenco_manager import __version__
+from flamenco_manager.api.errors import HTTPError
+from flamenco_manager.api.worker_api import manager_of
+from flamenco_manager.variables import CONCRETE_AUDIENCES, SUBMITTER_IS_MANAGER
+
+routes = web.RouteTableDef()
+
+# What the add-on compares with its own version before submitting.
+SHORT_VERSION = __version__.rsplit("-", 1)[0]
+
+
+@routes.get("/api/v3/version")
+async def version(request: web.Request) -> web.Response:
+    m = manager_of(request)
+    return web.json_response(
+        {"version": __version__, "shortversion": SHORT_VERSION, "name": m.config.manager_name, "git": ""}
+    )
+
+
+def _audience_platform(request: web.Request) -> tuple[str, str]:
+    audience = request.match_info["audience"]
+    if audience not in CONCRETE_AUDIENCES:
+        raise HTTPError(400, f"audience: must be one of {', '.join(CONCRETE_AUDIENCES)}")
+    return audience, request.match_info["platform"].lower()
+
+
+@routes.get("/api/v3/configuration")
+async def configuration(request: web.Request) -> web.Response:
+    m = manager_of(request)
+    location = m.config.shared_storage_path
+    return web.json_response(
+        {"storageLocation": location, "shamanEnabled": False, "isFirstRun": not location}
+    )
+
+
+@routes.get("/api/v3/configuration/shared-storage/{audience}/{platform}")
+async def shared_storage(request: web.Request) -> web.Response:
+    m = manager_of(request)
+    audience, platform = _audience_platform(request)
+    variables = m.config.variables
+    # Seen from another platform, the storage path is what the two-way variables make of it there.
+    as_variable = variables.replace_two_way_at_submission(
+        {"p": m.config.shared_storage_path}, SUBMITTER_IS_MANAGER
+    )
+    location = variables.expand_string(as_variable["p"], audience, platform)
+    return web.json_response(
+        {"location": location, "audience": audience, "platform": platform, "shamanEnabled": False}
+    )
+
+
+@routes.get("/api/v3/configuration/variables/{audience}/{platform}")
+async def variables(request: web.Request) -> web.Response:
+    m = manager_of(request)
+    audience, platform = _audience_platform(request)
+    return web.json_response(m.config.variables.for_audience(audience, platform))
+
+
+@routes.get("/api/v3/status")
+async def farm_status(request: web.Request) -> web.Response:
+    return web.json_response({"status": manager_of(request).farm_status.refresh()})
+
+
+@functools.cache
+def _openapi_text() -> str:
+    from flamenco_manager.openapi import load_spec
+
+    return json.dumps(load_spec())
+
+
+@routes.get("/api/v3/openapi3.json")
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(text=_openapi_text(), content_type="application/json")

@@ -1,0 +1,59 @@
+"""Request parsing helpers: every failure names the bad field."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from flamenco_manager.api.errors import HTTPError
+from flamenco_manager.services.errors import Invalid
+
+
+async def json_body(request: web.Request, kind: type = dict) -> Any:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPError(400, f"body: not valid JSON ({exc})") from exc
+    if not isinstance(body, kind):
+        raise HTTPError(400, f"body: expected a JSON {'object' if kind is dict else 'array'}")
+    return body
+
+
+def field(
+    body: dict, name: str, kind: type | tuple[type, ...], *, required: bool = True, default: Any = None
+) -> Any:
+    if name not in body or body[name] is None:
+        if required:
+            raise Invalid(name, "is required")
+        return default
+    value = body[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise Invalid(name, f"must be of type {names}, not {type(value).__name__}")
+    return value
+
+
+def string_list(body: dict, name: str) -> list[str]:
+    value = field(body, name, list)
+    if not all(isinstance(item, str) for item in value):
+        raise Invalid(name, "must be a list of strings")
+    return value
+
+
+def enum_field(body: dict, name: str, allowed: frozenset[str], *, required: bool = True) -> str | None:
+    value = field(body, name, str, required=required)
+    if value is not None and value not in allowed:
+        raise Invalid(name, f"{value!r} is not one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def path_uuid(request: web.Request, name: str) -> str:
+    raw = request.match_info[name]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError as exc:
+        raise Invalid(name, f"{raw!r} is not a UUID") from exc

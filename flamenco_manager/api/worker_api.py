@@ -1,0 +1,250 @@
+"""The worker protocol: `/api/v3/worker/...` (reference §3.1–3.4, §10), with long-poll."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aiohttp import web
+
+from flamenco_manager import payloads
+from flamenco_manager.api.errors import HTTPError, error_response
+from flamenco_manager.api.longpoll import Hold
+from flamenco_manager.api.validation import enum_field, field, json_body, path_uuid, string_list
+from flamenco_manager.model import TASK_STATUSES, WORKER_STATUSES, Job, Task, Worker, WorkerStatus
+from flamenco_manager.services import Manager
+from flamenco_manager.services.task_updates import TaskUpdate
+from flamenco_manager.services.thumbnails import ACCEPTED_TYPES, MAX_UPLOAD_BYTES, QueueFull
+
+routes = web.RouteTableDef()
+
+
+def manager_of(request: web.Request) -> Manager:
+    return request.app["manager"]
+
+
+async def authenticated(request: web.Request) -> Worker:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise HTTPError(403, "security requirements failed: HTTP Basic authentication required")
+    try:
+        username, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise HTTPError(403, "security requirements failed: malformed Authorization header") from exc
+    worker = await manager_of(request).workers.authenticate(username, password)
+    if worker is None:
+        raise HTTPError(403, "security requirements failed: unknown worker or wrong secret")
+    return worker
+
+
+def _refresh(m: Manager, worker: Worker) -> Worker:
+    fresh = m.store.get_worker(worker.uuid)
+    if fresh is None:
+        raise HTTPError(403, "security requirements failed: worker was deleted")
+    m.workers.seen(fresh)
+    return fresh
+
+
+@routes.post("/api/v3/worker/register-worker")
+async def register_worker(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name = field(body, "name", str)
+    platform = field(body, "platform", str)
+    secret = field(body, "secret", str)
+    types = string_list(body, "supported_task_types")
+    if not secret:
+        raise HTTPError(400, "secret: must not be empty")
+    worker = await manager_of(request).workers.register(
+        name=name, platform=platform, secret=secret, supported_task_types=types, address=request.remote or ""
+    )
+    return web.json_response(
+        {
+            "uuid": worker.uuid,
+            "name": worker.name,
+            "address": worker.address,
+            "status": worker.status,
+            "platform": worker.platform,
+            "software": worker.software,
+            "supported_task_types": worker.supported_task_types,
+        }
+    )
+
+
+@routes.post("/api/v3/worker/sign-on")
+async def sign_on(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    body = await json_body(request)
+    name = field(body, "name", str)
+    types = string_list(body, "supported_task_types")
+    software = field(body, "software_version", str)
+    can_restart = field(body, "can_restart", bool, required=False, default=False)
+    m = manager_of(request)
+    m.workers.seen(worker)
+    requested = m.workers.sign_on(
+        worker,
+        name=name,
+        software=software,
+        supported_task_types=types,
+        can_restart=can_restart,
+        address=request.remote or "",
+    )
+    return web.json_response({"status_requested": requested})
+
+
+@routes.post("/api/v3/worker/sign-off")
+async def sign_off(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    m = manager_of(request)
+    m.workers.seen(worker)
+    m.workers.sign_off(worker)
+    return web.Response(status=204)
+
+
+@routes.get("/api/v3/worker/state")
+async def worker_state(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    m = manager_of(request)
+    hold = Hold(request, m.config.long_poll_max)
+    m.workers.seen(worker)
+    while not worker.status_requested and hold.remaining() > 0 and not m.hub.closing:
+        await hold.wait(m.hub.waiter(worker.id, work=False))
+        worker = _refresh(m, worker)
+    if worker.status_requested:
+        return hold.decorate(web.json_response({"status_requested": worker.status_requested}))
+    return hold.decorate(web.Response(status=204))
+
+
+@routes.post("/api/v3/worker/state-changed")
+async def state_changed(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    body = await json_body(request)
+    status = enum_field(body, "status", WORKER_STATUSES)
+    m = manager_of(request)
+    m.workers.seen(worker)
+    m.workers.state_changed(worker, status)
+    return web.Response(status=204)
+
+
+def assigned_task(m: Manager, worker: Worker, task: Task, job: Job) -> dict:
+    return {
+        "uuid": task.uuid,
+        "job": job.uuid,
+        "name": task.name,
+        "status": task.status,
+        "priority": task.priority,
+        "job_priority": job.priority,
+        "job_type": job.job_type,
+        "task_type": task.type,
+        "commands": payloads.commands(m.config.variables.expand_for_worker(task.commands, worker.platform)),
+        "steps_completed": task.steps_completed,
+        "steps_total": task.steps_total,
+    }
+
+
+@routes.post("/api/v3/worker/task")
+async def schedule_task(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    m = manager_of(request)
+    hold = Hold(request, m.config.long_poll_max)
+    m.workers.seen(worker)
+    while True:
+        if worker.status_requested:
+            return hold.decorate(web.json_response({"status_requested": worker.status_requested}, status=423))
+        if worker.status != WorkerStatus.AWAKE:
+            message = f'worker is in state "{worker.status}", requires state "awake" to execute tasks'
+            return hold.decorate(error_response(409, message))
+        assigned = m.scheduler.assign(worker)
+        if assigned is not None:
+            return hold.decorate(web.json_response(assigned_task(m, worker, *assigned)))
+        if hold.remaining() <= 0 or m.hub.closing:
+            return hold.decorate(web.Response(status=204))
+        await hold.wait(m.hub.waiter(worker.id, work=True))
+        worker = _refresh(m, worker)
+
+
+def _task_or_404(m: Manager, task_uuid: str) -> Task:
+    task = m.store.get_task(task_uuid)
+    if task is None:
+        raise HTTPError(404, f"task {task_uuid} not found")
+    return task
+
+
+@routes.post("/api/v3/worker/task/{task_id}")
+async def task_update(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    task_uuid = path_uuid(request, "task_id")
+    body = await json_body(request)
+    update = TaskUpdate(
+        status=enum_field(body, "taskStatus", TASK_STATUSES, required=False),
+        activity=field(body, "activity", str, required=False),
+        log=field(body, "log", str, required=False),
+        steps_completed=field(body, "steps_completed", int, required=False),
+    )
+    m = manager_of(request)
+    m.workers.seen(worker)
+    task = _task_or_404(m, task_uuid)
+    m.task_updates.apply(worker, task, update)
+    return web.Response(status=204)
+
+
+def _may_keep_running(worker: Worker, task: Task | None) -> dict:
+    if task is None:
+        return {"mayKeepRunning": False, "reason": "Task not found"}
+    if worker.status_requested and not worker.lazy_status_request:
+        return {
+            "mayKeepRunning": False,
+            "reason": "worker status change requested",
+            "statusChangeRequested": True,
+        }
+    if task.worker_id != worker.id:
+        return {"mayKeepRunning": False, "reason": "task not assigned to this worker"}
+    if task.status != "active":
+        return {"mayKeepRunning": False, "reason": f"task is in non-runnable status {task.status!r}"}
+    return {"mayKeepRunning": True}
+
+
+@routes.get("/api/v3/worker/task/{task_id}/may-i-run")
+async def may_i_run(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    task_uuid = path_uuid(request, "task_id")
+    m = manager_of(request)
+    hold = Hold(request, m.config.long_poll_max)
+    m.workers.seen(worker)
+    task = m.store.get_task(task_uuid)
+    answer = _may_keep_running(worker, task)
+    while answer["mayKeepRunning"] and hold.remaining() > 0 and not m.hub.closing:
+        await hold.wait(m.hub.waiter(worker.id, work=False))
+        worker = _refresh(m, worker)
+        task = m.store.get_task(task_uuid)
+        answer = _may_keep_running(worker, task)
+    if answer["mayKeepRunning"] and task is not None:
+        m.touch_task(task)
+    return hold.decorate(web.json_response(answer))
+
+
+@routes.post("/api/v3/worker/task/{task_id}/output-produced")
+async def output_produced(request: web.Request) -> web.Response:
+    worker = await authenticated(request)
+    task_uuid = path_uuid(request, "task_id")
+    m = manager_of(request)
+    m.workers.seen(worker)
+    length = request.content_length
+    if length is None or length <= 0:
+        raise HTTPError(411, "Content-Length is required and must be positive")
+    if length > MAX_UPLOAD_BYTES:
+        raise HTTPError(413, f"image is larger than {MAX_UPLOAD_BYTES} bytes")
+    if request.content_type not in ACCEPTED_TYPES:
+        raise HTTPError(415, f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}")
+    task = _task_or_404(m, task_uuid)
+    job = m.store.get_job_by_id(task.job_id)
+    if job is None:
+        raise HTTPError(404, f"job of task {task_uuid} not found")
+    if m.thumbnails.queue.full():
+        raise HTTPError(429, "too many images waiting to be processed; try again later")
+    data = await request.read()
+    try:
+        m.thumbnails.submit(job, data)
+    except QueueFull as exc:
+        raise HTTPError(429, str(exc)) from exc
+    return web.Response(status=202)

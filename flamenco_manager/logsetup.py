@@ -1,0 +1,36 @@
+"""Logging: key=value lines; journald-friendly (priority prefix, no timestamp) under systemd."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+# syslog priorities journald reads from a `<N>` line prefix.
+_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = max((lvl for lvl in _PRIORITY if lvl <= record.levelno), default=logging.DEBUG)
+        return f"<{_PRIORITY[level]}>{super().format(record)}"
+
+
+def setup(*, quiet: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log is one line per request: useful when debugging, noise otherwise.
+    logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if debug else logging.WARNING)

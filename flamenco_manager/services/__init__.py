@@ -1,0 +1,128 @@
+"""The Manager's services wired together, with the background loops they need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pathlib
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from flamenco_manager.config import ManagerConfig, current_platform
+from flamenco_manager.model import Task
+from flamenco_manager.services.events import Hub
+from flamenco_manager.services.farm_status import FarmStatus
+from flamenco_manager.services.jobs import Jobs
+from flamenco_manager.services.scheduler import Scheduler
+from flamenco_manager.services.statemachine import StateMachine
+from flamenco_manager.services.task_updates import TaskUpdates
+from flamenco_manager.services.tasklogs import TaskLogs
+from flamenco_manager.services.thumbnails import Thumbnails
+from flamenco_manager.services.timeouts import TimeoutChecker
+from flamenco_manager.services.workers import Workers
+from flamenco_manager.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+# Last-seen times are written in batches this often; worker timeouts are tens of seconds.
+SEEN_FLUSH_INTERVAL = 2.0
+# Jobs marked for deletion are removed this often (Flamenco's period).
+JOB_DELETER_INTERVAL = 60.0
+
+
+def _resolve(config: ManagerConfig, path: str) -> pathlib.Path:
+    """Relative paths in the configuration are relative to the configuration file's directory."""
+    p = pathlib.Path(path)
+    if p.is_absolute() or config.source_path is None:
+        return p
+    return config.source_path.parent / p
+
+
+class Manager:
+    def __init__(self, config: ManagerConfig, store: Store | None = None) -> None:
+        self.config = config
+        self.platform = current_platform()
+        self.storage = _resolve(config, config.local_manager_storage_path).absolute()
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.store = store if store is not None else open_store(_resolve(config, config.database))
+        self.hub = Hub()
+        self.logs = TaskLogs(self.storage, self.hub)
+        self.machine = StateMachine(self.store, self.hub, self.logs)
+        self.workers = Workers(self.store, self.hub, self.machine)
+        self.scheduler = Scheduler(self.store, self.machine, self.logs)
+        self.task_updates = TaskUpdates(
+            self.store,
+            self.hub,
+            self.machine,
+            self.logs,
+            blocklist_threshold=config.blocklist_threshold,
+            fail_after_softfail_count=config.task_fail_after_softfail_count,
+        )
+        self.jobs = Jobs(self.store, self.hub, self.machine, config.variables, self.platform, self.storage)
+        self.timeouts = TimeoutChecker(
+            self.store,
+            self.workers,
+            self.machine,
+            self.logs,
+            task_timeout=config.task_timeout,
+            worker_timeout=config.worker_timeout,
+            initial_delay=config.timeout_initial_delay,
+            interval=config.timeout_check_interval,
+        )
+        self.thumbnails = Thumbnails(self.store, self.hub, self.storage)
+        self.farm_status = FarmStatus(self.store, self.hub)
+        self.hub.status_hooks.append(self.farm_status.changed_soon)
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        fixed = self.machine.check_stuck()
+        if fixed:
+            log.info("repaired jobs stuck in a transitional status count=%d", fixed)
+        self._spawn(self.timeouts.run(), "timeouts")
+        self._spawn(self.thumbnails.run(), "thumbnails")
+        self._spawn(self.farm_status.run(), "farm-status")
+        self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
+        self._spawn(self._every(JOB_DELETER_INTERVAL, self.jobs.delete_marked), "job-deleter")
+        self.hub.publish("/lifecycle", {"type": "manager-startup"})
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    @staticmethod
+    async def _every(interval: float, fn: Any) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = fn()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("background job failed job=%s", getattr(fn, "__name__", fn))
+
+    def touch_task(self, task: Task) -> None:
+        """A worker showed it is still running this task; restarts its timeout clock."""
+        with self.store.transaction():
+            self.store.update_task(task.id, last_touched_at=time.time())
+
+    def stop_holding(self) -> None:
+        """Answer held long-polls now and hold no new ones: the first step of a shutdown."""
+        self.hub.publish("/lifecycle", {"type": "manager-shutdown"})
+        self.hub.closing = True
+        self.hub.wake_all_workers()
+        self.hub.close_all()
+
+    async def stop(self) -> None:
+        """Stop the loops, write what is pending, close the database."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self.hub.close_all()
+        try:
+            self.workers.flush_seen()
+        finally:
+            self.store.close()

@@ -1,0 +1,147 @@
+"""The events hub: the one way news travels, to SSE subscribers and to held long-poll requests."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# An SSE subscriber that falls this far behind is dropped; it reconnects and re-fetches over REST.
+SUBSCRIBER_QUEUE_SIZE = 2000
+
+TOPICS = ("/lifecycle", "/status", "/jobs", "/task", "/tasklog", "/workers", "/workertags", "/last-rendered")
+
+
+@dataclass(slots=True)
+class Event:
+    topic: str
+    payload: dict[str, Any]
+    job_id: str | None = None
+    task_id: str | None = None
+
+
+@dataclass(eq=False)
+class Subscription:
+    topics: frozenset[str]
+    job_id: str | None
+    task_id: str | None
+    queue: asyncio.Queue[Event | None] = field(default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE_SIZE))
+    dropped: bool = False
+
+    def wants(self, event: Event) -> bool:
+        if event.topic not in self.topics:
+            return False
+        if self.job_id is not None and event.job_id is not None and event.job_id != self.job_id:
+            return False
+        return not (self.task_id is not None and event.task_id is not None and event.task_id != self.task_id)
+
+
+class Hub:
+    """Publish/subscribe for browsers, plus wake-ups for long-polling workers."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._topic_listeners: collections.Counter[str] = collections.Counter()
+        self._worker_waiters: dict[int, set[asyncio.Future[None]]] = {}
+        self._work_waiters: set[asyncio.Future[None]] = set()
+        self.status_hooks: list[Callable[[], None]] = []
+        self.closing = False
+
+    # Event stream.
+
+    def subscribe(self, topics: frozenset[str], job_id: str | None, task_id: str | None) -> Subscription:
+        sub = Subscription(topics, job_id, task_id)
+        self._subscriptions.add(sub)
+        self._topic_listeners.update(topics)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscriptions:
+            self._subscriptions.discard(sub)
+            self._topic_listeners.subtract(sub.topics)
+
+    def has_listeners(self, topic: str) -> bool:
+        return self._topic_listeners[topic] > 0
+
+    def publish(
+        self,
+        topic: str,
+        payload: dict[str, Any] | Callable[[], dict[str, Any]],
+        *,
+        job_id: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        """Deliver an event; a callable payload is only built when someone listens to the topic."""
+        if not self.has_listeners(topic):
+            return
+        event = Event(topic, payload() if callable(payload) else payload, job_id, task_id)
+        for sub in list(self._subscriptions):
+            if not sub.wants(event):
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("event subscriber too slow, dropping it topic=%s", topic)
+                sub.dropped = True
+                self.unsubscribe(sub)
+                sub.queue.get_nowait()
+                sub.queue.put_nowait(None)
+
+    def close_all(self) -> None:
+        for sub in list(self._subscriptions):
+            self.unsubscribe(sub)
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(None)
+
+    def status_changed(self) -> None:
+        """A job or worker changed status; things derived from all statuses (farm status) recompute."""
+        for hook in self.status_hooks:
+            hook()
+
+    # Long-poll wake-ups.
+
+    def waiter(self, worker_id: int, *, work: bool) -> asyncio.Future[None]:
+        """A future resolved when something concerns this worker (and, with `work`, when new work may be
+        schedulable). Resolved at once while the Manager is closing."""
+        fut = asyncio.get_running_loop().create_future()
+        if self.closing:
+            fut.set_result(None)
+            return fut
+        self._worker_waiters.setdefault(worker_id, set()).add(fut)
+        if work:
+            self._work_waiters.add(fut)
+        fut.add_done_callback(lambda f: self._forget(worker_id, f))
+        return fut
+
+    def _forget(self, worker_id: int, fut: asyncio.Future[None]) -> None:
+        self._work_waiters.discard(fut)
+        waiters = self._worker_waiters.get(worker_id)
+        if waiters is not None:
+            waiters.discard(fut)
+            if not waiters:
+                del self._worker_waiters[worker_id]
+
+    def wake_worker(self, worker_id: int) -> None:
+        for fut in list(self._worker_waiters.get(worker_id, ())):
+            if not fut.done():
+                fut.set_result(None)
+
+    def wake_all_workers(self) -> None:
+        """Answer every held request now; used at shutdown together with `closing`."""
+        for worker_id in list(self._worker_waiters):
+            self.wake_worker(worker_id)
+
+    def work_available(self) -> None:
+        for fut in list(self._work_waiters):
+            if not fut.done():
+                fut.set_result(None)
+
+    def held_workers(self) -> set[int]:
+        """Workers with a request held open right now; they count as seen."""
+        return {worker_id for worker_id, waiters in self._worker_waiters.items() if waiters}

@@ -1,0 +1,50 @@
+"""Task scheduling (reference §5.5): pick, assign and activate in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flamenco_manager.model import Job, Task, TaskStatus, Worker
+from flamenco_manager.services.statemachine import StateMachine
+from flamenco_manager.services.tasklogs import TaskLogs
+from flamenco_manager.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, store: Store, machine: StateMachine, logs: TaskLogs) -> None:
+        self.store = store
+        self.machine = machine
+        self.logs = logs
+
+    def assign(self, worker: Worker) -> tuple[Task, Job] | None:
+        """The worker's own active task again, else the best runnable task, now active for this worker.
+
+        Everything happens inside one write transaction on the event loop, so two workers can never be
+        handed the same task.
+        """
+        now = time.time()
+        with self.store.transaction():
+            task = self.store.find_assigned_active_task(worker.id)
+            if task is not None:
+                self.store.update_task(task.id, last_touched_at=now)
+                task.last_touched_at = now
+                job = self.store.get_job_by_id(task.job_id)
+                assert job is not None
+                log.info("re-delivering active task worker=%s task=%s", worker.uuid, task.uuid)
+                return task, job
+            task = self.store.find_runnable_task(worker)
+            if task is None:
+                return None
+            job = self.store.get_job_by_id(task.job_id)
+            assert job is not None
+            self.store.update_task(task.id, worker_id=worker.id, last_touched_at=now, updated_at=now)
+            task.worker_id, task.last_touched_at = worker.id, now
+            self.logs.manager_line(
+                job.uuid, task.uuid, f"Task assigned to worker {worker.name} ({worker.uuid})"
+            )
+            self.machine.task_status_change(task, TaskStatus.ACTIVE, job=job)
+        log.debug("task assigned worker=%s task=%s job=%s", worker.uuid, task.uuid, job.uuid)
+        return task, job

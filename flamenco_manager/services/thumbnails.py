@@ -1,0 +1,103 @@
+"""Last-rendered images: a small latest-first queue turning uploads into three JPEG thumbnails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import pathlib
+from dataclasses import dataclass
+
+from flamenco_manager.model import Job
+from flamenco_manager.services.events import Hub
+from flamenco_manager.services.tasklogs import job_dir
+from flamenco_manager.store import Store
+
+try:
+    from PIL import Image
+except ImportError:  # Pillow is optional: without it uploads are accepted and dropped.
+    Image = None
+
+log = logging.getLogger(__name__)
+
+# Uploads waiting for processing; a full queue answers 429 (Flamenco's size).
+QUEUE_SIZE = 3
+# Largest accepted upload (Flamenco's limit): a 4K 16-bit PNG fits comfortably.
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+JPEG_QUALITY = 85
+# (file name, maximum width, maximum height), as Flamenco writes them.
+THUMBNAILS = (
+    ("last-rendered.jpg", 1920, 1080),
+    ("last-rendered-small.jpg", 600, 338),
+    ("last-rendered-tiny.jpg", 200, 112),
+)
+ACCEPTED_TYPES = ("image/jpeg", "image/png")
+
+
+@dataclass(slots=True)
+class Upload:
+    job: Job
+    data: bytes
+
+
+class QueueFull(Exception):
+    pass
+
+
+def thumbnail_info(storage: pathlib.Path, job_uuid: str) -> dict | None:
+    directory = job_dir(storage, job_uuid)
+    suffixes = [name for name, _, _ in THUMBNAILS if (directory / name).exists()]
+    if not suffixes:
+        return None
+    return {"base": "/job-files/" + directory.relative_to(storage).as_posix(), "suffixes": suffixes}
+
+
+def _write_thumbnails(directory: pathlib.Path, data: bytes) -> None:
+    assert Image is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    with Image.open(io.BytesIO(data)) as opened:
+        image = opened.convert("RGB")
+    for name, width, height in THUMBNAILS:
+        thumb = image.copy()
+        thumb.thumbnail((width, height), Image.LANCZOS)
+        tmp = directory / f".{name}.tmp"
+        thumb.save(tmp, "JPEG", quality=JPEG_QUALITY)
+        os.replace(tmp, directory / name)
+
+
+class Thumbnails:
+    def __init__(self, store: Store, hub: Hub, storage: pathlib.Path) -> None:
+        self.store = store
+        self.hub = hub
+        self.storage = storage
+        self.queue: asyncio.Queue[Upload] = asyncio.Queue(QUEUE_SIZE)
+        if Image is None:
+            log.warning("Pillow is not installed: last-rendered thumbnails are disabled")
+
+    def submit(self, job: Job, data: bytes) -> None:
+        try:
+            self.queue.put_nowait(Upload(job, data))
+        except asyncio.QueueFull as exc:
+            raise QueueFull("too many images waiting to be processed") from exc
+
+    async def run(self) -> None:
+        while True:
+            upload = await self.queue.get()
+            if Image is None:
+                continue
+            directory = job_dir(self.storage, upload.job.uuid)
+            try:
+                await asyncio.to_thread(_write_thumbnails, directory, upload.data)
+            except Exception as exc:
+                log.warning("could not make thumbnails job=%s error=%s", upload.job.uuid, exc)
+                continue
+            with contextlib.suppress(Exception), self.store.transaction():
+                if self.store.get_job_by_id(upload.job.id) is None:
+                    continue
+                self.store.set_last_rendered(upload.job.id)
+            info = thumbnail_info(self.storage, upload.job.uuid)
+            self.hub.publish(
+                "/last-rendered", {"job_id": upload.job.uuid, "thumbnail": info}, job_id=upload.job.uuid
+            )

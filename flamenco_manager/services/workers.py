@@ -1,0 +1,256 @@
+"""Worker registry, sign-on/off, status requests (reference §3.2, §3.5, §4, §10)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid as uuidlib
+
+from flamenco_manager import payloads
+from flamenco_manager.model import Worker, WorkerStatus
+from flamenco_manager.services import auth
+from flamenco_manager.services.errors import NotFound, PreconditionFailed
+from flamenco_manager.services.events import Hub
+from flamenco_manager.services.sleep_schedule import scheduled_status
+from flamenco_manager.services.statemachine import StateMachine
+from flamenco_manager.store import Store
+
+log = logging.getLogger(__name__)
+
+_REMEMBERED_ON_SIGN_OFF = (WorkerStatus.AWAKE, WorkerStatus.ASLEEP)
+
+
+def normalise_task_types(types: list[str]) -> list[str]:
+    return sorted({t.strip().lower() for t in types if t.strip()})
+
+
+class Workers:
+    def __init__(self, store: Store, hub: Hub, machine: StateMachine) -> None:
+        self.store = store
+        self.hub = hub
+        self.machine = machine
+        self.secrets = auth.SecretCache()
+        # Last-seen times not yet written; flushed in batches so a poll costs no write of its own.
+        self._seen: dict[int, float] = {}
+
+    # Authentication.
+
+    async def authenticate(self, worker_uuid: str, secret: str) -> Worker | None:
+        worker = self.store.get_worker(worker_uuid)
+        stored = worker.secret_hash if worker is not None else None
+        if worker is not None and self.secrets.check(worker_uuid, secret, worker.secret_hash):
+            return worker
+        if not await auth.verify_secret(secret, stored):
+            return None
+        # Re-read: the worker may have been deleted while bcrypt ran on another thread.
+        worker = self.store.get_worker(worker_uuid)
+        if worker is None or worker.secret_hash != stored:
+            return None
+        self.secrets.remember(worker_uuid, secret, worker.secret_hash)
+        return worker
+
+    # Seen-tracking.
+
+    def seen(self, worker: Worker) -> None:
+        now = time.time()
+        self._seen[worker.id] = now
+        worker.last_seen_at = now
+
+    def last_seen(self, worker: Worker) -> float | None:
+        return self._seen.get(worker.id, worker.last_seen_at)
+
+    def flush_seen(self) -> None:
+        held = self.hub.held_workers()
+        now = time.time()
+        for worker_id in held:
+            self._seen[worker_id] = now
+        if not self._seen:
+            return
+        pending, self._seen = self._seen, {}
+        with self.store.transaction():
+            self.store.mark_workers_seen(pending.items())
+
+    # Worker protocol.
+
+    async def register(
+        self, *, name: str, platform: str, secret: str, supported_task_types: list[str], address: str
+    ) -> Worker:
+        secret_hash = await auth.hash_secret(secret)
+        with self.store.transaction():
+            worker = self.store.create_worker(
+                uuid=str(uuidlib.uuid4()),
+                secret_hash=secret_hash,
+                name=name,
+                address=address,
+                platform=platform,
+                supported_task_types=normalise_task_types(supported_task_types),
+                now=time.time(),
+            )
+        log.info("worker registered worker=%s name=%r platform=%s", worker.uuid, name, platform)
+        self.secrets.remember(worker.uuid, secret, secret_hash)
+        self.publish(worker)
+        return worker
+
+    def sign_on(
+        self,
+        worker: Worker,
+        *,
+        name: str,
+        software: str,
+        supported_task_types: list[str],
+        can_restart: bool,
+        address: str,
+    ) -> str:
+        previous = worker.status
+        types = normalise_task_types(supported_task_types)
+        now = time.time()
+        with self.store.transaction():
+            self.store.update_worker(
+                worker.id,
+                status=WorkerStatus.STARTING,
+                address=address,
+                name=name,
+                software=software,
+                supported_task_types=types,
+                can_restart=int(can_restart),
+                updated_at=now,
+                last_seen_at=now,
+            )
+        worker.status, worker.address, worker.name, worker.software = (
+            WorkerStatus.STARTING,
+            address,
+            name,
+            software,
+        )
+        worker.supported_task_types, worker.can_restart, worker.updated_at = types, can_restart, now
+        log.info("worker signed on worker=%s name=%r previous_status=%s", worker.uuid, name, previous or "-")
+        self.publish(worker, previous_status=previous)
+        self.hub.work_available()
+        if worker.status_requested:
+            return worker.status_requested
+        return scheduled_status(self.store.get_sleep_schedule(worker.id), time.time())
+
+    def sign_off(self, worker: Worker) -> None:
+        previous = worker.status
+        fields: dict = {"status": WorkerStatus.OFFLINE, "updated_at": time.time()}
+        requested = worker.status_requested
+        if requested in (WorkerStatus.OFFLINE, WorkerStatus.RESTART):
+            requested = ""
+            fields.update(status_requested="", lazy_status_request=0)
+        if not requested and previous in _REMEMBERED_ON_SIGN_OFF:
+            # Remember the state so the next sign-on sends the worker back to it.
+            fields.update(status_requested=previous, lazy_status_request=0)
+        with self.store.transaction():
+            self.store.update_worker(worker.id, **fields)
+            self._apply(worker, fields)
+            self.machine.requeue_worker_tasks(worker, "worker signed off")
+        log.info("worker signed off worker=%s previous_status=%s", worker.uuid, previous)
+        self.publish(worker, previous_status=previous)
+
+    def state_changed(self, worker: Worker, status: str) -> None:
+        previous = worker.status
+        fields: dict = {"status": status, "updated_at": time.time()}
+        if worker.status_requested and worker.status_requested != status:
+            log.warning(
+                "worker acknowledged a status other than the one requested worker=%s status=%s requested=%s",
+                worker.uuid,
+                status,
+                worker.status_requested,
+            )
+        else:
+            fields.update(status_requested="", lazy_status_request=0)
+        with self.store.transaction():
+            self.store.update_worker(worker.id, **fields)
+            self._apply(worker, fields)
+            if previous == WorkerStatus.AWAKE and status != WorkerStatus.AWAKE:
+                reason = f"worker {worker.name} ({worker.uuid}) changed status to '{status}'"
+                self.machine.requeue_worker_tasks(worker, reason)
+        log.info("worker status changed worker=%s from=%s to=%s", worker.uuid, previous, status)
+        self.publish(worker, previous_status=previous)
+        if status == WorkerStatus.AWAKE:
+            self.hub.wake_worker(worker.id)
+
+    # Management.
+
+    def get(self, worker_uuid: str) -> Worker:
+        worker = self.store.get_worker(worker_uuid)
+        if worker is None:
+            raise NotFound(f"worker {worker_uuid} not found")
+        return worker
+
+    def request_status(self, worker: Worker, status: str, *, is_lazy: bool) -> None:
+        if status == worker.status:
+            fields: dict = {"status_requested": "", "lazy_status_request": 0}
+        elif status == WorkerStatus.RESTART and not worker.can_restart:
+            raise PreconditionFailed(f"worker {worker.name!r} does not know how to restart")
+        else:
+            fields = {"status_requested": status, "lazy_status_request": int(is_lazy)}
+        fields["updated_at"] = time.time()
+        with self.store.transaction():
+            self.store.update_worker(worker.id, **fields)
+        self._apply(worker, fields)
+        log.info(
+            "worker status requested worker=%s status=%s lazy=%s",
+            worker.uuid,
+            worker.status_requested or "-",
+            worker.lazy_status_request,
+        )
+        self.publish(worker)
+        self.hub.wake_worker(worker.id)
+
+    def delete(self, worker: Worker) -> None:
+        now = time.time()
+        with self.store.transaction():
+            self.machine.requeue_worker_tasks(worker, "worker is being deleted")
+            self.store.update_worker(worker.id, deleted_at=now, updated_at=now)
+        worker.deleted_at, worker.updated_at = now, now
+        self.secrets.forget(worker.uuid)
+        log.info("worker deleted worker=%s", worker.uuid)
+        self.publish(worker)
+        self.hub.wake_worker(worker.id)
+
+    def set_tags(self, worker: Worker, tag_uuids: list[str]) -> None:
+        tag_ids = []
+        for tag_uuid in tag_uuids:
+            tag = self.store.get_tag(tag_uuid)
+            if tag is None:
+                raise NotFound(f"worker tag {tag_uuid} not found")
+            tag_ids.append(tag.id)
+        with self.store.transaction():
+            self.store.set_worker_tags(worker.id, tag_ids)
+            self.store.update_worker(worker.id, updated_at=time.time())
+        self.publish(worker)
+        self.hub.work_available()
+
+    def time_out(self, worker: Worker) -> None:
+        previous = worker.status
+        fields = {
+            "status": WorkerStatus.ERROR,
+            "status_requested": "",
+            "lazy_status_request": 0,
+            "updated_at": time.time(),
+        }
+        with self.store.transaction():
+            self.store.update_worker(worker.id, **fields)
+            self._apply(worker, fields)
+            self.machine.requeue_worker_tasks(worker, "worker timed out")
+        log.warning(
+            "worker timed out worker=%s name=%r previous_status=%s", worker.uuid, worker.name, previous
+        )
+        self.publish(worker, previous_status=previous)
+
+    # Helpers.
+
+    @staticmethod
+    def _apply(worker: Worker, fields: dict) -> None:
+        for name, value in fields.items():
+            if name == "lazy_status_request":
+                value = bool(value)
+            setattr(worker, name, value)
+
+    def publish(self, worker: Worker, *, previous_status: str | None = None) -> None:
+        self.hub.status_changed()
+        self.hub.publish(
+            "/workers",
+            lambda: payloads.worker_event(worker, self.last_seen(worker), previous_status=previous_status),
+        )

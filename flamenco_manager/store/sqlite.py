@@ -1,0 +1,163 @@
+"""SQLite implementation of the store: connection setup, migrations, transactions, off-loop reads."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import importlib.resources
+import logging
+import pathlib
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from flamenco_manager.store.interface import StoreError
+from flamenco_manager.store.sqlite_jobs import JobQueries
+from flamenco_manager.store.sqlite_workers import WorkerQueries
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long a connection waits for another writer (e.g. a second process) before giving up.
+BUSY_TIMEOUT_MS = 5000
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def _connect(path: pathlib.Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL survives a killed process (the WAL is in the OS cache); only power loss may drop
+        # the last commits. That is the durability the farm needs, at a fraction of FULL's cost.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The numbered migration scripts shipped with the package, in order."""
+    found = []
+    for entry in importlib.resources.files("flamenco_manager.store.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    numbers = [n for n, _, _ in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise StoreError(f"migration numbers must be 1..N without gaps, found {numbers}")
+    return found
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the database's user_version, each in its own transaction."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    available = migrations()
+    if current > len(available):
+        raise StoreError(
+            f"database schema version {current} is newer than this Manager knows ({len(available)})"
+        )
+    for number, name, script in available[current:]:
+        log.info("applying database migration migration=%s", name)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(available)
+
+
+def _split_statements(script: str) -> Iterator[str]:
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip() and not buffer.strip().startswith("--"):
+        raise StoreError("migration script ends with an incomplete statement")
+
+
+class SQLiteStore(WorkerQueries, JobQueries):
+    """All SQL of the Manager. Called on the event loop; `offloop` runs big reads on a reader thread."""
+
+    def __init__(self, conn: sqlite3.Connection, path: pathlib.Path, *, reader: bool = False) -> None:
+        self.conn = conn
+        self.path = path
+        self._depth = 0
+        self._reader: SQLiteStore | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._is_reader = reader
+        self._reader_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: pathlib.Path) -> SQLiteStore:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(path)
+            migrate(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: {exc}") from exc
+        return cls(conn, path)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._reader is not None:
+            self._reader.conn.close()
+            self._reader = None
+        # A clean close checkpoints the WAL so the database is one file again.
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.conn.execute("COMMIT")
+
+    async def offloop(self, fn: Callable[[SQLiteStore], T]) -> T:
+        """Run a read-only function against a second connection on a worker thread."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-reader")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run_reader, fn)
+
+    def _run_reader(self, fn: Callable[[SQLiteStore], T]) -> T:
+        if self._reader is None:
+            self._reader = SQLiteStore(_connect(self.path, readonly=True), self.path, reader=True)
+        with self._reader_lock:
+            self._reader.conn.execute("BEGIN")
+            try:
+                return fn(self._reader)
+            finally:
+                self._reader.conn.execute("COMMIT")

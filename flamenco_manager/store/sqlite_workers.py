@@ -1,0 +1,208 @@
+"""Worker, tag and sleep-schedule queries of the SQLite store."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from flamenco_manager.model import SleepSchedule, Tag, Worker
+
+_WORKER_COLUMNS = frozenset(
+    {
+        "name",
+        "address",
+        "platform",
+        "software",
+        "status",
+        "status_requested",
+        "lazy_status_request",
+        "can_restart",
+        "supported_task_types",
+        "updated_at",
+        "last_seen_at",
+        "deleted_at",
+        "secret_hash",
+    }
+)
+
+
+def worker_from_row(row: sqlite3.Row) -> Worker:
+    types = row["supported_task_types"]
+    return Worker(
+        id=row["id"],
+        uuid=row["uuid"],
+        secret_hash=row["secret_hash"],
+        name=row["name"],
+        address=row["address"],
+        platform=row["platform"],
+        software=row["software"],
+        status=row["status"],
+        status_requested=row["status_requested"],
+        lazy_status_request=bool(row["lazy_status_request"]),
+        can_restart=bool(row["can_restart"]),
+        supported_task_types=types.split(",") if types else [],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_seen_at=row["last_seen_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+def _tag(row: sqlite3.Row) -> Tag:
+    return Tag(id=row["id"], uuid=row["uuid"], name=row["name"], description=row["description"])
+
+
+class WorkerQueries:
+    conn: sqlite3.Connection
+
+    def create_worker(
+        self,
+        *,
+        uuid: str,
+        secret_hash: str,
+        name: str,
+        address: str,
+        platform: str,
+        supported_task_types: list[str],
+        now: float,
+    ) -> Worker:
+        cur = self.conn.execute(
+            "INSERT INTO workers (uuid, secret_hash, name, address, platform, supported_task_types,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (uuid, secret_hash, name, address, platform, ",".join(supported_task_types), now, now),
+        )
+        worker = self.get_worker_by_id(cur.lastrowid)
+        assert worker is not None
+        return worker
+
+    def get_worker(self, uuid: str) -> Worker | None:
+        row = self.conn.execute(
+            "SELECT * FROM workers WHERE uuid = ? AND deleted_at IS NULL", (uuid,)
+        ).fetchone()
+        return worker_from_row(row) if row else None
+
+    def get_worker_by_id(self, worker_id: int) -> Worker | None:
+        row = self.conn.execute("SELECT * FROM workers WHERE id = ?", (worker_id,)).fetchone()
+        return worker_from_row(row) if row else None
+
+    def list_workers(self) -> list[Worker]:
+        rows = self.conn.execute("SELECT * FROM workers WHERE deleted_at IS NULL ORDER BY name, id")
+        return [worker_from_row(r) for r in rows]
+
+    def update_worker(self, worker_id: int, **fields: Any) -> None:
+        unknown = set(fields) - _WORKER_COLUMNS
+        if unknown:
+            raise ValueError(f"not a worker column: {sorted(unknown)}")
+        if "supported_task_types" in fields:
+            fields["supported_task_types"] = ",".join(fields["supported_task_types"])
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self.conn.execute(f"UPDATE workers SET {assignments} WHERE id = ?", (*fields.values(), worker_id))
+
+    def mark_workers_seen(self, seen: Iterable[tuple[int, float]]) -> None:
+        self.conn.executemany(
+            "UPDATE workers SET last_seen_at = ?2"
+            " WHERE id = ?1 AND (last_seen_at IS NULL OR last_seen_at < ?2)",
+            seen,
+        )
+
+    def workers_not_seen_since(self, before: float) -> list[Worker]:
+        rows = self.conn.execute(
+            "SELECT * FROM workers WHERE deleted_at IS NULL AND status NOT IN ('error', 'offline', '')"
+            " AND (last_seen_at IS NULL OR last_seen_at <= ?)",
+            (before,),
+        )
+        return [worker_from_row(r) for r in rows]
+
+    def count_workers_able(self, job_id: int, task_type: str) -> int:
+        """Workers that support the task type and are not blocklisted for it on this job (any status)."""
+        rows = self.conn.execute(
+            "SELECT w.id, w.supported_task_types FROM workers w WHERE w.deleted_at IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM job_blocks b WHERE b.job_id = ? AND b.worker_id = w.id AND b.task_type = ?)",
+            (job_id, task_type),
+        )
+        return sum(1 for r in rows if task_type in r["supported_task_types"].split(","))
+
+    def count_workers_by_status(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT status, count(*) FROM workers WHERE deleted_at IS NULL GROUP BY status"
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    # Tags.
+
+    def create_tag(self, *, uuid: str, name: str, description: str) -> Tag:
+        cur = self.conn.execute(
+            "INSERT INTO worker_tags (uuid, name, description) VALUES (?, ?, ?)", (uuid, name, description)
+        )
+        return Tag(id=cur.lastrowid, uuid=uuid, name=name, description=description)
+
+    def get_tag(self, uuid: str) -> Tag | None:
+        row = self.conn.execute("SELECT * FROM worker_tags WHERE uuid = ?", (uuid,)).fetchone()
+        return _tag(row) if row else None
+
+    def get_tag_by_id(self, tag_id: int) -> Tag | None:
+        row = self.conn.execute("SELECT * FROM worker_tags WHERE id = ?", (tag_id,)).fetchone()
+        return _tag(row) if row else None
+
+    def get_tag_by_name(self, name: str) -> Tag | None:
+        row = self.conn.execute("SELECT * FROM worker_tags WHERE name = ?", (name,)).fetchone()
+        return _tag(row) if row else None
+
+    def list_tags(self) -> list[Tag]:
+        return [_tag(r) for r in self.conn.execute("SELECT * FROM worker_tags ORDER BY name")]
+
+    def update_tag(self, tag_id: int, *, name: str, description: str) -> None:
+        self.conn.execute(
+            "UPDATE worker_tags SET name = ?, description = ? WHERE id = ?", (name, description, tag_id)
+        )
+
+    def delete_tag(self, tag_id: int) -> None:
+        self.conn.execute("DELETE FROM worker_tags WHERE id = ?", (tag_id,))
+
+    def worker_tags(self, worker_id: int) -> list[Tag]:
+        rows = self.conn.execute(
+            "SELECT t.* FROM worker_tags t JOIN worker_tag_membership m ON m.tag_id = t.id"
+            " WHERE m.worker_id = ? ORDER BY t.name",
+            (worker_id,),
+        )
+        return [_tag(r) for r in rows]
+
+    def set_worker_tags(self, worker_id: int, tag_ids: list[int]) -> None:
+        self.conn.execute("DELETE FROM worker_tag_membership WHERE worker_id = ?", (worker_id,))
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO worker_tag_membership (worker_id, tag_id) VALUES (?, ?)",
+            [(worker_id, tag_id) for tag_id in tag_ids],
+        )
+
+    # Sleep schedules.
+
+    def get_sleep_schedule(self, worker_id: int) -> SleepSchedule | None:
+        row = self.conn.execute("SELECT * FROM sleep_schedules WHERE worker_id = ?", (worker_id,)).fetchone()
+        if row is None:
+            return None
+        return SleepSchedule(
+            worker_id=row["worker_id"],
+            is_active=bool(row["is_active"]),
+            days_of_week=row["days_of_week"],
+            start_time=row["start_time"],
+            end_time=row["end_time"],
+            next_check=row["next_check"],
+        )
+
+    def set_sleep_schedule(self, schedule: SleepSchedule) -> None:
+        self.conn.execute(
+            "INSERT INTO sleep_schedules"
+            " (worker_id, is_active, days_of_week, start_time, end_time, next_check)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (worker_id) DO UPDATE SET is_active = excluded.is_active,"
+            " days_of_week = excluded.days_of_week, start_time = excluded.start_time,"
+            " end_time = excluded.end_time, next_check = excluded.next_check",
+            (
+                schedule.worker_id,
+                int(schedule.is_active),
+                schedule.days_of_week,
+                schedule.start_time,
+                schedule.end_time,
+                schedule.next_check,
+            ),
+        )
