@@ -138,7 +138,7 @@ ENDPOINTS = [
     ("delete", "/api/v3/worker-mgt/tag/{tag_id}", {"204", "404"}),
     # Jobs and tasks.
     ("get", "/api/v3/jobs/types", {"200"}),
-    ("get", "/api/v3/jobs/type/{typeName}", {"200", "404"}),
+    ("get", "/api/v3/jobs/type/{type_name}", {"200", "404"}),
     ("post", "/api/v3/jobs", {"200", "400", "412"}),
     ("post", "/api/v3/jobs/check", {"204", "400", "412"}),
     ("get", "/api/v3/jobs", {"200"}),
@@ -149,12 +149,17 @@ ENDPOINTS = [
     ("post", "/api/v3/jobs/{job_id}/setpriority", {"204", "404"}),
     ("get", "/api/v3/jobs/{job_id}/blocklist", {"200", "404"}),
     ("delete", "/api/v3/jobs/{job_id}/blocklist", {"204", "404"}),
+    ("post", "/api/v3/jobs/{job_id}/settag", {"204", "404", "406"}),
+    ("get", "/api/v3/jobs/{job_id}/what-would-delete-do", {"200", "404"}),
+    ("get", "/api/v3/jobs/last-rendered", {"200", "204"}),
+    ("get", "/api/v3/jobs/{job_id}/last-rendered", {"200", "204", "404"}),
     ("get", "/api/v3/tasks/{task_id}", {"200", "404"}),
     ("post", "/api/v3/tasks/{task_id}/setstatus", {"204", "404"}),
     ("get", "/api/v3/tasks/{task_id}/log", {"200", "204", "404"}),
     ("get", "/api/v3/tasks/{task_id}/logtail", {"200", "204", "404"}),
     # Meta and events.
     ("get", "/api/v3/version", {"200"}),
+    ("get", "/api/v3/configuration", {"200"}),
     ("get", "/api/v3/configuration/shared-storage/{audience}/{platform}", {"200"}),
     ("get", "/api/v3/configuration/variables/{audience}/{platform}", {"200"}),
     ("get", "/api/v3/status", {"200"}),
@@ -164,7 +169,7 @@ ENDPOINTS = [
 
 
 @pytest.mark.parametrize(("method", "path", "statuses"), ENDPOINTS)
-def test_issue_endpoints_are_described(
+def test_endpoints_are_described(
     spec: dict[str, Any], method: str, path: str, statuses: set[str]
 ) -> None:
     operation = spec["paths"].get(path, {}).get(method)
@@ -234,6 +239,9 @@ SCHEMA_NAMES = [
     "EventWorkerUpdate",
     "EventWorkerTagUpdate",
     "EventLastRenderedUpdate",
+    "JobLastRenderedImageInfo",
+    "ManagerConfiguration",
+    "JobDeletionInfo",
 ]
 
 
@@ -394,7 +402,7 @@ def test_job_types_and_variables_match_the_document(spec: dict[str, Any]) -> Non
         spec, "get", "/api/v3/jobs/types", 200, {"job_types": jobtypes.available_job_types()}
     )
     for job_type in jobtypes.available_job_types():
-        assert_response_valid(spec, "get", "/api/v3/jobs/type/{typeName}", 200, job_type)
+        assert_response_valid(spec, "get", "/api/v3/jobs/type/{type_name}", 200, job_type)
     variables = Variables.from_config(None, shared_storage_path="/srv/flamenco")
     body = variables.for_audience("workers", "linux")
     assert_response_valid(spec, "get", "/api/v3/configuration/variables/{audience}/{platform}", 200, body)
