@@ -23,7 +23,7 @@ AUDIENCE_USERS = "users"
 # The audiences a caller may ask for; `all` only appears in definitions and applies to both.
 CONCRETE_AUDIENCES = (AUDIENCE_WORKERS, AUDIENCE_USERS)
 PLATFORM_ALL = "all"
-# Platform whose value the Manager uses when a submitter says "manager".
+# The submitter_platform that means "the Manager's own platform".
 SUBMITTER_IS_MANAGER = "manager"
 
 # Name of the implicit one-way variable pointing at the job storage; a configured one is dropped.
@@ -130,12 +130,6 @@ class Variables:
             )
         )
         return cls(variables=tuple(parsed), manager_platform=manager_platform.lower())
-
-    def by_name(self, name: str) -> Variable | None:
-        for variable in self.variables:
-            if variable.name == name:
-                return variable
-        return None
 
     def for_audience(self, audience: str, platform: str) -> dict[str, dict[str, Any]]:
         """`{name: {"value", "is_twoway"}}` for every variable that has a value there."""

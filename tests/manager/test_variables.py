@@ -241,6 +241,14 @@ def test_windows_manager_swaps_for_linux_workers() -> None:
     assert expand(variables, "S:\\shot\\a.png", "windows") == "S:\\shot\\a.png"
 
 
+def test_expand_string_for_an_audience() -> None:
+    variables = make(STORAGE)
+    assert variables.expand_string("{storage}/projects", "users", "windows") == "S:\\projects"
+    assert variables.expand_string("/media/shared/projects", "users", "darwin") == "/Volumes/shared/projects"
+    with pytest.raises(ValueError, match="unknown audience"):
+        variables.expand_string("x", "everyone", "linux")
+
+
 # --- for_audience ------------------------------------------------------------------------------------------
 
 
