@@ -1,0 +1,278 @@
+"""A real Manager on a loopback port with a real SQLite file, and a client that speaks to it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import pathlib
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from flamenco_manager.api import build_app
+from flamenco_manager.config import ManagerConfig
+from flamenco_manager.services import Manager
+
+API = "/api/v3"
+
+
+def _spec_checker() -> Any:
+    """The OpenAPI response checker, once the document and its checker exist."""
+    try:
+        check = importlib.import_module("tests.manager.openapi_check")
+        from flamenco_manager.openapi import load_spec
+    except ImportError:
+        return None
+    return check.assert_response_valid, load_spec()
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: Any
+
+    def json(self) -> Any:
+        return self.body
+
+
+class Client:
+    """HTTP client for tests; every JSON answer is checked against the OpenAPI document."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, checker: Any) -> None:
+        self.session = session
+        self.base = base
+        self.checker = checker
+        self._templates: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _template_of(self, path: str) -> str | None:
+        if self.checker is None:
+            return None
+        if self._templates is None:
+            spec = self.checker[1]
+            self._templates = []
+            for template in spec.get("paths", {}):
+                full = template if template.startswith(API) else API + template
+                pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
+                self._templates.append((re.compile(pattern), template))
+        for pattern, template in self._templates:
+            if pattern.match(path):
+                return template
+        return None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        auth: tuple[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        validate: bool = True,
+        timeout: float = 30.0,
+    ) -> Reply:
+        basic = aiohttp.BasicAuth(*auth) if auth else None
+        async with self.session.request(
+            method,
+            self.base + path,
+            json=json,
+            auth=basic,
+            headers=headers,
+            data=data,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            raw = await resp.read()
+            body: Any = raw
+            if resp.content_type == "application/json" and raw:
+                body = await resp.json()
+            elif resp.content_type.startswith("text/"):
+                body = raw.decode()
+            reply = Reply(resp.status, resp.headers, body)
+        template = self._template_of(path.split("?")[0]) if validate else None
+        if template is not None:
+            check, spec = self.checker
+            check(spec, method.lower(), template, reply.status, reply.body if reply.body != b"" else None)
+        return reply
+
+    async def get(self, path: str, **kw: Any) -> Reply:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> Reply:
+        return await self.request("POST", path, json=json, **kw)
+
+    async def delete(self, path: str, json: Any = None, **kw: Any) -> Reply:
+        return await self.request("DELETE", path, json=json, **kw)
+
+    async def put(self, path: str, json: Any = None, **kw: Any) -> Reply:
+        return await self.request("PUT", path, json=json, **kw)
+
+
+@dataclasses.dataclass
+class FakeWorker:
+    """A worker as the Go worker would drive the protocol."""
+
+    client: Client
+    uuid: str
+    secret: str
+    name: str
+    types: list[str]
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.uuid, self.secret)
+
+    async def sign_on(self, *, can_restart: bool = False) -> str:
+        reply = await self.client.post(
+            f"{API}/worker/sign-on",
+            {
+                "name": self.name,
+                "supported_task_types": self.types,
+                "software_version": "3.9",
+                "can_restart": can_restart,
+            },
+            auth=self.auth,
+        )
+        assert reply.status == 200, reply.body
+        return reply.body["status_requested"]
+
+    async def ack(self, status: str) -> None:
+        reply = await self.client.post(f"{API}/worker/state-changed", {"status": status}, auth=self.auth)
+        assert reply.status == 204, reply.body
+
+    async def fetch(self, *, wait: int | None = None) -> Reply:
+        headers = {"Prefer": f"wait={wait}"} if wait is not None else None
+        return await self.client.post(f"{API}/worker/task", auth=self.auth, headers=headers)
+
+    async def update(self, task_id: str, **body: Any) -> Reply:
+        return await self.client.post(f"{API}/worker/task/{task_id}", body, auth=self.auth)
+
+    async def may_i_run(self, task_id: str, *, wait: int | None = None) -> Reply:
+        headers = {"Prefer": f"wait={wait}"} if wait is not None else None
+        return await self.client.get(
+            f"{API}/worker/task/{task_id}/may-i-run", auth=self.auth, headers=headers
+        )
+
+    async def state(self, *, wait: int | None = None) -> Reply:
+        headers = {"Prefer": f"wait={wait}"} if wait is not None else None
+        return await self.client.get(f"{API}/worker/state", auth=self.auth, headers=headers)
+
+    async def sign_off(self) -> None:
+        reply = await self.client.post(f"{API}/worker/sign-off", auth=self.auth)
+        assert reply.status == 204, reply.body
+
+
+class Farm:
+    def __init__(self, manager: Manager, client: Client) -> None:
+        self.manager = manager
+        self.client = client
+        self._count = 0
+
+    async def register(
+        self,
+        types: tuple[str, ...] = ("misc", "blender", "ffmpeg"),
+        *,
+        platform: str = "linux",
+        name: str | None = None,
+    ) -> FakeWorker:
+        self._count += 1
+        name = name or f"worker-{self._count}"
+        secret = secrets.token_hex(32)
+        reply = await self.client.post(
+            f"{API}/worker/register-worker",
+            {"name": name, "platform": platform, "secret": secret, "supported_task_types": list(types)},
+        )
+        assert reply.status == 200, reply.body
+        return FakeWorker(self.client, reply.body["uuid"], secret, name, list(types))
+
+    async def awake_worker(
+        self, types: tuple[str, ...] = ("misc", "blender", "ffmpeg"), **kw: Any
+    ) -> FakeWorker:
+        worker = await self.register(types, **kw)
+        assert await worker.sign_on(can_restart=True) == "awake"
+        await worker.ack("awake")
+        return worker
+
+    async def submit_echo(self, *, repeats: int = 1, priority: int = 50, **extra: Any) -> dict:
+        body = {
+            "name": f"echo job {priority}",
+            "type": "echo-sleep-test",
+            "priority": priority,
+            "submitter_platform": "linux",
+            "settings": {"message": "hello", "sleep_duration_seconds": 0, "sleep_repeats": repeats},
+            **extra,
+        }
+        reply = await self.client.post(f"{API}/jobs", body)
+        assert reply.status == 200, reply.body
+        return reply.body
+
+    async def job(self, job_id: str) -> dict:
+        reply = await self.client.get(f"{API}/jobs/{job_id}")
+        assert reply.status == 200, reply.body
+        return reply.body
+
+    async def task(self, task_id: str) -> dict:
+        reply = await self.client.get(f"{API}/tasks/{task_id}")
+        assert reply.status == 200, reply.body
+        return reply.body
+
+    async def tasks(self, job_id: str) -> list[dict]:
+        reply = await self.client.get(f"{API}/jobs/{job_id}/tasks")
+        assert reply.status == 200, reply.body
+        return reply.body["tasks"]
+
+    async def worker(self, worker_id: str) -> dict:
+        reply = await self.client.get(f"{API}/worker-mgt/workers/{worker_id}")
+        assert reply.status == 200, reply.body
+        return reply.body
+
+
+def make_config(tmp_path: pathlib.Path, **overrides: Any) -> ManagerConfig:
+    base = ManagerConfig(
+        database=str(tmp_path / "manager.sqlite"),
+        local_manager_storage_path=str(tmp_path / "storage"),
+        shared_storage_path=str(tmp_path / "shared"),
+        long_poll_max=10.0,
+        timeout_initial_delay=3600.0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def farm(tmp_path: pathlib.Path, config_overrides: dict[str, Any]) -> AsyncIterator[Farm]:
+    manager = Manager(make_config(tmp_path, **config_overrides))
+    runner = web.AppRunner(build_app(manager))
+    await runner.setup()
+    await manager.start()
+    site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    async with aiohttp.ClientSession() as session:
+        yield Farm(manager, Client(session, f"http://127.0.0.1:{port}", _spec_checker()))
+        manager.stop_holding()
+    await runner.cleanup()
+    await manager.stop()
+
+
+async def eventually(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
