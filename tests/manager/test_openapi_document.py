@@ -169,9 +169,7 @@ ENDPOINTS = [
 
 
 @pytest.mark.parametrize(("method", "path", "statuses"), ENDPOINTS)
-def test_endpoints_are_described(
-    spec: dict[str, Any], method: str, path: str, statuses: set[str]
-) -> None:
+def test_endpoints_are_described(spec: dict[str, Any], method: str, path: str, statuses: set[str]) -> None:
     operation = spec["paths"].get(path, {}).get(method)
     assert operation is not None, f"{method.upper()} {path} missing"
     assert statuses <= set(operation["responses"]), sorted(statuses - set(operation["responses"]))
