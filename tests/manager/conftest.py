@@ -76,7 +76,7 @@ class Client:
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
         validate: bool = True,
-        timeout: float = 30.0,
+        limit: float = 30.0,
     ) -> Reply:
         basic = aiohttp.BasicAuth(*auth) if auth else None
         async with self.session.request(
@@ -86,7 +86,7 @@ class Client:
             auth=basic,
             headers=headers,
             data=data,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=aiohttp.ClientTimeout(total=limit),
         ) as resp:
             raw = await resp.read()
             body: Any = raw
@@ -265,8 +265,8 @@ async def farm(tmp_path: pathlib.Path, config_overrides: dict[str, Any]) -> Asyn
     await manager.stop()
 
 
-async def eventually(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(predicate: Any, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = predicate()
         if asyncio.iscoroutine(result):
