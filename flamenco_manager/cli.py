@@ -104,6 +104,8 @@ async def serve(config: ManagerConfig) -> int:
     finally:
         await runner.cleanup()
         await manager.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
 
