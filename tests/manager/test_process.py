@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 import signal
 import subprocess
@@ -141,10 +142,8 @@ def test_kill_9_mid_load_loses_nothing(tmp_path: pathlib.Path) -> None:
             background = asyncio.ensure_future(_drive(manager.url, 5, more, 10_000))
             await asyncio.sleep(0.5)
             manager.proc.kill()
-            try:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 await asyncio.wait_for(background, 10)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
             facts["more"] = more
             return facts
 
