@@ -260,12 +260,12 @@ class JobQueries:
         if not types:
             return None
         jobs = self.conn.execute(
-            "SELECT id FROM jobs WHERE status IN ('active', 'queued')"
-            " AND (worker_tag_id IS NULL OR worker_tag_id"
-            " IN (SELECT tag_id FROM worker_tag_membership WHERE worker_id = ?))"
+            "SELECT id FROM jobs INDEXED BY jobs_schedulable"
+            " WHERE runnable_tasks > 0 AND status IN ('active', 'queued') AND (worker_tag_id IS NULL"
+            " OR worker_tag_id IN (SELECT tag_id FROM worker_tag_membership WHERE worker_id = ?))"
             " ORDER BY priority DESC, created_at, id",
             (worker.id,),
-        ).fetchall()
+        )
         query = (
             "SELECT t.* FROM tasks t INDEXED BY tasks_runnable"
             " WHERE t.job_id = ? AND t.status IN ('queued', 'soft-failed')"
@@ -277,9 +277,11 @@ class JobQueries:
             "   WHERE d.task_id = t.id AND dt.status <> 'completed')"
             " ORDER BY t.priority DESC, t.index_in_job LIMIT 1"
         )
+        # The job cursor is read lazily: usually the first job in priority order has a task to give.
         for (job_id,) in jobs:
             row = self.conn.execute(query, (job_id, *types, worker.id, worker.id)).fetchone()
             if row is not None:
+                jobs.close()
                 return _task(row)
         return None
 

@@ -58,11 +58,15 @@ CREATE TABLE jobs (
     worker_tag_id       INTEGER REFERENCES worker_tags(id) ON DELETE SET NULL,
     steps_completed     INTEGER NOT NULL DEFAULT 0,     -- kept equal to the sum over tasks by triggers
     steps_total         INTEGER NOT NULL DEFAULT 0,
+    runnable_tasks      INTEGER NOT NULL DEFAULT 0,     -- queued + soft-failed tasks, kept by triggers
     created_at          REAL    NOT NULL,
     updated_at          REAL    NOT NULL,
     delete_requested_at REAL
 );
-CREATE INDEX jobs_by_status ON jobs (status, priority DESC, created_at);
+CREATE INDEX jobs_by_status ON jobs (status);
+-- The scheduler walks this index in priority order and only sees jobs that have something to run.
+CREATE INDEX jobs_schedulable ON jobs (priority DESC, created_at, id)
+    WHERE runnable_tasks > 0 AND status IN ('active', 'queued');
 
 CREATE TABLE tasks (
     id              INTEGER PRIMARY KEY,
@@ -131,13 +135,18 @@ CREATE TABLE job_task_counts (
 CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
     UPDATE job_task_counts SET n = n + 1 WHERE job_id = NEW.job_id AND status = NEW.status;
     UPDATE jobs SET steps_total = steps_total + NEW.steps_total,
-                    steps_completed = steps_completed + NEW.steps_completed
+                    steps_completed = steps_completed + NEW.steps_completed,
+                    runnable_tasks = runnable_tasks + (NEW.status IN ('queued', 'soft-failed'))
      WHERE id = NEW.job_id;
 END;
 
 CREATE TRIGGER tasks_count_status AFTER UPDATE OF status ON tasks WHEN OLD.status <> NEW.status BEGIN
     UPDATE job_task_counts SET n = n - 1 WHERE job_id = OLD.job_id AND status = OLD.status;
     UPDATE job_task_counts SET n = n + 1 WHERE job_id = NEW.job_id AND status = NEW.status;
+    UPDATE jobs SET runnable_tasks = runnable_tasks + (NEW.status IN ('queued', 'soft-failed'))
+                                                    - (OLD.status IN ('queued', 'soft-failed'))
+     WHERE id = NEW.job_id
+       AND (NEW.status IN ('queued', 'soft-failed')) <> (OLD.status IN ('queued', 'soft-failed'));
 END;
 
 CREATE TRIGGER tasks_count_steps AFTER UPDATE OF steps_completed, steps_total ON tasks
