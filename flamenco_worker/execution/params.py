@@ -1,0 +1,110 @@
+"""Reading a command's parameters with errors that name the command and the parameter."""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import shutil
+from typing import Any
+
+from flamenco_worker.execution.model import Command, CommandError
+
+_MISSING = object()
+
+
+class Parameters:
+    """Typed access to `command.parameters`; every problem raises CommandError naming both."""
+
+    def __init__(self, command: Command) -> None:
+        self._command = command.name
+        self._values = command.parameters
+
+    def error(self, name: str, problem: str) -> CommandError:
+        return CommandError(
+            f'{self._command}: parameter "{name}" {problem}', command=self._command, parameter=name
+        )
+
+    def required(self, name: str) -> Any:
+        value = self._values.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            raise self.error(name, "is missing")
+        return value
+
+    def string(self, name: str) -> str:
+        """A required, non-empty string."""
+        value = self.required(name)
+        if not isinstance(value, str):
+            raise self.error(name, f"must be a string, got {_kind(value)}")
+        if not value:
+            raise self.error(name, "must not be empty")
+        return value
+
+    def optional_string(self, name: str) -> str:
+        """A string that may be absent or empty ("" then)."""
+        value = self._values.get(name)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise self.error(name, f"must be a string, got {_kind(value)}")
+        return value
+
+    def string_list(self, name: str) -> list[str]:
+        """A list of strings; absent means empty."""
+        value = self._values.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(name, f"must be a list of strings, got {_kind(value)}")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(name, f"must be a list of strings, item {index} is {_kind(item)}")
+        return list(value)
+
+    def split_string(self, name: str) -> list[str]:
+        """An optional string of shell-style words (quotes allowed), split into arguments."""
+        text = self.optional_string(name)
+        try:
+            return shlex.split(text)
+        except ValueError as err:
+            raise self.error(name, f"cannot be split into arguments: {err}") from None
+
+    def number(self, name: str) -> float:
+        """A required finite number (JSON int or float; booleans are not numbers)."""
+        value = self.required(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(name, f"must be a number, got {_kind(value)}")
+        if not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, got {value}")
+        return float(value)
+
+    def absolute_path(self, name: str) -> str:
+        value = self.string(name)
+        if not os.path.isabs(value):
+            raise self.error(name, f"must be an absolute path, got {value!r}")
+        return value
+
+    def executable(self, name: str) -> str:
+        """A required program: a path to an executable file, or a name found on PATH; returns its path."""
+        value = self.string(name)
+        if os.sep in value:
+            if os.path.isfile(value) and os.access(value, os.X_OK):
+                return value
+            raise self.error(name, f"{value!r} is not an executable file")
+        found = shutil.which(value)
+        if found is None:
+            raise self.error(name, f"{value!r} is not found on PATH")
+        return found
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
