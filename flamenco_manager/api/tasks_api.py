@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from flamenco_manager import payloads
@@ -51,7 +53,7 @@ async def set_task_status(request: web.Request) -> web.Response:
 async def task_log_info(request: web.Request) -> web.Response:
     m = manager_of(request)
     task, job = _task(m, request)
-    size = m.logs.size(job.uuid, task.uuid)
+    size = await asyncio.to_thread(m.logs.size, job.uuid, task.uuid)
     if size == 0:
         return web.Response(status=204)
     return web.json_response(
@@ -68,7 +70,7 @@ async def task_log_info(request: web.Request) -> web.Response:
 async def task_log_tail(request: web.Request) -> web.Response:
     m = manager_of(request)
     task, job = _task(m, request)
-    tail = m.logs.tail(job.uuid, task.uuid)
+    tail = await asyncio.to_thread(m.logs.tail, job.uuid, task.uuid)
     if not tail:
         return web.Response(status=204)
     return web.Response(body=tail, content_type="text/plain", charset="utf-8")

@@ -60,7 +60,9 @@ class Manager:
             blocklist_threshold=config.blocklist_threshold,
             fail_after_softfail_count=config.task_fail_after_softfail_count,
         )
-        self.jobs = Jobs(self.store, self.hub, self.machine, config.variables, self.platform, self.storage)
+        self.jobs = Jobs(
+            self.store, self.hub, self.machine, config.variables, self.platform, self.storage, self.logs
+        )
         self.timeouts = TimeoutChecker(
             self.store,
             self.workers,
@@ -125,4 +127,5 @@ class Manager:
         try:
             self.workers.flush_seen()
         finally:
+            self.logs.close()
             self.store.close()

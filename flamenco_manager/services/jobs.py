@@ -15,7 +15,7 @@ from flamenco_manager.model import JOB_STATUSES, Job, JobStatus, NewTask, Tag
 from flamenco_manager.services.errors import Invalid, NotAcceptable, NotFound, PreconditionFailed
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.statemachine import StateMachine
-from flamenco_manager.services.tasklogs import job_dir
+from flamenco_manager.services.tasklogs import TaskLogs, job_dir
 from flamenco_manager.store import Store
 from flamenco_manager.variables import Variables
 
@@ -49,6 +49,7 @@ class Jobs:
         variables: Variables,
         manager_platform: str,
         storage: Any,
+        logs: TaskLogs,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -56,6 +57,7 @@ class Jobs:
         self.variables = variables
         self.manager_platform = manager_platform
         self.storage = storage
+        self.logs = logs
 
     def get(self, job_uuid: str) -> Job:
         job = self.store.get_job(job_uuid)
@@ -226,6 +228,7 @@ class Jobs:
                 self.store.delete_job(job.id)
             for worker_id in workers:
                 self.hub.wake_worker(worker_id)
+            await asyncio.to_thread(self.logs.sync)
             await asyncio.to_thread(shutil.rmtree, job_dir(self.storage, job.uuid), True)
             log.info("job deleted job=%s", job.uuid)
             self.machine.publish_job(job, was_deleted=True)

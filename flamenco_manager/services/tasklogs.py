@@ -1,25 +1,81 @@
-"""Task log files under local storage, and their broadcast as `/tasklog` events."""
+"""Task log files under local storage, and their broadcast as `/tasklog` events.
+
+Appends are handed to one writer thread: creating a file costs close to a millisecond on a journaling
+file system, which the event loop must not wait for. The writer keeps recently used files open.
+"""
 
 from __future__ import annotations
 
+import collections
 import datetime
+import logging
 import os
 import pathlib
+import queue
+import threading
 
 from flamenco_manager.services.events import Hub
 
+log = logging.getLogger(__name__)
+
 # What `/tasks/{id}/logtail` returns: the end of the log, like Flamenco.
 LOG_TAIL_BYTES = 2048
+# Log files the writer keeps open; a task's lines arrive close together, so a few hundred is plenty.
+OPEN_FILES = 256
 
 
 def job_dir(storage: pathlib.Path, job_uuid: str) -> pathlib.Path:
     return storage / f"job-{job_uuid[:4]}" / job_uuid
 
 
+class _Writer(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="task-log-writer", daemon=True)
+        self.queue: queue.SimpleQueue[tuple[pathlib.Path, bytes] | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
+        self._open: collections.OrderedDict[pathlib.Path, int] = collections.OrderedDict()
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                break
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            path, data = item
+            try:
+                os.write(self._fd(path), data)
+            except OSError as exc:
+                log.warning("cannot write task log path=%s error=%s", path, exc)
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
+
+    def _fd(self, path: pathlib.Path) -> int:
+        fd = self._open.get(path)
+        if fd is not None:
+            self._open.move_to_end(path)
+            return fd
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._open[path] = fd
+        while len(self._open) > OPEN_FILES:
+            _, old = self._open.popitem(last=False)
+            os.close(old)
+        return fd
+
+
 class TaskLogs:
     def __init__(self, storage: pathlib.Path, hub: Hub) -> None:
         self.storage = storage
         self.hub = hub
+        self._writer = _Writer()
+        self._writer.start()
 
     def path(self, job_uuid: str, task_uuid: str) -> pathlib.Path:
         return job_dir(self.storage, job_uuid) / f"task-{task_uuid}.txt"
@@ -33,16 +89,7 @@ class TaskLogs:
             return
         if not text.endswith("\n"):
             text += "\n"
-        path = self.path(job_uuid, task_uuid)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, text.encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
+        self._writer.queue.put((self.path(job_uuid, task_uuid), text.encode("utf-8", "replace")))
         self.hub.publish("/tasklog", {"task_id": task_uuid, "log": text}, job_id=job_uuid, task_id=task_uuid)
 
     def manager_line(self, job_uuid: str, task_uuid: str, message: str) -> None:
@@ -50,13 +97,21 @@ class TaskLogs:
         now = datetime.datetime.now(datetime.UTC).astimezone().isoformat(timespec="seconds")
         self.append(job_uuid, task_uuid, f"{now} {message}")
 
+    def sync(self) -> None:
+        """Block until everything appended so far is in the files (call off the event loop)."""
+        done = threading.Event()
+        self._writer.queue.put(done)
+        done.wait()
+
     def size(self, job_uuid: str, task_uuid: str) -> int:
+        self.sync()
         try:
             return self.path(job_uuid, task_uuid).stat().st_size
         except FileNotFoundError:
             return 0
 
     def tail(self, job_uuid: str, task_uuid: str) -> bytes:
+        self.sync()
         path = self.path(job_uuid, task_uuid)
         try:
             with path.open("rb") as f:
@@ -65,3 +120,7 @@ class TaskLogs:
                 return f.read()
         except FileNotFoundError:
             return b""
+
+    def close(self) -> None:
+        self._writer.queue.put(None)
+        self._writer.join()

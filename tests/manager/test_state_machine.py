@@ -145,6 +145,7 @@ async def test_stuck_jobs_are_repaired_at_start(tmp_path) -> None:
     )
     with manager.store.transaction():
         manager.store.update_job(job.id, status="cancel-requested")  # as if killed mid-cascade
+    manager.logs.close()
     manager.store.close()
 
     restarted = Manager(make_config(tmp_path))
