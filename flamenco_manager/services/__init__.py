@@ -123,6 +123,7 @@ class Manager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self.farm_status.close()
         self.hub.close_all()
         try:
             self.workers.flush_seen()

@@ -56,6 +56,11 @@ class FarmStatus:
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_later(COALESCE_DELAY, self.refresh)
 
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
     async def run(self) -> None:
         while True:
             self.refresh()

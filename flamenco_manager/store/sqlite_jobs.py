@@ -268,13 +268,11 @@ class JobQueries:
         )
         query = (
             "SELECT t.* FROM tasks t INDEXED BY tasks_runnable"
-            " WHERE t.job_id = ? AND t.status IN ('queued', 'soft-failed')"
+            " WHERE t.job_id = ? AND t.status IN ('queued', 'soft-failed') AND t.waiting_on = 0"
             f" AND t.type IN ({_marks(types)})"
             " AND NOT EXISTS (SELECT 1 FROM job_blocks b WHERE b.job_id = t.job_id AND b.worker_id = ?"
             "   AND b.task_type = t.type)"
             " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.worker_id = ?)"
-            " AND NOT EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks dt ON dt.id = d.dependency_id"
-            "   WHERE d.task_id = t.id AND dt.status <> 'completed')"
             " ORDER BY t.priority DESC, t.index_in_job LIMIT 1"
         )
         # The job cursor is read lazily: usually the first job in priority order has a task to give.

@@ -58,7 +58,7 @@ CREATE TABLE jobs (
     worker_tag_id       INTEGER REFERENCES worker_tags(id) ON DELETE SET NULL,
     steps_completed     INTEGER NOT NULL DEFAULT 0,     -- kept equal to the sum over tasks by triggers
     steps_total         INTEGER NOT NULL DEFAULT 0,
-    runnable_tasks      INTEGER NOT NULL DEFAULT 0,     -- queued + soft-failed tasks, kept by triggers
+    runnable_tasks      INTEGER NOT NULL DEFAULT 0,     -- tasks in the tasks_runnable index, kept by triggers
     created_at          REAL    NOT NULL,
     updated_at          REAL    NOT NULL,
     delete_requested_at REAL
@@ -83,13 +83,15 @@ CREATE TABLE tasks (
     activity        TEXT    NOT NULL DEFAULT '',
     steps_completed INTEGER NOT NULL DEFAULT 0,
     steps_total     INTEGER NOT NULL DEFAULT 1,
+    waiting_on      INTEGER NOT NULL DEFAULT 0,  -- dependencies not yet completed, kept by triggers
     created_at      REAL    NOT NULL,
     updated_at      REAL    NOT NULL,
     UNIQUE (job_id, index_in_job)
 );
--- The scheduler walks this index in order and stops at the first eligible task.
+-- The scheduler walks this index in order and stops at the first eligible task; tasks still waiting
+-- for dependencies are not in it, so a long chain of blocked tasks costs nothing.
 CREATE INDEX tasks_runnable ON tasks (job_id, priority DESC, index_in_job)
-    WHERE status IN ('queued', 'soft-failed');
+    WHERE status IN ('queued', 'soft-failed') AND waiting_on = 0;
 CREATE INDEX tasks_by_job_status ON tasks (job_id, status);
 CREATE INDEX tasks_by_worker ON tasks (worker_id, status);
 CREATE INDEX tasks_active_touched ON tasks (last_touched_at) WHERE status = 'active';
@@ -136,17 +138,36 @@ CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
     UPDATE job_task_counts SET n = n + 1 WHERE job_id = NEW.job_id AND status = NEW.status;
     UPDATE jobs SET steps_total = steps_total + NEW.steps_total,
                     steps_completed = steps_completed + NEW.steps_completed,
-                    runnable_tasks = runnable_tasks + (NEW.status IN ('queued', 'soft-failed'))
+                    runnable_tasks = runnable_tasks
+                                     + (NEW.status IN ('queued', 'soft-failed') AND NEW.waiting_on = 0)
      WHERE id = NEW.job_id;
 END;
 
 CREATE TRIGGER tasks_count_status AFTER UPDATE OF status ON tasks WHEN OLD.status <> NEW.status BEGIN
     UPDATE job_task_counts SET n = n - 1 WHERE job_id = OLD.job_id AND status = OLD.status;
     UPDATE job_task_counts SET n = n + 1 WHERE job_id = NEW.job_id AND status = NEW.status;
-    UPDATE jobs SET runnable_tasks = runnable_tasks + (NEW.status IN ('queued', 'soft-failed'))
-                                                    - (OLD.status IN ('queued', 'soft-failed'))
-     WHERE id = NEW.job_id
-       AND (NEW.status IN ('queued', 'soft-failed')) <> (OLD.status IN ('queued', 'soft-failed'));
+END;
+
+-- A task's dependents wait for it until it is completed.
+CREATE TRIGGER tasks_dependents_wait AFTER UPDATE OF status ON tasks
+WHEN (OLD.status = 'completed') <> (NEW.status = 'completed') BEGIN
+    UPDATE tasks SET waiting_on = waiting_on + (CASE WHEN NEW.status = 'completed' THEN -1 ELSE 1 END)
+     WHERE id IN (SELECT task_id FROM task_dependencies WHERE dependency_id = NEW.id);
+END;
+
+CREATE TRIGGER task_dependency_insert AFTER INSERT ON task_dependencies BEGIN
+    UPDATE tasks SET waiting_on = waiting_on + 1
+     WHERE id = NEW.task_id
+       AND (SELECT status FROM tasks WHERE id = NEW.dependency_id) <> 'completed';
+END;
+
+CREATE TRIGGER tasks_runnable_count AFTER UPDATE OF status, waiting_on ON tasks
+WHEN (NEW.status IN ('queued', 'soft-failed') AND NEW.waiting_on = 0)
+  <> (OLD.status IN ('queued', 'soft-failed') AND OLD.waiting_on = 0) BEGIN
+    UPDATE jobs SET runnable_tasks = runnable_tasks
+                                     + (CASE WHEN NEW.status IN ('queued', 'soft-failed')
+                                                  AND NEW.waiting_on = 0 THEN 1 ELSE -1 END)
+     WHERE id = NEW.job_id;
 END;
 
 CREATE TRIGGER tasks_count_steps AFTER UPDATE OF steps_completed, steps_total ON tasks
