@@ -12,8 +12,9 @@ from flamenco_worker.execution.model import TaskListener
 _BLENDER5_PREFIX = re.compile(r"^(?:\S+\s+)?render\s*\|\s?")
 #: "Saved: '<file>'"; the path runs to the last quote, so quotes inside it survive.
 _SAVED = re.compile(r"^Saved: '(?P<path>.+)'")
-#: One frame rendered: "Time: 00:01.06 (Saving: 00:00.01)" (not the "| Time:" inside progress lines).
-_FRAME_TIME = re.compile(r"^Time: ")
+#: One frame rendered: "Time: 00:01.06 (Saving: 00:00.01)", not the "| Time:" inside progress lines.
+#: Older Blender versions indented it by a space.
+_FRAME_TIME = re.compile(r"^\s*Time: ")
 #: One frame skipped because its output file already exists (no-overwrite renders).
 _SKIPPED = re.compile(r"^skipping existing frame", re.IGNORECASE)
 
