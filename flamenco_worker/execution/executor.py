@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from flamenco_worker.execution import commands
+from flamenco_worker.execution.commands import lookup
 from flamenco_worker.execution.context import CommandContext
 from flamenco_worker.execution.model import Command, CommandError, TaskListener
 from flamenco_worker.execution.runner import ProcessRunner
@@ -20,16 +20,16 @@ class Executor:
         self._listener = listener
         self._runner = ProcessRunner(listener, oom_score_adjust=oom_score_adjust)
 
-    async def run(self, commands_: list[Command]) -> None:
+    async def run(self, commands: list[Command]) -> None:
         """Run the commands in order. Raises CommandError on the first failure (the rest are skipped).
 
         Cancellation aborts the running child (SIGTERM to its process group, SIGKILL after ABORT_GRACE),
         waits until it is reaped, and then lets CancelledError propagate.
         """
-        for index, command in enumerate(commands_):
-            implementation = commands.lookup(command.name)
+        for index, command in enumerate(commands):
+            implementation = lookup(command.name)
             context = CommandContext(command=command, listener=self._listener, runner=self._runner)
-            log.info("command=%s index=%d/%d starting", command.name, index + 1, len(commands_))
+            log.info("command=%s index=%d/%d starting", command.name, index + 1, len(commands))
             try:
                 await implementation(context)
             except CommandError as err:

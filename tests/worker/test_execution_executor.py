@@ -50,7 +50,7 @@ def test_commands_are_frozen() -> None:
 async def test_commands_run_in_order_and_count_steps() -> None:
     listener = RecordingListener()
     await Executor(listener).run(
-        [
+        commands=[
             Command("echo", {"message": "first"}),
             Command("exec", {"exe": "echo", "args": ["second"]}, total_step_count=5),
             Command("echo", {"message": "third"}),
