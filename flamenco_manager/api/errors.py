@@ -51,7 +51,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
+        # Nothing is acknowledged before it is committed (writes are group-committed per loop turn).
+        pending = request.app["manager"].store.committed()
+        if pending is not None:
+            await pending
+        return response
     except HTTPError as exc:
         return error_response(exc.status, exc.message, exc.headers)
     except ServiceError as exc:

@@ -11,7 +11,7 @@ import pathlib
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from flamenco_manager.store.interface import StoreError
@@ -104,6 +104,9 @@ class SQLiteStore(WorkerQueries, JobQueries):
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._is_reader = reader
         self._reader_lock = threading.Lock()
+        self._batch_open = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._commit_waiters: list[asyncio.Future[None]] = []
 
     @classmethod
     def open(cls, path: pathlib.Path) -> SQLiteStore:
@@ -122,12 +125,18 @@ class SQLiteStore(WorkerQueries, JobQueries):
         if self._reader is not None:
             self._reader.conn.close()
             self._reader = None
+        self.commit()
         # A clean close checkpoints the WAL so the database is one file again.
         self.conn.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction; nested uses join the outer one."""
+        """One atomic unit of writes; nested uses join the outer one.
+
+        Units are savepoints inside a batch transaction that is committed once per event-loop
+        iteration (group commit): one WAL write for every request handled in that iteration. Callers
+        that acknowledge something to a client first await `committed()`.
+        """
         if self._depth:
             self._depth += 1
             try:
@@ -135,16 +144,63 @@ class SQLiteStore(WorkerQueries, JobQueries):
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._begin_batch()
+        self.conn.execute("SAVEPOINT unit")
         self._depth = 1
         try:
             yield
         except BaseException:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("ROLLBACK TO unit")
+            self.conn.execute("RELEASE unit")
             raise
         self._depth = 0
-        self.conn.execute("COMMIT")
+        self.conn.execute("RELEASE unit")
+        if self._loop is None:
+            self.commit()
+
+    def _begin_batch(self) -> None:
+        if self._batch_open:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._batch_open = True
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None  # no event loop (tools, tests): every unit commits at once
+            return
+        self._loop.call_soon(self.commit)
+
+    def commit(self) -> None:
+        """Commit the open batch, if any, and tell everyone waiting for it."""
+        waiters, self._commit_waiters = self._commit_waiters, []
+        if not self._batch_open:
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            return
+        self._batch_open = False
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("commit failed, the batch is rolled back error=%s", exc)
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(StoreError(f"commit failed: {exc}"))
+            return
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def committed(self) -> Awaitable[None] | None:
+        """A future that resolves once the writes made so far are on disk, or None if none are pending."""
+        if not self._batch_open:
+            return None
+        fut = asyncio.get_running_loop().create_future()
+        self._commit_waiters.append(fut)
+        return fut
 
     async def offloop(self, fn: Callable[[SQLiteStore], T]) -> T:
         """Run a read-only function against a second connection on a worker thread."""
