@@ -39,6 +39,7 @@ _OOM_TRAMPOLINE = (
     ' || echo "oom_score_adj=$1 could not be set; running with the inherited value" >&2;'
     ' shift; exec "$@"'
 )
+#: The POSIX shell that runs the trampoline; every Linux system has it.
 _SHELL = "/bin/sh"
 
 #: Called with the child's pid and one line of its output.
