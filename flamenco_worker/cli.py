@@ -9,9 +9,10 @@ import sys
 from collections.abc import Mapping
 
 from flamenco_worker.config import ConfigError, load_settings
-from flamenco_worker.daemon import Daemon
+from flamenco_worker.daemon import Daemon, flush_and_sign_off
 from flamenco_worker.flags import parse_command_line, version_text
 from flamenco_worker.logs import set_level, setup_logging
+from flamenco_worker.outbox import OutboxError
 from flamenco_worker.status import ExitCode
 
 log = logging.getLogger("flamenco_worker")
@@ -40,7 +41,15 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     set_level(settings.log_level)
 
     try:
+        if command_line.flush:
+            return asyncio.run(flush_and_sign_off(settings))
         return asyncio.run(Daemon(settings, command_line.flags, env).run())
+    except ConfigError as exc:
+        print(f"flamenco-worker: configuration error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    except OutboxError as exc:
+        log.error("cannot keep task updates safe: %s", exc)
+        return ExitCode.CRASH
     except Exception:
         log.exception("the worker crashed")
         return ExitCode.CRASH

@@ -39,6 +39,7 @@ class WorkerSettings:
     restart_exit_code: int = 0
     dbus: str = "system"
     log_level: str = "info"
+    oom_score_adjust: int | None = None
     flamenco_home: Path = field(default_factory=lambda: default_flamenco_home(os.environ))
     config_path: Path = Path(DEFAULT_CONFIG_NAME)
 
@@ -113,6 +114,12 @@ def check_restart_exit_code(value: Any) -> int:
     return value
 
 
+def check_oom_score_adjust(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+        raise ValueError(f"must be an integer from 0 to 1000, got {_show(value)}")
+    return value
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str) or value.strip().lower() not in choices:
@@ -123,6 +130,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
 
 
 #: YAML key → (settings field, check). Keys are Flamenco's, plus `dbus` and `log_level` (ours).
+#: `oom_score_adjust` (Linux): the value task processes get, so the kernel kills a runaway render first.
 YAML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "manager_url": ("manager_url", check_manager_url),
     "worker_name": ("worker_name", check_worker_name),
@@ -130,6 +138,7 @@ YAML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "restart_exit_code": ("restart_exit_code", check_restart_exit_code),
     "dbus": ("dbus", _choice(DBUS_CHOICES)),
     "log_level": ("log_level", _choice(LOG_LEVELS)),
+    "oom_score_adjust": ("oom_score_adjust", check_oom_score_adjust),
 }
 
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 from collections.abc import Mapping
 
 from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
+from flamenco_worker.credentials import load_credentials
 from flamenco_worker.dbus_service import DbusService
+from flamenco_worker.link import SIGN_OFF_TIMEOUT, ManagerLink
 from flamenco_worker.logs import set_level
+from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable, UnexpectedAnswer
+from flamenco_worker.outbox import Outbox
 from flamenco_worker.signals import SignalAdapter
-from flamenco_worker.status import Origin, WorkerStatus
+from flamenco_worker.status import ExitCode, Origin, WorkerStatus
 from flamenco_worker.systemd import SystemdNotifier
-from flamenco_worker.worker import Worker
+from flamenco_worker.uplink import Uplink
+from flamenco_worker.worker import RequestRefused, Worker
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +28,12 @@ log = logging.getLogger(__name__)
 LIVE_SETTINGS = frozenset({"manager_url", "worker_name", "restart_exit_code", "log_level"})
 
 
-def waiting_detail(settings: WorkerSettings) -> str:
-    if settings.manager_url:
-        return f"waiting for Manager at {settings.manager_url}"
-    return "no Manager URL configured (manager_url / -manager)"
+#: `-flush` gives up after this long without emptying the queue.
+FLUSH_TIMEOUT = 60.0
+#: Exit code of `-flush` when updates remain queued (EX_TEMPFAIL: try again later).
+EXIT_FLUSH_INCOMPLETE = 75
+
+NO_MANAGER = "no Manager URL configured (manager_url / -manager)"
 
 
 class Daemon:
@@ -33,20 +42,31 @@ class Daemon:
     ) -> None:
         self._flags = flags
         self._env = env
-        self.worker = Worker(settings)
+        self._link: ManagerLink | None = None
+        if settings.manager_url:
+            outbox = Outbox(settings.flamenco_home)
+            self._link = ManagerLink(settings, ManagerClient(settings.manager_url), outbox)
+        self.worker = Worker(settings, task_source=self._link)
+        if self._link is not None:
+            self._link.attach(self.worker)
         self._notifier = SystemdNotifier(self.worker, env)
         self._signals = SignalAdapter(self.worker, self.reload)
         self._dbus = DbusService(self.worker, settings.dbus) if settings.dbus != "off" else None
 
     async def run(self) -> int:
         worker = self.worker
+        connecting: asyncio.Task[None] | None = None
         self._signals.install()  # before READY=1: a stop right after start must be handled
         try:
             if self._dbus is not None:
                 await self._dbus.start()
             self._notifier.start()
-            worker.set_detail(waiting_detail(worker.settings))
-            worker.request_status(WorkerStatus.AWAKE, lazy=False, origin=Origin.STARTUP)
+            if self._link is not None:
+                connecting = asyncio.get_running_loop().create_task(self._connect(self._link))
+            else:
+                log.warning("no Manager URL configured (manager_url / -manager): nothing to do but wait")
+                worker.set_detail(NO_MANAGER)
+                worker.request_status(WorkerStatus.AWAKE, lazy=False, origin=Origin.STARTUP)
             self._notifier.ready()
             log.info("worker=%s ready: %s", worker.settings.worker_name, worker.snapshot().describe())
             code = await worker.run()
@@ -54,10 +74,28 @@ class Daemon:
             return code
         finally:
             self._notifier.stopping()
+            if connecting is not None:
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+            if self._link is not None:
+                await self._link.close()
             if self._dbus is not None:
                 await self._dbus.close()
             await self._notifier.close()
             self._signals.uninstall()
+
+    async def _connect(self, link: ManagerLink) -> None:
+        requested = await link.connect()
+        worker = self.worker
+        if worker.status is not WorkerStatus.STARTING:
+            link.acknowledge_current()  # a local request came first; latest wins
+            return
+        try:
+            worker.request_status(requested, lazy=False, origin=Origin.MANAGER)
+        except RequestRefused as exc:
+            log.error("the Manager's first request (%s) was refused: %s; starting awake", requested, exc)
+            worker.request_status(WorkerStatus.AWAKE, lazy=False, origin=Origin.STARTUP)
 
     def reload(self) -> None:
         """SIGHUP: re-read the configuration; a broken file keeps the running settings."""
@@ -77,13 +115,39 @@ class Daemon:
             log.error("reload: %s; keeping the running settings", exc)
             return
         changed = {f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)}
-        later = changed - LIVE_SETTINGS
+        live = LIVE_SETTINGS if self._link is not None else LIVE_SETTINGS - {"manager_url"}
+        later = changed - live
         if later:
             log.warning("reload: %s changed; takes effect after a restart", ", ".join(sorted(later)))
         applied = dataclasses.replace(new, **{name: getattr(old, name) for name in later})
         set_level(applied.log_level)
         self.worker.update_settings(applied)
-        if "manager_url" in changed:
-            self.worker.set_detail(waiting_detail(applied))
-        now = sorted(changed & LIVE_SETTINGS)
+        if self._link is not None:
+            self._link.retarget(applied)
+        now = sorted(changed & live)
         log.info("reload: config=%s applied %s", applied.config_path, ", ".join(now) if now else "no changes")
+
+
+async def flush_and_sign_off(settings: WorkerSettings) -> int:
+    """`-flush`: deliver queued task updates, sign off, exit (75 when updates remain)."""
+    if not settings.manager_url:
+        raise ConfigError("flag -flush: no Manager URL configured (manager_url / -manager)")
+    creds = load_credentials(settings.flamenco_home)
+    outbox = Outbox(settings.flamenco_home)
+    client = ManagerClient(settings.manager_url)
+    try:
+        queued = len(outbox)
+        if creds is None:
+            log.warning("no credentials in %s: this worker never registered", settings.flamenco_home)
+            return ExitCode.OK if queued == 0 else EXIT_FLUSH_INCOMPLETE
+        client.set_credentials(creds.worker_id, creds.worker_secret)
+        uplink = Uplink(client, outbox)
+        done = await uplink.flush(FLUSH_TIMEOUT)
+        left = len(outbox)
+        log.info("flushed %d of %d queued task updates to %s", queued - left, queued, settings.manager_url)
+        with contextlib.suppress(ManagerUnreachable, UnexpectedAnswer):
+            await client.sign_off(SIGN_OFF_TIMEOUT)
+        return ExitCode.OK if done else EXIT_FLUSH_INCOMPLETE
+    finally:
+        await client.close()
+        outbox.close()

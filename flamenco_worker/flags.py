@@ -19,6 +19,7 @@ exit codes:
        systemd's RestartForceExitStatus=N the service manager starts the worker again)
   1    crash (unexpected error; see the log)
   78   invalid configuration or flags (EX_CONFIG); one line on stderr names the file:line and key
+  75   -flush could not deliver every queued task update (EX_TEMPFAIL)
 
 signals: SIGTERM/SIGINT abort the running task, hand it back and exit 0 (a second one exits at once);
          SIGHUP re-reads the configuration file.
@@ -34,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 class CommandLine:
     flags: FlagValues
     show_version: bool = False
+    flush: bool = False
 
 
 def _exit_code(text: str) -> int:
@@ -86,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker name (default: worker_name, FLAMENCO_WORKER_NAME, hostname)",
     )
     add("-dbus", "--dbus", choices=DBUS_CHOICES, help="bus for local control (default: system)")
+    add(
+        "-flush",
+        "--flush",
+        action="store_true",
+        help="deliver queued task updates to the Manager, sign off and exit (75 if some remain)",
+    )
     add("-quiet", "--quiet", action="store_true", help="log warnings and errors only")
     add("-debug", "--debug", action="store_true", help="log debug messages too")
     return parser
@@ -103,7 +111,7 @@ def parse_command_line(argv: list[str]) -> CommandLine:
         dbus=ns.dbus,
         log_level=log_level,
     )
-    return CommandLine(flags=flags, show_version=ns.version)
+    return CommandLine(flags=flags, show_version=ns.version, flush=ns.flush)
 
 
 def version_text() -> str:

@@ -35,6 +35,10 @@ class SystemdNotifier:
         self._worker = worker
         self._enabled = bool(env.get("NOTIFY_SOCKET"))
         self._notifier = sdnotify.SystemdNotifier() if self._enabled else None
+        if self._notifier is not None and self._notifier.socket is not None:
+            # Never block the event loop on a notify socket nobody reads: a full queue drops the message
+            # (the next STATUS= supersedes it) instead of freezing the worker.
+            self._notifier.socket.setblocking(False)
         self._interval = watchdog_interval(env) if self._enabled else None
         self._last_status = ""
         self._stopping_sent = False

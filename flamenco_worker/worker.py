@@ -52,8 +52,14 @@ class TaskHandle(Protocol):
 
 
 class TaskSource(Protocol):
+    """Where work and remote requests come from (the Manager link). Both calls are cancelled on a status
+    change; a remote status request is passed in through `Worker.request_status()`."""
+
     async def next_task(self) -> TaskHandle | None:
-        """Wait for the next task; None means "nothing now, ask again". Cancelled on a status change."""
+        """Awake: wait for the next task; None means "nothing now, ask again"."""
+
+    async def watch_asleep(self) -> None:
+        """Asleep: wait for the Manager to ask for another status."""
 
 
 class RequestRefused(Exception):
@@ -102,6 +108,7 @@ class Snapshot:
 
 Listener = Callable[[], None]
 TransitionListener = Callable[[WorkerStatus, WorkerStatus, StatusRequest], None]
+RequestListener = Callable[[StatusRequest], None]
 
 
 class Worker:
@@ -118,6 +125,7 @@ class Worker:
         self._detail = ""
         self._listeners: list[Listener] = []
         self._transition_listeners: list[TransitionListener] = []
+        self._request_listeners: list[RequestListener] = []
 
     # --- reading ---
 
@@ -160,6 +168,10 @@ class Worker:
         """Called with (old, new, request) each time the status changes."""
         self._transition_listeners.append(listener)
 
+    def on_request(self, listener: RequestListener) -> None:
+        """Called with every accepted request (a request for the current status cancels a pending one)."""
+        self._request_listeners.append(listener)
+
     # --- the one way in ---
 
     def request_status(self, status: WorkerStatus | str, *, lazy: bool, origin: Origin) -> str:
@@ -182,6 +194,8 @@ class Worker:
             )
 
         request = StatusRequest(wanted, lazy, origin)
+        for listener in list(self._request_listeners):
+            listener(request)
         if wanted is self._status:
             dropped, self._pending = self._pending, None
             if dropped is None:
@@ -240,14 +254,27 @@ class Worker:
 
     async def run(self) -> int:
         """Serve until `offline` or `restart` is reached; returns the process exit code."""
-        handlers: dict[WorkerStatus, Callable[[], Awaitable[None]]] = {
+        handlers: dict[WorkerStatus, Callable[[], Awaitable[object]]] = {
             WorkerStatus.AWAKE: self._run_awake,
+            WorkerStatus.ASLEEP: self._run_asleep,
         }
         while self._exit_code is None:
             self._changed.clear()
-            handler = handlers.get(self._status, self._changed.wait)  # asleep/starting: wait for a request
+            handler = handlers.get(self._status, self._changed.wait)  # starting: wait for the first request
             await handler()
         return self._exit_code
+
+    async def _run_asleep(self) -> None:
+        source = self._task_source
+        while not self._changed.is_set():
+            if source is None:
+                await self._changed.wait()
+                return
+            try:
+                await self._until_changed(source.watch_asleep())
+            except Exception:
+                log.exception("status=asleep watching for requests failed unexpectedly")
+                await self._until_changed(asyncio.sleep(TASK_SOURCE_ERROR_BACKOFF))
 
     async def _run_awake(self) -> None:
         source = self._task_source

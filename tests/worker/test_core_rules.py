@@ -48,10 +48,15 @@ class QueueSource:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[StandInTask] = asyncio.Queue()
         self.fetches = 0
+        self.asleep_watches = 0
 
     async def next_task(self) -> StandInTask:
         self.fetches += 1
         return await self.queue.get()
+
+    async def watch_asleep(self) -> None:
+        self.asleep_watches += 1
+        await asyncio.Event().wait()
 
 
 class Harness:
@@ -237,6 +242,7 @@ async def test_asleep_worker_fetches_no_tasks(harness: Harness) -> None:
     await harness.start(ASLEEP)
     await harness.settle()
     assert harness.source.fetches == 0
+    assert harness.source.asleep_watches == 1
     harness.worker.request_status(AWAKE, lazy=False, origin=Origin.LOCAL)
     await harness.settle()
     assert harness.source.fetches == 1

@@ -18,7 +18,8 @@ def test_ready_only_after_the_bus_name_is_owned(
     session_bus.busctl("status", "org.flamenco.Worker1")
     ready = notify_socket.seen("READY=1")
     assert len(ready) == 1
-    assert notify_socket.seen("STATUS=awake: waiting for Manager at http://render-mgr:8080/")
+    # READY=1 does not wait for the Manager; the status line says what the worker is doing about it
+    assert notify_socket.seen("STATUS=starting: signing on at Manager http://render-mgr:8080/")
 
 
 def test_status_line_mirrors_the_core(start_worker: StartWorker, notify_socket) -> None:
@@ -114,3 +115,13 @@ def test_second_sigterm_exits_at_once(start_worker: StartWorker) -> None:
     worker.signal(signal.SIGCONT)
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit() == 0
+
+
+def test_unread_notify_socket_never_blocks_the_worker(start_worker: StartWorker, notify_socket) -> None:
+    # 1 ms watchdog pings fill the socket's queue within a second; a blocking send would freeze the loop.
+    worker = start_worker(env={"WATCHDOG_USEC": "2000"})
+    time.sleep(1.5)
+    for _ in range(3):
+        worker.call("Sleep", "b", "false")
+        worker.call("WakeUp")
+    assert worker.get("Status") == 's "awake"'
