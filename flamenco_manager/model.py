@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 
 
@@ -92,8 +93,8 @@ class Job:
     priority: int
     status: str
     activity: str
-    settings: dict
-    metadata: dict
+    settings_json: str  # kept as stored; decoded only when an answer needs it
+    metadata_json: str
     submitter_platform: str
     shaman_checkout_id: str
     worker_tag_id: int | None
@@ -102,6 +103,14 @@ class Job:
     created_at: float
     updated_at: float
     delete_requested_at: float | None
+
+    @property
+    def settings(self) -> dict:
+        return json.loads(self.settings_json)
+
+    @property
+    def metadata(self) -> dict:
+        return json.loads(self.metadata_json)
 
 
 @dataclass(slots=True)
@@ -116,12 +125,16 @@ class Task:
     status: str
     worker_id: int | None
     last_touched_at: float | None
-    commands: list[dict]
+    commands_json: str  # decoded only when the task is handed out or shown
     activity: str
     steps_completed: int
     steps_total: int
     created_at: float
     updated_at: float
+
+    @property
+    def commands(self) -> list[dict]:
+        return json.loads(self.commands_json)
 
 
 @dataclass(slots=True)

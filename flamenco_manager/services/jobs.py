@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import shutil
 import time
@@ -129,8 +130,8 @@ class Jobs:
             priority=priority,
             status=initial,
             activity="",
-            settings=compiled.settings,
-            metadata=compiled.metadata,
+            settings_json=json.dumps(compiled.settings),
+            metadata_json=json.dumps(compiled.metadata),
             submitter_platform=platform,
             shaman_checkout_id=checkout,
             worker_tag_id=tag.id if tag else None,
