@@ -13,17 +13,9 @@ APT_PACKAGES := dbus dbus-daemon systemd systemd-container mmdebstrap \
 
 .PHONY: run test deps venv lint unit bench clean
 
-# A worker on a private session bus (so busctl works without touching the system bus); Ctrl-C stops it.
+# The farm: manager (SQLite under ./run), one worker on a private D-Bus, a demo job. Ctrl-C stops it.
 run: venv
-	@set -e; T=$$(mktemp -d /tmp/flamenco-run.XXXXXX); trap 'kill $$BUS 2>/dev/null; rm -rf $$T' EXIT; \
-	printf '<busconfig><type>session</type><listen>unix:path=%s/bus.sock</listen><auth>EXTERNAL</auth><policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy></busconfig>' $$T > $$T/bus.conf; \
-	dbus-daemon --nofork --config-file=$$T/bus.conf --print-address=1 > $$T/address & BUS=$$!; \
-	while [ ! -s $$T/address ]; do sleep 0.05; done; \
-	echo "private bus: unix:path=$$T/bus.sock   try:"; \
-	echo "  busctl --address=unix:path=$$T/bus.sock introspect org.flamenco.Worker1 /org/flamenco/Worker1"; \
-	echo "  busctl --address=unix:path=$$T/bus.sock call org.flamenco.Worker1 /org/flamenco/Worker1 org.flamenco.Worker1 Sleep b false"; \
-	DBUS_SESSION_BUS_ADDRESS=unix:path=$$T/bus.sock FLAMENCO_HOME=$$T/home \
-	  $(PY) -m flamenco_worker -config config/flamenco-worker.yaml -dbus session || true
+	$(PY) -m flamenco_manager.demo
 
 deps:
 	$(SUDO) apt-get update -qq

@@ -1,0 +1,213 @@
+"""The Manager link's parts against real files and a real loopback HTTP server (aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from flamenco_worker.config import ConfigError
+from flamenco_worker.credentials import Credentials, load_credentials, new_secret, save_credentials
+from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable, Unauthorised
+from flamenco_worker.outbox import Outbox, OutboxError
+from flamenco_worker.uplink import TaskReassigned, Uplink
+
+# --- credentials ---
+
+
+def test_credentials_round_trip_private_and_atomic(tmp_path: Path) -> None:
+    creds = Credentials("0b3c5b0e-2f5f-4b7a-9f60-0d5f2b6c8a11", new_secret())
+    assert len(creds.worker_secret) == 64
+    path = save_credentials(tmp_path / "home", creds)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not path.with_name(path.name + "~").exists()
+    assert load_credentials(tmp_path / "home") == creds
+    assert creds.worker_secret not in repr(creds)
+
+
+def test_missing_credentials_mean_register(tmp_path: Path) -> None:
+    assert load_credentials(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["worker_id: [\n", "- a\n", "worker_id: abc\n", "worker_id: a\nworker_secret: 3\n"]
+)
+def test_broken_credentials_name_the_file(tmp_path: Path, text: str) -> None:
+    (tmp_path / "flamenco-worker-credentials.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_credentials(tmp_path)
+    assert str(tmp_path / "flamenco-worker-credentials.yaml") in str(err.value)
+    assert "delete the file" in str(err.value)
+
+
+# --- outbox ---
+
+
+def test_outbox_is_fifo_and_survives_reopening(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for i in range(5):
+        box.push(f"t{i % 2}", {"log": f"line {i}\n"})
+    box.close()
+    box = Outbox(tmp_path)
+    seen = []
+    while (item := box.front()) is not None:
+        seen.append(item.payload["log"])
+        box.remove(item.id)
+    assert seen == [f"line {i}\n" for i in range(5)]
+    assert len(box) == 0
+
+
+def test_outbox_drop_task(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.push("a", {"log": "1"})
+    box.push("b", {"log": "2"})
+    box.push("a", {"log": "3"})
+    assert box.drop_task("a") == 2
+    assert [box.front().task_id] == ["b"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_outbox_unwritable_home(tmp_path: Path) -> None:
+    home = tmp_path / "ro"
+    home.mkdir(mode=0o500)
+    with pytest.raises(OutboxError) as err:
+        Outbox(home)
+    assert str(home) in str(err.value)
+
+
+def test_outbox_damaged_file_is_refused_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "flamenco-worker.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError) as err:
+        Outbox(tmp_path)
+    assert "flamenco-worker.sqlite" in str(err.value)
+
+
+# --- a scriptable Manager on loopback ---
+
+
+class FakeManager:
+    def __init__(self) -> None:
+        self.answers: list[int] = []  # status codes for the next task updates; default 204
+        self.received: list[tuple[str, dict]] = []
+        self.app = web.Application()
+        self.app.router.add_post("/api/v3/worker/task/{task_id}", self.update)
+        self.app.router.add_post("/api/v3/worker/task", self.fetch)
+        self.app.router.add_get("/api/v3/worker/state", self.state)
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self.auth_header = ""
+
+    async def update(self, request: web.Request) -> web.Response:
+        self.auth_header = request.headers.get("Authorization", "")
+        code = self.answers.pop(0) if self.answers else 204
+        if code == 204:
+            self.received.append((request.match_info["task_id"], await request.json()))
+        return web.Response(status=code)
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        if request.headers.get("Prefer") == "wait=5":
+            return web.json_response(
+                {"status_requested": "asleep"}, status=423, headers={"Preference-Applied": "wait=5"}
+            )
+        return web.json_response({"message": "bad credentials"}, status=403)
+
+    async def state(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def start(self, port: int = 0) -> str:
+        self.runner = web.AppRunner(self.app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", port or self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+@pytest.fixture
+async def fake_manager() -> AsyncIterator[FakeManager]:
+    fm = FakeManager()
+    yield fm
+    await fm.stop()
+
+
+async def test_client_reads_status_request_and_long_poll(fake_manager: FakeManager) -> None:
+    client = ManagerClient(await fake_manager.start())
+    client.set_credentials("id", "secret")
+    answer = await client.fetch_task(wait=5)
+    assert answer.status_requested == "asleep" and answer.long_polled
+    with pytest.raises(Unauthorised):
+        await client.fetch_task(wait=None)
+    requested, held = await client.state(wait=None)
+    assert requested is None and not held
+    await client.close()
+
+
+async def test_client_unreachable_is_one_clear_error() -> None:
+    client = ManagerClient("http://127.0.0.1:9/")
+    with pytest.raises(ManagerUnreachable) as err:
+        await client.state(wait=None)
+    assert "GET /api/v3/worker/state" in str(err.value)
+    await client.close()
+
+
+async def test_updates_survive_an_outage_in_order(
+    fake_manager: FakeManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flamenco_worker.uplink.RETRY_INTERVAL", 0.05)
+    url = await fake_manager.start()
+    client = ManagerClient(url)
+    client.set_credentials("wid", "s3cret")
+    uplink = Uplink(client, Outbox(tmp_path))
+    await uplink.send("t1", {"log": "0\n"})
+    await fake_manager.stop()  # the Manager goes away
+    for i in range(1, 4):
+        await uplink.send("t1", {"log": f"{i}\n"})
+    assert uplink.queued == 3
+    fake_manager.answers = [503]  # comes back busy first
+    await fake_manager.start(fake_manager.port)
+    await uplink.send("t1", {"log": "4\n"})  # queued behind the others, never ahead of them
+    for _ in range(100):
+        if uplink.queued == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert [p["log"] for _, p in fake_manager.received] == [f"{i}\n" for i in range(5)]
+    assert fake_manager.auth_header.startswith("Basic ")
+    await uplink.close()
+    await client.close()
+
+
+async def test_409_means_reassigned(fake_manager: FakeManager, tmp_path: Path) -> None:
+    client = ManagerClient(await fake_manager.start())
+    uplink = Uplink(client, Outbox(tmp_path))
+    fake_manager.answers = [409]
+    with pytest.raises(TaskReassigned):
+        await uplink.send("t1", {"taskStatus": "completed"})
+    # a queued update that learns the same is dropped, and whoever runs the task is told
+    told: list[str] = []
+    uplink.on_reassigned(told.append)
+    Outbox(tmp_path).push("t2", {"log": "x"})
+    fake_manager.answers = [409]
+    assert await uplink.flush(5) is True
+    assert told == ["t2"] and uplink.queued == 0
+    await client.close()
+
+
+async def test_refused_update_is_dropped_not_retried_forever(
+    fake_manager: FakeManager, tmp_path: Path
+) -> None:
+    client = ManagerClient(await fake_manager.start())
+    uplink = Uplink(client, Outbox(tmp_path))
+    fake_manager.answers = [400]
+    await uplink.send("t1", {"taskStatus": "bogus"})
+    assert uplink.queued == 0
+    await client.close()
