@@ -148,7 +148,7 @@ async def test_copy_file_abort_removes_the_partial_copy(
 ) -> None:
     monkeypatch.setattr(files, "COPY_CHUNK_BYTES", 1)
     src = tmp_path / "in"
-    src.write_bytes(b"x" * 2_000_000)
+    src.write_bytes(b"x" * 20_000_000)  # byte by byte this takes many seconds: cancelled long before the end
     dest = tmp_path / "out"
     copying = asyncio.create_task(
         Executor(RecordingListener()).run([Command("copy-file", {"src": str(src), "dest": str(dest)})])
