@@ -41,14 +41,14 @@ async def job_type(request: web.Request) -> web.Response:
 @routes.post("/api/v3/jobs")
 async def submit_job(request: web.Request) -> web.Response:
     m = manager_of(request)
-    job = m.jobs.submit(await json_body(request))
+    job = await m.jobs.submit(await json_body(request))
     assert job is not None
     return web.json_response(job_json(m.store, job))
 
 
 @routes.post("/api/v3/jobs/check")
 async def check_job(request: web.Request) -> web.Response:
-    manager_of(request).jobs.submit(await json_body(request), store=False)
+    await manager_of(request).jobs.submit(await json_body(request), store=False)
     return web.Response(status=204)
 
 

@@ -215,7 +215,14 @@ class StateMachine:
             self.task_status_change(task, target, activity=activity, job=job)
 
     def check_stuck(self) -> int:
-        """Re-apply the cascades to jobs left half-way by an earlier run; returns how many were fixed."""
+        """Re-apply the cascades to jobs left half-way by an earlier run; returns how many were fixed.
+
+        A job still under construction was never acknowledged to its submitter, so it is removed.
+        """
+        for job in self.store.jobs_with_status((JobStatus.UNDER_CONSTRUCTION,)):
+            log.warning("removing a job whose submission was interrupted job=%s name=%r", job.uuid, job.name)
+            with self.store.transaction():
+                self.store.delete_job(job.id)
         stuck = self.store.jobs_with_status(_STUCK_JOB_STATUSES)
         for job in stuck:
             log.info("repairing job left in a transitional status job=%s status=%s", job.uuid, job.status)

@@ -78,11 +78,11 @@ def _marks(values: list) -> str:
 class JobQueries:
     conn: sqlite3.Connection
 
-    def create_job(self, job: Job, tasks: list[NewTask]) -> Job:
+    def create_job(self, job: Job) -> Job:
+        """Store the job row alone; tasks follow with `add_tasks` and `add_dependencies`."""
         cur = self.conn.execute(
             "INSERT INTO jobs (uuid, name, job_type, type_etag, priority, status, activity, settings,"
-            " metadata,"
-            " submitter_platform, shaman_checkout_id, worker_tag_id, created_at, updated_at)"
+            " metadata, submitter_platform, shaman_checkout_id, worker_tag_id, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.uuid,
@@ -106,15 +106,20 @@ class JobQueries:
             "INSERT INTO job_task_counts (job_id, status, n) VALUES (?, ?, 0)",
             [(job_id, status) for status in sorted(TASK_STATUSES)],
         )
+        created = self.get_job_by_id(job_id)
+        assert created is not None
+        return created
+
+    def add_tasks(self, job: Job, tasks: list[NewTask], first_index: int) -> None:
+        """Insert queued tasks numbered from `first_index` (1-based, as `index_in_job`)."""
         self.conn.executemany(
             "INSERT INTO tasks (uuid, job_id, index_in_job, name, type, priority, status, commands,"
-            " steps_total,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+            " steps_total, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
             [
                 (
                     t.uuid,
-                    job_id,
-                    index + 1,
+                    job.id,
+                    first_index + offset,
                     t.name,
                     t.type,
                     t.priority,
@@ -123,21 +128,18 @@ class JobQueries:
                     job.created_at,
                     job.created_at,
                 )
-                for index, t in enumerate(tasks)
+                for offset, t in enumerate(tasks)
             ],
         )
-        if any(t.depends_on for t in tasks):
-            ids = {
-                row[0]: row[1]
-                for row in self.conn.execute("SELECT index_in_job, id FROM tasks WHERE job_id = ?", (job_id,))
-            }
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO task_dependencies (task_id, dependency_id) VALUES (?, ?)",
-                [(ids[i + 1], ids[dep + 1]) for i, t in enumerate(tasks) for dep in t.depends_on],
-            )
-        created = self.get_job_by_id(job_id)
-        assert created is not None
-        return created
+
+    def add_dependencies(self, job: Job, pairs: list[tuple[int, int]]) -> None:
+        """Dependencies as (task index_in_job, index_in_job of the task it waits for)."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO task_dependencies (task_id, dependency_id)"
+            " SELECT t.id, d.id FROM tasks t, tasks d"
+            " WHERE t.job_id = ?1 AND t.index_in_job = ?2 AND d.job_id = ?1 AND d.index_in_job = ?3",
+            [(job.id, task_index, dep_index) for task_index, dep_index in pairs],
+        )
 
     def get_job(self, uuid: str) -> Job | None:
         row = self.conn.execute("SELECT * FROM jobs WHERE uuid = ?", (uuid,)).fetchone()

@@ -134,7 +134,7 @@ async def test_task_setstatus_validation(farm: Farm) -> None:
 
 async def test_stuck_jobs_are_repaired_at_start(tmp_path) -> None:
     manager = Manager(make_config(tmp_path))
-    job = manager.jobs.submit(
+    job = await manager.jobs.submit(
         {
             "name": "j",
             "type": "echo-sleep-test",
@@ -145,6 +145,17 @@ async def test_stuck_jobs_are_repaired_at_start(tmp_path) -> None:
     )
     with manager.store.transaction():
         manager.store.update_job(job.id, status="cancel-requested")  # as if killed mid-cascade
+    half = await manager.jobs.submit(
+        {
+            "name": "h",
+            "type": "echo-sleep-test",
+            "priority": 50,
+            "submitter_platform": "linux",
+            "settings": {"message": "x", "sleep_repeats": 1},
+        }
+    )
+    with manager.store.transaction():
+        manager.store.update_job(half.id, status="under-construction")  # as if killed while storing
     manager.logs.close()
     manager.store.close()
 
@@ -153,5 +164,6 @@ async def test_stuck_jobs_are_repaired_at_start(tmp_path) -> None:
     try:
         assert restarted.store.get_job(job.uuid).status == "canceled"
         assert {t.status for t in restarted.store.tasks_of_job(job.id)} == {"canceled"}
+        assert restarted.store.get_job(half.uuid) is None
     finally:
         await restarted.stop()
