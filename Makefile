@@ -40,6 +40,9 @@ unit: venv
 
 bench: venv
 	$(PY) bench/worker_footprint
+	$(PY) bench/action_latency
+	$(PY) bench/task_output
+	$(PY) bench/manager_load
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
