@@ -61,6 +61,8 @@ class Client:
                 full = template if template.startswith(API) else API + template
                 pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
                 self._templates.append((re.compile(pattern), template))
+            # A literal path segment beats a parameter: /jobs/last-rendered is not /jobs/{job_id}.
+            self._templates.sort(key=lambda item: item[1].count("{"))
         for pattern, template in self._templates:
             if pattern.match(path):
                 return template

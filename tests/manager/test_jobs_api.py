@@ -144,14 +144,14 @@ async def test_output_produced(farm: Farm) -> None:
     assert reply.status == 404
 
     async def rendered() -> bool:
-        return (await farm.client.get(f"{API}/jobs/{job['id']}/last-rendered", validate=False)).status == 200
+        return (await farm.client.get(f"{API}/jobs/{job['id']}/last-rendered")).status == 200
 
     from tests.manager.conftest import eventually
 
     await eventually(rendered)
-    info = (await farm.client.get(f"{API}/jobs/{job['id']}/last-rendered", validate=False)).body
+    info = (await farm.client.get(f"{API}/jobs/{job['id']}/last-rendered")).body
     assert info["suffixes"] == ["last-rendered.jpg", "last-rendered-small.jpg", "last-rendered-tiny.jpg"]
     tiny = await farm.client.get(f"{info['base']}/last-rendered-tiny.jpg", validate=False)
     with Image.open(io.BytesIO(tiny.body)) as image:
         assert image.format == "JPEG" and image.size == (149, 112)
-    assert (await farm.client.get(f"{API}/jobs/last-rendered", validate=False)).body == info
+    assert (await farm.client.get(f"{API}/jobs/last-rendered")).body == info

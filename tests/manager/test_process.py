@@ -185,3 +185,15 @@ def test_kill_9_mid_load_loses_nothing(tmp_path: pathlib.Path) -> None:
         assert returncode == 0, stderr
     finally:
         restarted.close()
+
+
+def test_example_configuration_is_valid() -> None:
+    from flamenco_manager.config import load_config
+
+    example = pathlib.Path(__file__).resolve().parents[2] / "config" / "flamenco-manager.yaml"
+    config = load_config(example, explicit=True)
+    assert config.listen_port == 8080 and config.long_poll_max == 30.0
+    assert config.variables.for_audience("workers", "windows")["render"] == {
+        "value": "R:\\render",
+        "is_twoway": True,
+    }
