@@ -29,8 +29,8 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . bench/*
+	$(VENV)/bin/ruff format --check . bench/*
 
 test: deps venv lint
 	$(PY) -m pytest -q -rs
