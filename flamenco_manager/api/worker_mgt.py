@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 import uuid as uuidlib
 
 from aiohttp import web
@@ -93,16 +92,7 @@ async def set_sleep_schedule(request: web.Request) -> web.Response:
     m = manager_of(request)
     worker = _worker(m, request)
     schedule = sleep_schedule.normalise(worker.id, await json_body(request))
-    with m.store.transaction():
-        m.store.set_sleep_schedule(schedule)
-    wanted = sleep_schedule.scheduled_status(schedule, time.time())
-    if (
-        schedule.is_active
-        and worker.status != "error"
-        and wanted != worker.status
-        and (worker.status_requested != wanted or worker.lazy_status_request)
-    ):
-        m.workers.request_status(worker, wanted, is_lazy=False)
+    m.sleep_scheduler.apply(schedule)
     return web.Response(status=204)
 
 

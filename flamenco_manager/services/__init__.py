@@ -16,6 +16,7 @@ from flamenco_manager.services.events import Hub
 from flamenco_manager.services.farm_status import FarmStatus
 from flamenco_manager.services.jobs import Jobs
 from flamenco_manager.services.scheduler import Scheduler
+from flamenco_manager.services.sleep_scheduler import SleepScheduler
 from flamenco_manager.services.statemachine import StateMachine
 from flamenco_manager.services.task_updates import TaskUpdates
 from flamenco_manager.services.tasklogs import TaskLogs
@@ -73,6 +74,7 @@ class Manager:
             initial_delay=config.timeout_initial_delay,
             interval=config.timeout_check_interval,
         )
+        self.sleep_scheduler = SleepScheduler(self.store, self.workers)
         self.thumbnails = Thumbnails(self.store, self.hub, self.storage)
         self.farm_status = FarmStatus(self.store, self.hub)
         self.hub.status_hooks.append(self.farm_status.changed_soon)
@@ -84,6 +86,7 @@ class Manager:
             log.info("repaired jobs stuck in a transitional status count=%d", fixed)
         self._spawn(self.timeouts.run(), "timeouts")
         self._spawn(self.thumbnails.run(), "thumbnails")
+        self._spawn(self.sleep_scheduler.run(), "sleep-scheduler")
         self._spawn(self.farm_status.run(), "farm-status")
         self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
         self._spawn(self._every(JOB_DELETER_INTERVAL, self.jobs.delete_marked), "job-deleter")

@@ -49,6 +49,17 @@ def worker_from_row(row: sqlite3.Row) -> Worker:
     )
 
 
+def _schedule(row: sqlite3.Row) -> SleepSchedule:
+    return SleepSchedule(
+        worker_id=row["worker_id"],
+        is_active=bool(row["is_active"]),
+        days_of_week=row["days_of_week"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        next_check=row["next_check"],
+    )
+
+
 def _tag(row: sqlite3.Row) -> Tag:
     return Tag(id=row["id"], uuid=row["uuid"], name=row["name"], description=row["description"])
 
@@ -179,16 +190,15 @@ class WorkerQueries:
 
     def get_sleep_schedule(self, worker_id: int) -> SleepSchedule | None:
         row = self.conn.execute("SELECT * FROM sleep_schedules WHERE worker_id = ?", (worker_id,)).fetchone()
-        if row is None:
-            return None
-        return SleepSchedule(
-            worker_id=row["worker_id"],
-            is_active=bool(row["is_active"]),
-            days_of_week=row["days_of_week"],
-            start_time=row["start_time"],
-            end_time=row["end_time"],
-            next_check=row["next_check"],
+        return _schedule(row) if row else None
+
+    def sleep_schedules_due(self, now: float) -> list[SleepSchedule]:
+        rows = self.conn.execute(
+            "SELECT s.* FROM sleep_schedules s JOIN workers w ON w.id = s.worker_id"
+            " WHERE s.is_active AND w.deleted_at IS NULL AND (s.next_check IS NULL OR s.next_check <= ?)",
+            (now,),
         )
+        return [_schedule(r) for r in rows]
 
     def set_sleep_schedule(self, schedule: SleepSchedule) -> None:
         self.conn.execute(

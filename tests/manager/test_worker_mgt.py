@@ -87,3 +87,36 @@ async def test_sleep_schedule_storage_and_validation(farm: Farm) -> None:
     assert (await worker.fetch()).status == 423
     missing = f"{API}/worker-mgt/workers/{uuid.uuid4()}/sleep-schedule"
     assert (await farm.client.get(missing)).status == 404
+
+
+def test_next_check_is_the_nearest_transition() -> None:
+    import datetime
+
+    from flamenco_manager.model import SleepSchedule
+    from flamenco_manager.services.sleep_scheduler import next_check
+
+    schedule = SleepSchedule(1, True, "", "09:00", "18:00", None)
+    ten = datetime.datetime(2026, 3, 4, 10, 0).astimezone()
+    assert datetime.datetime.fromtimestamp(next_check(schedule, ten.timestamp())).hour == 18
+    late = datetime.datetime(2026, 3, 4, 23, 0).astimezone()
+    nxt = datetime.datetime.fromtimestamp(next_check(schedule, late.timestamp()))
+    assert (nxt.day, nxt.hour) == (5, 0)  # midnight comes before 09:00
+
+
+async def test_due_schedules_are_applied_by_the_loop(farm: Farm) -> None:
+    worker = await farm.awake_worker()
+    path = f"{API}/worker-mgt/workers/{worker.uuid}/sleep-schedule"
+    always = {"is_active": True, "days_of_week": "", "start_time": "", "end_time": ""}
+    await farm.client.post(path, always)
+    await worker.ack("asleep")
+    # A manual wake-up holds until the next transition; when the schedule is due again, it applies.
+    await farm.client.post(
+        f"{API}/worker-mgt/workers/{worker.uuid}/setstatus", {"status": "awake", "is_lazy": False}
+    )
+    await worker.ack("awake")
+    with farm.manager.store.transaction():
+        schedule = farm.manager.store.get_sleep_schedule(farm.manager.store.get_worker(worker.uuid).id)
+        schedule.next_check = 0.0
+        farm.manager.store.set_sleep_schedule(schedule)
+    farm.manager.sleep_scheduler.check()
+    assert (await farm.worker(worker.uuid))["status_change"] == {"status": "asleep", "is_lazy": False}
