@@ -48,7 +48,9 @@ class Uplink:
     async def send(self, task_id: str, payload: dict[str, Any]) -> None:
         """Deliver or queue; raises TaskReassigned on 409. Order per worker is kept."""
         async with self._lock:
-            if len(self._outbox) and not await self._flush_locked():
+            if len(self._outbox):
+                # Behind queued updates: wait in line. Only the retry loop talks to a Manager known to be
+                # away, so a partitioned network cannot stall the task's own reporting.
                 self._queue(task_id, payload)
                 return
             try:
