@@ -27,6 +27,10 @@ DEFAULT_CONFIG = "flamenco-manager.yaml"
 SHUTDOWN_GRACE = 5.0
 
 
+class ListenError(Exception):
+    """The listening socket could not be opened (address in use, no permission, …)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         raise ConfigError("command line", None, None, message)
@@ -96,7 +100,10 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
             shutdown_timeout=SHUTDOWN_GRACE,
             reuse_address=True,
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from exc
         log.info("listening listen=%s database=%s version=%s", config.listen, config.database, __version__)
         notify("READY=1")
         notify(f"STATUS=listening on {config.listen}")
@@ -127,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(serve(config, debug=args.debug))
     except StoreError as exc:
-        print(f"flamenco-manager: database: {exc}", file=sys.stderr)
+        print(f"flamenco-manager: {exc}", file=sys.stderr)
         return EX_CONFIG
-    except OSError as exc:
-        print(f"flamenco-manager: cannot listen on {config.listen}: {exc}", file=sys.stderr)
+    except ListenError as exc:
+        # Not 78: an address in use is often transient (the previous process still exiting).
+        print(f"flamenco-manager: {exc}", file=sys.stderr)
         return 1
 
 

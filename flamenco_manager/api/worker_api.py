@@ -240,7 +240,7 @@ async def output_produced(request: web.Request) -> web.Response:
     job = m.store.get_job_by_id(task.job_id)
     if job is None:
         raise HTTPError(404, f"job of task {task_uuid} not found")
-    if m.thumbnails.queue.full():
+    if m.thumbnails.full(job):
         raise HTTPError(429, "too many images waiting to be processed; try again later")
     data = await request.read()
     try:

@@ -23,7 +23,7 @@ from flamenco_manager.services.tasklogs import TaskLogs
 from flamenco_manager.services.thumbnails import Thumbnails
 from flamenco_manager.services.timeouts import TimeoutChecker
 from flamenco_manager.services.workers import Workers
-from flamenco_manager.store import Store, open_store
+from flamenco_manager.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,10 @@ class Manager:
         self.config = config
         self.platform = current_platform()
         self.storage = _resolve(config, config.local_manager_storage_path).absolute()
-        self.storage.mkdir(parents=True, exist_ok=True)
+        try:
+            self.storage.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"local_manager_storage_path {self.storage}: {exc.strerror or exc}") from exc
         self.store = store if store is not None else open_store(_resolve(config, config.database))
         self.hub = Hub()
         self.logs = TaskLogs(self.storage, self.hub)

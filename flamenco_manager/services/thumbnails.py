@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import logging
@@ -22,7 +23,8 @@ except ImportError:  # Pillow is optional: without it uploads are accepted and d
 
 log = logging.getLogger(__name__)
 
-# Uploads waiting for processing; a full queue answers 429 (Flamenco's size).
+# Jobs with an image waiting for processing; a full queue answers 429 (Flamenco's size). Per job only
+# the latest image waits: a newer upload for the same job replaces the queued one.
 QUEUE_SIZE = 3
 # Largest accepted upload (Flamenco's limit): a 4K 16-bit PNG fits comfortably.
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -72,19 +74,27 @@ class Thumbnails:
         self.store = store
         self.hub = hub
         self.storage = storage
-        self.queue: asyncio.Queue[Upload] = asyncio.Queue(QUEUE_SIZE)
+        self._pending: collections.OrderedDict[int, Upload] = collections.OrderedDict()
+        self._wakeup = asyncio.Event()
         if Image is None:
             log.warning("Pillow is not installed: last-rendered thumbnails are disabled")
 
+    def full(self, job: Job) -> bool:
+        return job.id not in self._pending and len(self._pending) >= QUEUE_SIZE
+
     def submit(self, job: Job, data: bytes) -> None:
-        try:
-            self.queue.put_nowait(Upload(job, data))
-        except asyncio.QueueFull as exc:
-            raise QueueFull("too many images waiting to be processed") from exc
+        if self.full(job):
+            raise QueueFull("too many images waiting to be processed")
+        self._pending[job.id] = Upload(job, data)
+        self._wakeup.set()
 
     async def run(self) -> None:
         while True:
-            upload = await self.queue.get()
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            _, upload = self._pending.popitem(last=False)
             if Image is None:
                 continue
             directory = job_dir(self.storage, upload.job.uuid)

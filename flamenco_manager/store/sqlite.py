@@ -114,8 +114,8 @@ class SQLiteStore(WorkerQueries, JobQueries):
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(path)
             migrate(conn)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"database {path}: {exc}") from exc
         return cls(conn, path)
 
     def close(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import uuid
 
+import pytest
+
 from tests.manager.conftest import API, Farm
 
 ECHO = {
@@ -155,3 +157,17 @@ async def test_output_produced(farm: Farm) -> None:
     with Image.open(io.BytesIO(tiny.body)) as image:
         assert image.format == "JPEG" and image.size == (149, 112)
     assert (await farm.client.get(f"{API}/jobs/last-rendered")).body == info
+
+
+async def test_output_queue_keeps_the_latest_image_per_job_and_answers_429_when_full(farm: Farm) -> None:
+    from flamenco_manager.services.thumbnails import QUEUE_SIZE, QueueFull
+
+    thumbs = farm.manager.thumbnails
+    jobs = [farm.manager.store.get_job((await farm.submit_echo())["id"]) for _ in range(QUEUE_SIZE + 1)]
+    # Nothing is processed until the loop runs again, so the queue fills within this turn.
+    for job in jobs[:QUEUE_SIZE]:
+        thumbs.submit(job, b"old")
+    thumbs.submit(jobs[0], b"new")  # replaces, does not count twice
+    assert thumbs._pending[jobs[0].id].data == b"new"
+    with pytest.raises(QueueFull):
+        thumbs.submit(jobs[-1], b"x")

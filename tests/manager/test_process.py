@@ -29,6 +29,13 @@ def _run(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
         (["-listen", "nowhere"], None, "-listen"),
         (["-config", "missing.yaml"], None, "missing.yaml"),
         ([], "_meta: {version: 3}\ntask_timeout: soon\n", "flamenco-manager.yaml:2: task_timeout"),
+        ([], "_meta: {version: 3}\ndatabase: /proc/no/such.sqlite\n", "database /proc/no/such.sqlite"),
+        ([], "_meta: {version: 3}\ndatabase: not-a-db.sqlite\n", "not-a-db.sqlite: file is not a database"),
+        (
+            [],
+            "_meta: {version: 3}\nlocal_manager_storage_path: /proc/storage\n",
+            "local_manager_storage_path",
+        ),
     ],
 )
 def test_invalid_configuration_exits_78_with_one_line(
@@ -36,6 +43,7 @@ def test_invalid_configuration_exits_78_with_one_line(
 ) -> None:
     if config_text is not None:
         (tmp_path / "flamenco-manager.yaml").write_text(config_text)
+    (tmp_path / "not-a-db.sqlite").write_bytes(b"this is no database" * 100)
     result = _run(*args, cwd=tmp_path)
     assert result.returncode == 78
     lines = [line for line in result.stderr.splitlines() if "flamenco-manager:" in line]

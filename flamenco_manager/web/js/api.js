@@ -1,0 +1,69 @@
+// The Manager's public API (/api/v3); everything the page does goes through here.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function call(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(`/api/v3${path}`, init);
+  } catch (err) {
+    throw new ApiError(0, `the Manager could not be reached (${err.message})`);
+  }
+  if (resp.status === 204) return null;
+  const type = resp.headers.get("Content-Type") || "";
+  const raw = await resp.text();
+  let data = raw;
+  if (type.includes("json") && raw) {
+    try {
+      data = JSON.parse(raw);
+    } catch {
+      data = raw;
+    }
+  }
+  if (!resp.ok) {
+    const message = data && typeof data === "object" && data.message ? data.message : resp.statusText;
+    throw new ApiError(resp.status, message);
+  }
+  return data;
+}
+
+const id = encodeURIComponent;
+
+export const api = {
+  version: () => call("GET", "/version"),
+  farmStatus: () => call("GET", "/status"),
+
+  workers: async () => (await call("GET", "/worker-mgt/workers")).workers,
+  worker: (workerId) => call("GET", `/worker-mgt/workers/${id(workerId)}`),
+  deleteWorker: (workerId) => call("DELETE", `/worker-mgt/workers/${id(workerId)}`),
+  setWorkerStatus: (workerId, status, isLazy) =>
+    call("POST", `/worker-mgt/workers/${id(workerId)}/setstatus`, { status, is_lazy: isLazy }),
+  setWorkerTags: (workerId, tagIds) =>
+    call("POST", `/worker-mgt/workers/${id(workerId)}/settags`, { tag_ids: tagIds }),
+
+  tags: async () => (await call("GET", "/worker-mgt/tags")).tags,
+  createTag: (name, description) => call("POST", "/worker-mgt/tags", { name, description }),
+  updateTag: (tagId, name, description) => call("PUT", `/worker-mgt/tag/${id(tagId)}`, { name, description }),
+  deleteTag: (tagId) => call("DELETE", `/worker-mgt/tag/${id(tagId)}`),
+
+  jobs: async () => (await call("GET", "/jobs")).jobs,
+  job: (jobId) => call("GET", `/jobs/${id(jobId)}`),
+  jobTasks: async (jobId) => (await call("GET", `/jobs/${id(jobId)}/tasks`)).tasks,
+  setJobStatus: (jobId, status, reason) => call("POST", `/jobs/${id(jobId)}/setstatus`, { status, reason }),
+  setJobPriority: (jobId, priority) => call("POST", `/jobs/${id(jobId)}/setpriority`, { priority }),
+  deleteJob: (jobId) => call("DELETE", `/jobs/${id(jobId)}`),
+
+  task: (taskId) => call("GET", `/tasks/${id(taskId)}`),
+  setTaskStatus: (taskId, status, reason) => call("POST", `/tasks/${id(taskId)}/setstatus`, { status, reason }),
+  taskLogTail: async (taskId) => (await call("GET", `/tasks/${id(taskId)}/logtail`)) || "",
+};

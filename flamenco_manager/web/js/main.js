@@ -1,0 +1,132 @@
+// Start-up: first fetch, the event stream, the router and the header.
+
+import { api } from "./api.js";
+import { fill, refreshRelativeTimes } from "./dom.js";
+import { EventStream } from "./events.js";
+import { JobsView } from "./jobs-view.js";
+import { notify } from "./notify.js";
+import { announce, jobFromEvent, state, workerFromEvent } from "./state.js";
+import { TagsView } from "./tags-view.js";
+import { WorkersView } from "./workers-view.js";
+
+// How often relative times ("12 s ago") are rewritten.
+const RELATIVE_TIME_TICK_MS = 1000;
+
+const views = {
+  jobs: new JobsView(),
+  workers: new WorkersView(),
+  tags: new TagsView(),
+};
+let current = null;
+
+function parseRoute() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const name = views[parts[0]] ? parts[0] : "jobs";
+  return { name, params: parts.slice(1) };
+}
+
+function route() {
+  const { name, params } = parseRoute();
+  const view = views[name];
+  if (current !== view) {
+    if (current) current.hide();
+    current = view;
+    fill(document.getElementById("view"), view.element);
+    for (const tab of document.querySelectorAll(".tabs a")) {
+      tab.setAttribute("aria-current", tab.dataset.tab === name ? "page" : "false");
+    }
+    document.title = `${name[0].toUpperCase()}${name.slice(1)} · Flamenco Manager`;
+  }
+  view.show(params);
+}
+
+function showFarmStatus(status) {
+  state.farmStatus = status;
+  const el = document.getElementById("farm-status");
+  el.dataset.status = status;
+  el.querySelector(".value").textContent = status;
+}
+
+function showConnection(streamState) {
+  const el = document.getElementById("connection");
+  el.dataset.state = streamState;
+  el.textContent = { live: "live", connecting: "connecting…", reconnecting: "reconnecting…" }[streamState];
+  el.title = streamState === "live" ? "Receiving live updates from the Manager" : "Waiting for the Manager; the page re-fetches everything once it is back";
+}
+
+async function fetchAll() {
+  const [workers, jobs, tags, farm] = await Promise.all([api.workers(), api.jobs(), api.tags(), api.farmStatus()]);
+  state.workers = new Map(workers.map((w) => [w.id, w]));
+  state.jobs = new Map(jobs.map((j) => [j.id, j]));
+  state.tags = new Map(tags.map((t) => [t.id, t]));
+  showFarmStatus(farm.status);
+  announce("reset");
+}
+
+async function refetch() {
+  try {
+    await fetchAll();
+  } catch (err) {
+    notify(`Could not refresh: ${err.message}`, "error");
+  }
+}
+
+function startStream() {
+  return new EventStream(
+    { topics: "workers,jobs,status,workertags,lifecycle" },
+    {
+      "/workers": (event) => {
+        if (event.deleted_at) {
+          state.workers.delete(event.id);
+          announce("worker-removed", event.id);
+        } else {
+          const worker = workerFromEvent(event);
+          state.workers.set(worker.id, worker);
+          announce("worker", worker);
+        }
+      },
+      "/jobs": (event) => {
+        if (event.was_deleted) {
+          state.jobs.delete(event.id);
+          announce("job-removed", event.id);
+        } else {
+          const job = jobFromEvent(event, state.jobs.get(event.id));
+          state.jobs.set(job.id, job);
+          announce("job", { job, refreshTasks: event.refresh_tasks });
+        }
+      },
+      "/workertags": (event) => {
+        if (event.was_deleted) state.tags.delete(event.tag.id);
+        else state.tags.set(event.tag.id, event.tag);
+        announce("tags");
+      },
+      "/status": (event) => showFarmStatus(event.status),
+      "/lifecycle": (event) => {
+        if (event.type === "manager-shutdown") notify("The Manager is shutting down.", "error");
+      },
+    },
+    { onState: showConnection, onReconnect: refetch },
+  );
+}
+
+async function start() {
+  api.version().then(
+    (v) => {
+      document.getElementById("version").textContent = `v${v.shortversion}`;
+      document.getElementById("version").title = `Flamenco Manager ${v.version}`;
+      if (v.name) document.getElementById("manager-name").textContent = v.name;
+    },
+    () => {},
+  );
+  window.addEventListener("hashchange", route);
+  startStream();
+  try {
+    await fetchAll();
+  } catch (err) {
+    notify(`Could not load the farm: ${err.message}`, "error");
+  }
+  route();
+  setInterval(() => refreshRelativeTimes(document.getElementById("view")), RELATIVE_TIME_TICK_MS);
+}
+
+start();

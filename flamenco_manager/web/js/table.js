@@ -1,0 +1,215 @@
+// A keyed table: full render once, then per-row patches; click/ctrl/shift selection and arrow keys.
+
+import { h } from "./dom.js";
+
+/**
+ * columns: [{label, className, cell(item) -> node|string|array}]
+ * key(item) -> id; compare(a, b) for the order; options.multi allows several selected rows.
+ * onSelect({ids, active}) is called when the user changes the selection.
+ */
+export class ItemTable {
+  constructor({ label, columns, compare, multi = false, onSelect = () => {}, emptyText = "Nothing here yet." }) {
+    this.columns = columns;
+    this.compare = compare;
+    this.multi = multi;
+    this.onSelect = onSelect;
+    this.items = new Map();
+    this.rows = new Map();
+    this.selected = new Set();
+    this.anchor = null;
+    this.active = null;
+    this.filter = () => true;
+    this.tbody = h("tbody");
+    this.empty = h("div", { class: "table-empty", hidden: true }, emptyText);
+    const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.className }, c.label)));
+    this.table = h("table", { class: "grid", "aria-label": label, "aria-multiselectable": multi ? "true" : null }, h("thead", {}, head), this.tbody);
+    this.element = h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": `${label}, use the arrow keys to move` }, this.table, this.empty);
+    this.tbody.addEventListener("click", (event) => this.clicked(event));
+    this.element.addEventListener("keydown", (event) => this.keyed(event));
+  }
+
+  /** Replace every row; used for the first render and after a re-fetch. */
+  setItems(items) {
+    this.items = new Map(items.map((item) => [item.id, item]));
+    const sorted = [...this.items.values()].sort(this.compare);
+    const frag = document.createDocumentFragment();
+    this.rows = new Map();
+    for (const item of sorted) {
+      const row = this.buildRow(item);
+      this.rows.set(item.id, row);
+      frag.append(row);
+    }
+    this.tbody.replaceChildren(frag);
+    for (const id of [...this.selected]) if (!this.items.has(id)) this.selected.delete(id);
+    this.syncEmpty();
+  }
+
+  buildRow(item) {
+    const row = h("tr", { "data-id": item.id, "aria-selected": this.selected.has(item.id) ? "true" : "false" });
+    for (const column of this.columns) row.append(h("td", { class: column.className }, column.cell(item)));
+    row.hidden = !this.filter(item);
+    if (this.active === item.id) row.classList.add("active");
+    return row;
+  }
+
+  /** Insert or patch one item; moves the row when its sort position changed. */
+  upsert(item) {
+    const old = this.items.get(item.id);
+    this.items.set(item.id, item);
+    const row = this.buildRow(item);
+    const previous = this.rows.get(item.id);
+    this.rows.set(item.id, row);
+    if (previous && old && this.compare(old, item) === 0) {
+      previous.replaceWith(row);
+    } else {
+      if (previous) previous.remove();
+      this.insertSorted(item, row);
+    }
+    this.syncEmpty();
+  }
+
+  insertSorted(item, row) {
+    for (const other of this.tbody.children) {
+      const otherItem = this.items.get(other.dataset.id);
+      if (otherItem && this.compare(item, otherItem) < 0) {
+        other.before(row);
+        return;
+      }
+    }
+    this.tbody.append(row);
+  }
+
+  remove(id) {
+    this.items.delete(id);
+    const row = this.rows.get(id);
+    if (row) row.remove();
+    this.rows.delete(id);
+    if (this.selected.delete(id) || this.active === id) {
+      if (this.active === id) this.active = null;
+      this.emitSelect();
+    }
+    this.syncEmpty();
+  }
+
+  setFilter(filter) {
+    this.filter = filter;
+    for (const [id, row] of this.rows) row.hidden = !filter(this.items.get(id));
+    this.syncEmpty();
+  }
+
+  syncEmpty() {
+    let visible = false;
+    for (const row of this.rows.values()) {
+      if (!row.hidden) {
+        visible = true;
+        break;
+      }
+    }
+    this.empty.hidden = visible;
+  }
+
+  visibleIds() {
+    return [...this.tbody.children].filter((row) => !row.hidden).map((row) => row.dataset.id);
+  }
+
+  /** Select rows from code (a deep link, a re-render); does not call onSelect. */
+  setSelection(ids, active = ids[ids.length - 1] ?? null) {
+    this.selected = new Set(ids.filter((id) => this.items.has(id)));
+    this.active = active && this.items.has(active) ? active : null;
+    if (this.anchor === null || !this.selected.has(this.anchor)) this.anchor = this.active;
+    for (const [id, row] of this.rows) {
+      row.setAttribute("aria-selected", this.selected.has(id) ? "true" : "false");
+      row.classList.toggle("active", id === this.active);
+    }
+  }
+
+  emitSelect() {
+    this.setSelection([...this.selected], this.active);
+    this.onSelect({ ids: [...this.selected], active: this.active });
+  }
+
+  clicked(event) {
+    const row = event.target.closest("tr[data-id]");
+    if (!row || event.target.closest("a, button, input")) return;
+    this.choose(row.dataset.id, { toggle: event.ctrlKey || event.metaKey, range: event.shiftKey });
+    if (event.shiftKey) window.getSelection()?.removeAllRanges();
+  }
+
+  choose(id, { toggle = false, range = false } = {}) {
+    if (this.multi && range && this.anchor && this.items.has(this.anchor)) {
+      const order = this.visibleIds();
+      const [a, b] = [order.indexOf(this.anchor), order.indexOf(id)].sort((x, y) => x - y);
+      const span = a >= 0 && b >= 0 ? order.slice(a, b + 1) : [id];
+      this.selected = new Set(toggle ? [...this.selected, ...span] : span);
+      this.active = id;
+    } else if (this.multi && toggle) {
+      if (this.selected.has(id)) {
+        this.selected.delete(id);
+        this.active = this.selected.size ? [...this.selected].at(-1) : null;
+      } else {
+        this.selected.add(id);
+        this.active = id;
+      }
+      this.anchor = id;
+    } else {
+      this.selected = new Set([id]);
+      this.active = id;
+      this.anchor = id;
+    }
+    this.emitSelect();
+  }
+
+  keyed(event) {
+    if (event.target !== this.element) return;
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+    event.preventDefault();
+    const order = this.visibleIds();
+    if (order.length === 0) return;
+    const here = order.indexOf(this.active);
+    const next = here < 0 ? 0 : Math.max(0, Math.min(order.length - 1, here + (event.key === "ArrowDown" ? 1 : -1)));
+    this.choose(order[next], { range: event.shiftKey });
+    this.rows.get(order[next])?.scrollIntoView({ block: "nearest" });
+  }
+}
+
+/** Toggle buttons filtering a table by status; none pressed shows everything. */
+export class StatusFilter {
+  constructor(label, statuses, onChange) {
+    this.statuses = statuses;
+    this.onChange = onChange;
+    this.wanted = new Set();
+    this.counts = new Map();
+    this.buttons = new Map();
+    this.element = h("div", { class: "status-filter", role: "group", "aria-label": label });
+    for (const status of statuses) {
+      const count = h("span", { class: "count" }, "0");
+      const button = h("button", { type: "button", class: `chip s-${status}`, "aria-pressed": "false", title: `Show only ${status} (toggle)` },
+        h("span", { class: "dot", "aria-hidden": "true" }), h("span", {}, status), count);
+      button.addEventListener("click", () => this.toggle(status));
+      this.buttons.set(status, { button, count });
+      this.element.append(button);
+    }
+  }
+
+  toggle(status) {
+    if (this.wanted.has(status)) this.wanted.delete(status);
+    else this.wanted.add(status);
+    this.buttons.get(status).button.setAttribute("aria-pressed", String(this.wanted.has(status)));
+    this.onChange();
+  }
+
+  accepts(status) {
+    return this.wanted.size === 0 || this.wanted.has(status);
+  }
+
+  /** Show how many items have each status; statuses nobody has are dimmed unless pressed. */
+  setCounts(items) {
+    const counts = new Map();
+    for (const item of items) counts.set(item.status, (counts.get(item.status) || 0) + 1);
+    for (const [status, { button, count }] of this.buttons) {
+      const n = counts.get(status) || 0;
+      count.textContent = String(n);
+      button.classList.toggle("none", n === 0 && !this.wanted.has(status));
+    }
+  }
+}
