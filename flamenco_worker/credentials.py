@@ -38,8 +38,8 @@ def load_credentials(home: Path) -> Credentials | None:
     path = credentials_path(home)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # never registered (or FLAMENCO_HOME cannot exist; saving will say so loudly)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read credentials: {exc}") from None
     try:

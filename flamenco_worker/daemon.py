@@ -52,6 +52,8 @@ class Daemon:
         self._notifier = SystemdNotifier(self.worker, env)
         self._signals = SignalAdapter(self.worker, self.reload)
         self._dbus = DbusService(self.worker, settings.dbus) if settings.dbus != "off" else None
+        self._core: asyncio.Task[int] | None = None
+        self._fatal: ConfigError | None = None
 
     async def run(self) -> int:
         worker = self.worker
@@ -69,7 +71,13 @@ class Daemon:
                 worker.request_status(WorkerStatus.AWAKE, lazy=False, origin=Origin.STARTUP)
             self._notifier.ready()
             log.info("worker=%s ready: %s", worker.settings.worker_name, worker.snapshot().describe())
-            code = await worker.run()
+            self._core = asyncio.get_running_loop().create_task(worker.run())
+            try:
+                code = await self._core
+            except asyncio.CancelledError:
+                if self._fatal is None:
+                    raise
+                code = ExitCode.CONFIG
             log.info("worker=%s exiting with code %d", worker.settings.worker_name, code)
             return code
         finally:
@@ -86,7 +94,15 @@ class Daemon:
             self._signals.uninstall()
 
     async def _connect(self, link: ManagerLink) -> None:
-        requested = await link.connect()
+        try:
+            requested = await link.connect()
+        except ConfigError as exc:
+            # e.g. a damaged credentials file: retrying cannot help, and systemd must not loop on it
+            log.error("configuration error: %s", exc)
+            self._fatal = exc
+            if self._core is not None:
+                self._core.cancel()
+            return
         worker = self.worker
         if worker.status is not WorkerStatus.STARTING:
             link.acknowledge_current()  # a local request came first; latest wins
@@ -133,7 +149,7 @@ async def flush_and_sign_off(settings: WorkerSettings) -> int:
     if not settings.manager_url:
         raise ConfigError("flag -flush: no Manager URL configured (manager_url / -manager)")
     creds = load_credentials(settings.flamenco_home)
-    outbox = Outbox(settings.flamenco_home)
+    outbox = Outbox(settings.flamenco_home, required=True)
     client = ManagerClient(settings.manager_url)
     try:
         queued = len(outbox)

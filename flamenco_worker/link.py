@@ -185,7 +185,17 @@ class ManagerLink:
             self._settings.worker_name, secret, list(self._settings.task_types)
         )
         creds = Credentials(worker_id, secret)
-        path = save_credentials(self._settings.flamenco_home, creds)
+        try:
+            path = save_credentials(self._settings.flamenco_home, creds)
+        except OSError as exc:
+            log.error(
+                "worker=%s registered, but its credentials cannot be saved in %s (%s); it keeps them in "
+                "memory and will register as a new worker after a restart",
+                worker_id,
+                self._settings.flamenco_home,
+                exc,
+            )
+            return creds
         log.info(
             "worker=%s registered at Manager %s; credentials in %s",
             worker_id,

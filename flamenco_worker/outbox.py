@@ -1,6 +1,8 @@
 """Task updates that could not be delivered yet: a SQLite FIFO in FLAMENCO_HOME.
 
 Rows are `(id, created_at, task_id, payload)` with the payload as JSON text, the front being the lowest id.
+When the file cannot be written (read-only or full disk) the queue carries on in memory, says so loudly,
+and keeps what the file already holds in front, so nothing is reordered or lost while the process lives.
 """
 
 from __future__ import annotations
@@ -38,59 +40,141 @@ class QueuedUpdate:
     id: int
     task_id: str
     payload: dict[str, Any]
+    in_memory: bool = False
+
+
+def _open(target: str) -> sqlite3.Connection:
+    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    if target != ":memory:":
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # an acknowledged update must survive a power cut
+    db.executescript(SCHEMA)
+    return db
 
 
 class Outbox:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, required: bool = False) -> None:
+        """Open the queue; with `required`, a file that cannot be used raises OutboxError instead."""
         self.path = home / FILENAME
+        self._disk: sqlite3.Connection | None = None
+        self._memory: sqlite3.Connection | None = None
+        # Delivery is FIFO, so delivered rows the full disk would not let us delete form a prefix:
+        # everything up to this id is done and skipped, and deleted once there is room again.
+        self._disk_floor = 0
+        self._stuck_rows_reported = False
         try:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged update must survive a power cut
-            self._db.executescript(SCHEMA)
-            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            self._disk = _open(str(self.path))
+            check = self._disk.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                self._disk.close()
+                self._disk = None
+                raise OutboxError(f"{self.path}: the task-update queue is damaged ({check}); move it aside")
         except (sqlite3.Error, OSError) as exc:
-            raise OutboxError(f"{self.path}: cannot open the task-update queue: {exc}") from None
-        if check != "ok":
-            raise OutboxError(f"{self.path}: the task-update queue is damaged ({check})")
+            self._disk = None
+            problem = OutboxError(f"{self.path}: cannot open the task-update queue: {exc}")
+            if required:
+                raise problem from None
+            self._fall_back(str(problem))
+        except OutboxError as exc:
+            if required:
+                raise
+            self._fall_back(str(exc))
+
+    @property
+    def durable(self) -> bool:
+        """False once updates are kept in memory (they would not survive a restart)."""
+        return self._memory is None
+
+    def _fall_back(self, reason: str) -> None:
+        if self._memory is None:
+            log.error("%s; task updates are now kept in memory and do not survive a restart", reason)
+            self._memory = _open(":memory:")
+
+    def _stores(self) -> list[tuple[sqlite3.Connection, bool]]:
+        stores = []
+        if self._disk is not None:
+            stores.append((self._disk, False))
+        if self._memory is not None:
+            stores.append((self._memory, True))
+        return stores
+
+    def _floor(self, in_memory: bool) -> int:
+        return 0 if in_memory else self._disk_floor
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM task_updates").fetchone()[0])
+        return sum(
+            int(
+                db.execute("SELECT COUNT(*) FROM task_updates WHERE id > ?", (self._floor(mem),)).fetchone()[
+                    0
+                ]
+            )
+            for db, mem in self._stores()
+        )
 
     def push(self, task_id: str, payload: dict[str, Any]) -> None:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        try:
-            self._db.execute(
-                "INSERT INTO task_updates (created_at, task_id, payload) VALUES (?, ?, ?)",
-                (created, task_id, json.dumps(payload, separators=(",", ":"))),
-            )
-        except sqlite3.Error as exc:
-            raise OutboxError(f"{self.path}: cannot queue a task update: {exc}") from None
+        row = (created, task_id, json.dumps(payload, separators=(",", ":")))
+        sql = "INSERT INTO task_updates (created_at, task_id, payload) VALUES (?, ?, ?)"
+        if self._memory is None and self._disk is not None:
+            try:
+                self._disk.execute(sql, row)
+                return
+            except sqlite3.Error as exc:
+                self._fall_back(f"{self.path}: cannot queue a task update: {exc}")
+        assert self._memory is not None
+        self._memory.execute(sql, row)
 
     def front(self) -> QueuedUpdate | None:
-        row = self._db.execute("SELECT id, task_id, payload FROM task_updates ORDER BY id LIMIT 1").fetchone()
-        if row is None:
-            return None
-        try:
-            payload = json.loads(row[2])
-        except ValueError:
-            log.error("outbox=%s row=%d holds invalid JSON; dropping it", self.path, row[0])
-            self.remove(row[0])
-            return self.front()
-        return QueuedUpdate(row[0], row[1], payload)
+        for db, in_memory in self._stores():
+            row = db.execute(
+                "SELECT id, task_id, payload FROM task_updates WHERE id > ? ORDER BY id LIMIT 1",
+                (self._floor(in_memory),),
+            ).fetchone()
+            if row is None:
+                continue
+            try:
+                payload = json.loads(row[2])
+            except ValueError:
+                log.error("outbox=%s row=%d holds invalid JSON; dropping it", self.path, row[0])
+                db.execute("DELETE FROM task_updates WHERE id = ?", (row[0],))
+                return self.front()
+            return QueuedUpdate(row[0], row[1], payload, in_memory)
+        return None
 
-    def remove(self, update_id: int) -> None:
+    def remove(self, item: QueuedUpdate) -> None:
+        """Forget a delivered update (a full disk cannot stop this: the row is skipped until it can go)."""
+        if item.in_memory:
+            assert self._memory is not None
+            self._memory.execute("DELETE FROM task_updates WHERE id = ?", (item.id,))
+            return
+        assert self._disk is not None
+        self._disk_floor = max(self._disk_floor, item.id)
         try:
-            self._db.execute("DELETE FROM task_updates WHERE id = ?", (update_id,))
+            self._disk.execute("DELETE FROM task_updates WHERE id <= ?", (self._disk_floor,))
+            self._stuck_rows_reported = False
         except sqlite3.Error as exc:
-            raise OutboxError(f"{self.path}: cannot remove a delivered update: {exc}") from None
+            if self._stuck_rows_reported:
+                return
+            self._stuck_rows_reported = True
+            log.warning(
+                "outbox=%s delivered update %d stays in the file until there is room (%s)",
+                self.path,
+                item.id,
+                exc,
+            )
 
     def drop_task(self, task_id: str) -> int:
         """Forget the updates of a task that was taken away from this worker (409)."""
-        cur = self._db.execute("DELETE FROM task_updates WHERE task_id = ?", (task_id,))
-        return cur.rowcount
+        dropped = 0
+        for db, _ in self._stores():
+            try:
+                dropped += db.execute("DELETE FROM task_updates WHERE task_id = ?", (task_id,)).rowcount
+            except sqlite3.Error as exc:
+                log.error("outbox=%s cannot drop updates of task=%s: %s", self.path, task_id, exc)
+        return dropped
 
     def close(self) -> None:
-        self._db.close()
+        for db, _ in self._stores():
+            db.close()

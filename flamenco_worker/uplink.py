@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable
-from flamenco_worker.outbox import Outbox, OutboxError
+from flamenco_worker.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,7 @@ class Uplink:
             )
 
     def _queue(self, task_id: str, payload: dict[str, Any], reason: str = "") -> None:
-        try:
-            self._outbox.push(task_id, payload)
-        except OutboxError as exc:
-            log.error("task=%s update lost: %s", task_id, exc)
-            return
+        self._outbox.push(task_id, payload)
         if reason and not self._warned:
             log.warning(
                 "Manager not taking task updates (%s); queueing them in %s", reason, self._outbox.path
@@ -131,7 +127,7 @@ class Uplink:
                     status,
                     _summary(item.payload),
                 )
-            self._outbox.remove(item.id)
+            self._outbox.remove(item)
         return True
 
     async def close(self) -> None:

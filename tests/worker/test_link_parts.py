@@ -57,7 +57,7 @@ def test_outbox_is_fifo_and_survives_reopening(tmp_path: Path) -> None:
     seen = []
     while (item := box.front()) is not None:
         seen.append(item.payload["log"])
-        box.remove(item.id)
+        box.remove(item)
     assert seen == [f"line {i}\n" for i in range(5)]
     assert len(box) == 0
 
@@ -71,20 +71,57 @@ def test_outbox_drop_task(tmp_path: Path) -> None:
     assert [box.front().task_id] == ["b"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_outbox_unwritable_home(tmp_path: Path) -> None:
-    home = tmp_path / "ro"
-    home.mkdir(mode=0o500)
+def test_outbox_unusable_home_falls_back_to_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    home = tmp_path / "a-file" / "home"  # a path through a regular file can never be created
+    (tmp_path / "a-file").write_text("")
     with pytest.raises(OutboxError) as err:
-        Outbox(home)
+        Outbox(home, required=True)
     assert str(home) in str(err.value)
+    box = Outbox(home)
+    assert not box.durable
+    assert "kept in memory" in caplog.text and str(home) in caplog.text
+    box.push("t", {"log": "kept"})
+    item = box.front()
+    assert item is not None and item.payload == {"log": "kept"}
 
 
-def test_outbox_damaged_file_is_refused_with_its_name(tmp_path: Path) -> None:
-    (tmp_path / "flamenco-worker.sqlite").write_bytes(b"this is not a database" * 100)
+def test_outbox_damaged_file_is_left_alone_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    damaged = tmp_path / "flamenco-worker.sqlite"
+    damaged.write_bytes(b"this is not a database" * 100)
     with pytest.raises(OutboxError) as err:
-        Outbox(tmp_path)
+        Outbox(tmp_path, required=True)
     assert "flamenco-worker.sqlite" in str(err.value)
+    box = Outbox(tmp_path)
+    assert not box.durable and "flamenco-worker.sqlite" in caplog.text
+    assert damaged.read_bytes() == b"this is not a database" * 100  # nothing stored is overwritten
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/bin/mount").exists(), reason="needs root to mount a tmpfs"
+)
+def test_outbox_full_disk_keeps_order_in_memory(tmp_path: Path) -> None:
+    import subprocess
+
+    home = tmp_path / "small"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(home)], check=True)
+    try:
+        box = Outbox(home)
+        assert box.durable
+        big = "y" * 4000
+        for i in range(100):  # far more than 128 KiB
+            box.push("t", {"log": f"{i} {big}"})
+        assert not box.durable
+        seen = []
+        while (item := box.front()) is not None:
+            seen.append(int(item.payload["log"].split()[0]))
+            box.remove(item)
+        assert seen == list(range(100))
+        box.close()
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=True)
 
 
 # --- a scriptable Manager on loopback ---

@@ -1,0 +1,227 @@
+"""Faults a farm meets overnight, with real processes; each test prints the figure it checked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.dbus_daemon import PrivateBus
+from tests.system.conftest import Farm
+from tests.system.test_farm import FAKE_BLENDER, blender_yaml, submit_render, task_log, wait_job
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(proc.name))
+    return found
+
+
+def test_manager_down_while_ten_workers_log(farm_factory, short_dir: Path) -> None:
+    farm: Farm = farm_factory(blender_yaml())
+    lines_per_frame, frames = 30, 4
+    for i in range(10):
+        farm.start_worker(
+            f"w{i}", env={"FAKE_BLENDER_LINES": str(lines_per_frame), "FAKE_BLENDER_DELAY": "0.4"}
+        )
+    job = submit_render(farm, short_dir / "out", frames=f"1-{frames * 10}", chunk=frames, fmt="EXR")
+    farm.manager.wait_until(
+        "ten tasks active", lambda: sum(t["status"] == "active" for t in farm.manager.tasks(job["id"])) == 10
+    )
+    time.sleep(0.6)
+    farm.manager.kill()
+    time.sleep(2.5)
+    farm.manager.start()
+    wait_job(farm, job["id"], timeout=90)
+    sent = received = 0
+    for task in farm.manager.tasks(job["id"]):
+        first = int(task["name"].split("-")[1])
+        expected = [f"Fra:{f} line {i}" for f in range(first, first + frames) for i in range(lines_per_frame)]
+        seen = [ln.split("> ", 1)[1] for ln in task_log(farm, task["id"]).splitlines() if "> Fra:" in ln]
+        sent += len(expected)
+        received += len(seen)
+        assert seen == expected, f"task {task['name']}: lines lost, repeated or out of order"
+    print(
+        f"\nmanager outage with 10 workers: log lines sent {sent}, received {received} (exactly once, in order)"
+    )
+
+
+def test_worker_killed_and_not_restarted_its_task_moves_on(farm_factory) -> None:
+    farm: Farm = farm_factory(
+        "worker_timeout: 2s\ntimeout_check_interval: 500ms\ntimeout_initial_delay: 0s\nlong_poll_max: 1s\n"
+    )
+    doomed = farm.start_worker("doomed")
+    job = farm.manager.submit_echo_sleep(seconds=1)
+    task = farm.manager.wait_until(
+        "sleep task active on the doomed worker",
+        lambda: next(
+            (
+                t
+                for t in farm.manager.tasks(job["id"])
+                if t["name"].startswith("sleep") and t["status"] == "active"
+            ),
+            None,
+        ),
+    )
+    doomed.process.send_signal(signal.SIGKILL)
+    doomed.wait_exit(5)
+    started = time.monotonic()
+    farm.wait_worker_status(doomed, "error", timeout=20)
+    rescuer = farm.start_worker("rescuer")
+    wait_job(farm, job["id"], timeout=30)
+    detail = farm.manager.task(task["id"])
+    assert detail["worker"]["name"] == "rescuer"
+    print(
+        f"\nkilled worker marked error and its task completed elsewhere after {time.monotonic() - started:.1f} s"
+    )
+    assert rescuer.process.poll() is None
+
+
+def test_unusable_flamenco_home_keeps_the_worker_serving(farm: Farm, short_dir: Path) -> None:
+    blocker = short_dir / "not-a-directory"
+    blocker.write_text("")
+    worker = farm.start_worker("homeless", env={"FLAMENCO_HOME": str(blocker / "home")}, signed_on=False)
+    farm.manager.wait_until(
+        "registered",
+        lambda: any(w["name"] == "homeless" and w["status"] == "awake" for w in farm.manager.workers()),
+    )
+    job = farm.manager.submit_echo_sleep(seconds=0)
+    wait_job(farm, job["id"])
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(20) == 0
+    out = worker.output()
+    assert "credentials cannot be saved" in out and "kept in memory" in out
+    assert blocker.read_text() == ""
+
+
+def test_dbus_daemon_restart_the_worker_takes_its_name_again(farm: Farm, short_dir: Path) -> None:
+    worker = farm.start_worker("w1")
+    farm.bus.stop()
+    time.sleep(0.5)
+    farm.bus.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if farm.bus.busctl("status", "org.flamenco.Worker1", check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    took = 20 - (deadline - time.monotonic())
+    assert worker.get("Status") == 's "awake"'
+    worker.call("Sleep", "b", "false")
+    farm.wait_worker_status(worker, "asleep")
+    print(f"\nworker back on the restarted bus after {took:.1f} s")
+
+
+def test_bad_dbus_calls_get_errors_and_the_worker_runs_on(farm: Farm, session_bus: PrivateBus) -> None:
+    worker = farm.start_worker("w1")
+    obj = ["org.flamenco.Worker1", "/org/flamenco/Worker1", "org.flamenco.Worker1"]
+    cases = [
+        (["call", *obj, "ShutDown", "s", "yes"], 'ShutDown with signature "s" could not be found'),
+        (["call", *obj, "ShutDown"], 'ShutDown with signature "" could not be found'),
+        (["call", *obj, "Explode"], "Explode with signature"),
+        (["set-property", *obj, "Status", "s", "asleep"], "the property is readonly"),
+        (
+            ["call", "org.flamenco.Worker1", "/nowhere", "org.flamenco.Worker1", "WakeUp"],
+            "could not be found",
+        ),
+    ]
+    for args, expected in cases:
+        result = session_bus.busctl(*args, check=False)
+        assert result.returncode != 0, args
+        assert expected in result.stderr, (args, result.stderr)
+    assert worker.get("Status") == 's "awake"'
+    assert worker.process.poll() is None
+
+
+def test_sighup_during_a_task_does_not_disturb_it(farm: Farm) -> None:
+    worker = farm.start_worker("w1")
+    job = farm.manager.submit_echo_sleep(seconds=2)
+    farm.manager.wait_until(
+        "sleep task active",
+        lambda: any(
+            t["name"].startswith("sleep") and t["status"] == "active" for t in farm.manager.tasks(job["id"])
+        ),
+    )
+    for _ in range(5):
+        worker.signal(signal.SIGHUP)
+        time.sleep(0.05)
+    wait_job(farm, job["id"])
+    assert worker.process.poll() is None
+
+
+def test_sigterm_storm_exits_zero_and_leaves_no_process(farm_factory) -> None:
+    farm: Farm = farm_factory(blender_yaml())
+    worker = farm.start_worker("w1", env={"FAKE_BLENDER_DELAY": "60"})
+    job = submit_render(farm, farm.root / "storm", frames="1", chunk=1, fmt="EXR")
+    farm.manager.wait_until(
+        "render running", lambda: any(t["status"] == "active" for t in farm.manager.tasks(job["id"]))
+    )
+    deadline = time.monotonic() + 10
+    while not children_of(worker.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kids = children_of(worker.process.pid)
+    assert kids, "the render process should be running"
+    for _ in range(20):
+        worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(15) == 0
+    time.sleep(0.5)
+    alive = [
+        k
+        for k in kids
+        if Path(f"/proc/{k}").exists()
+        and "Z" not in Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    ]
+    assert alive == [], f"render processes left behind: {alive}"
+
+
+def test_secrets_never_reach_a_log(farm: Farm) -> None:
+    worker = farm.start_worker("w1", "-debug")
+    secret_line = next(
+        ln
+        for ln in (worker.workdir / "home" / "flamenco-worker-credentials.yaml").read_text().splitlines()
+        if ln.startswith("worker_secret:")
+    )
+    secret = secret_line.split(":", 1)[1].strip()
+    assert len(secret) == 64
+    assert (
+        oct(os.stat(worker.workdir / "home" / "flamenco-worker-credentials.yaml").st_mode & 0o777) == "0o600"
+    )
+    job = farm.manager.submit_echo_sleep(seconds=0)
+    wait_job(farm, job["id"])
+    worker.signal(signal.SIGTERM)
+    worker.wait_exit(20)
+    assert secret not in worker.output()
+    assert secret not in farm.manager.log()
+
+
+@pytest.mark.skipif(not FAKE_BLENDER.exists(), reason="fake blender missing")
+def test_fake_blender_is_executable() -> None:
+    assert os.access(FAKE_BLENDER, os.X_OK)
+    out = subprocess.run(
+        [str(FAKE_BLENDER), "x.blend", "--render-frame", "1", "--render-output", "/dev/null"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Blender quit" in out.stdout
+
+
+def test_damaged_credentials_stop_the_worker_with_78(farm: Farm) -> None:
+    home = farm.root / "w1" / "home"
+    home.mkdir(parents=True)
+    (home / "flamenco-worker-credentials.yaml").write_text("worker_id: [unclosed\n")
+    worker = farm.start_worker("w1", signed_on=False)
+    assert worker.wait_exit(20) == 78
+    out = worker.output()
+    assert "flamenco-worker-credentials.yaml" in out and "delete the file" in out
