@@ -54,7 +54,8 @@ def test_manager_down_while_ten_workers_log(farm_factory, short_dir: Path) -> No
         received += len(seen)
         assert seen == expected, f"task {task['name']}: lines lost, repeated or out of order"
     print(
-        f"\nmanager outage with 10 workers: log lines sent {sent}, received {received} (exactly once, in order)"
+        f"\nmanager outage with 10 workers: log lines sent {sent}, received {received} "
+        "(exactly once, in order)"
     )
 
 
@@ -84,7 +85,8 @@ def test_worker_killed_and_not_restarted_its_task_moves_on(farm_factory) -> None
     detail = farm.manager.task(task["id"])
     assert detail["worker"]["name"] == "rescuer"
     print(
-        f"\nkilled worker marked error and its task completed elsewhere after {time.monotonic() - started:.1f} s"
+        "\nkilled worker marked error and its task completed elsewhere after "
+        f"{time.monotonic() - started:.1f} s"
     )
     assert rescuer.process.poll() is None
 
