@@ -238,3 +238,35 @@ def test_latest_request_wins_between_manager_and_dbus(farm: Farm) -> None:
     worker.call("Sleep", "b", "false")  # already asleep: no-op
     assert farm.manager.set_worker_status(wid, "awake", False)[0] == 204
     worker.wait_property("Status", 's "awake"', timeout=10)
+
+
+def test_sign_on_answer_is_the_first_status(farm: Farm) -> None:
+    # asleep, then stopped: the Manager remembers "asleep" and the next start goes straight back to sleep
+    worker = farm.start_worker("w1")
+    worker.call("Sleep", "b", "false")
+    farm.wait_worker_status(worker, "asleep")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(20) == 0
+    again = farm.start_worker("w1", signed_on=False)
+    farm.wait_worker_status(again, "asleep")
+    again.wait_property("Status", 's "asleep"')
+
+
+def test_deleted_worker_registers_anew_and_says_so(farm: Farm) -> None:
+    worker = farm.start_worker("w1")
+    old_id = farm.worker_id(worker)
+    code, _ = farm.manager.request("DELETE", f"/api/v3/worker-mgt/workers/{old_id}")
+    assert code == 204
+    farm.manager.wait_until(
+        "a new registration",
+        lambda: any(
+            w["name"] == "w1" and w["id"] != old_id and w["status"] == "awake" for w in farm.manager.workers()
+        ),
+        timeout=30,
+    )
+    new_id = farm.worker_id(worker)
+    assert new_id != old_id
+    worker.wait_property("WorkerID", f's "{new_id}"')
+    worker.signal(signal.SIGTERM)
+    worker.wait_exit(20)
+    assert "REGISTERING AS A NEW WORKER" in worker.output()
