@@ -19,17 +19,16 @@ JPEG_QUALITY = 85
 #: Formats Pillow can turn into a JPEG preview (EXR and the like are skipped).
 CONVERTIBLE = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
-try:
-    from PIL import Image
-except ImportError:  # Pillow is optional: without it JPEG and PNG files go up as they are
-    Image = None
-
-
 def encode_preview(path: Path) -> tuple[bytes, str] | None:
     """The image as JPEG (or as-is PNG/JPEG without Pillow); None when it cannot be sent."""
     suffix = path.suffix.lower()
     if suffix not in CONVERTIBLE:
         return None
+    try:
+        # Imported on first use: Pillow costs several MiB that an idle worker should not carry.
+        from PIL import Image
+    except ImportError:  # Pillow is optional: without it JPEG and PNG files go up as they are
+        Image = None
     if Image is None:
         if suffix not in {".png", ".jpg", ".jpeg"}:
             return None
