@@ -84,6 +84,7 @@ class Manager:
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
+        self.store.start_checkpointer()
         fixed = self.machine.check_stuck()
         if fixed:
             log.info("repaired jobs stuck in a transitional status count=%d", fixed)

@@ -1,6 +1,6 @@
 """Worker secrets: bcrypt hashes in the database, and a cache so bcrypt runs once per worker process.
 
-A verified secret is remembered as an HMAC under a key that lives only in this process's memory, so
+A verified secret is remembered as a keyed BLAKE2 MAC under a key that lives only in this process's memory, so
 the cache holds nothing that could be replayed, and checking it costs microseconds instead of the
 bcrypt cost on every request.
 """
@@ -29,7 +29,8 @@ class SecretCache:
         self._verified: collections.OrderedDict[str, tuple[bytes, str]] = collections.OrderedDict()
 
     def _digest(self, secret: str) -> bytes:
-        return hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
+        # Keyed BLAKE2 is a MAC in one C call, cheaper than the hmac module's Python wrapper.
+        return hashlib.blake2b(secret.encode(), key=self._key, digest_size=32).digest()
 
     def check(self, worker_uuid: str, secret: str, stored_hash: str) -> bool:
         """True if this secret was verified before against the same stored hash."""

@@ -23,6 +23,9 @@ T = TypeVar("T")
 
 # How long a connection waits for another writer (e.g. a second process) before giving up.
 BUSY_TIMEOUT_MS = 5000
+# How often the checkpointer thread copies the WAL into the database file. Checkpoints (with their
+# fsync) used to run inside a commit on the event loop and stalled it for ~100 ms.
+CHECKPOINT_INTERVAL = 1.0
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -107,6 +110,8 @@ class SQLiteStore(WorkerQueries, JobQueries):
         self._batch_open = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commit_waiters: list[asyncio.Future[None]] = []
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
 
     @classmethod
     def open(cls, path: pathlib.Path) -> SQLiteStore:
@@ -118,7 +123,33 @@ class SQLiteStore(WorkerQueries, JobQueries):
             raise StoreError(f"database {path}: {exc}") from exc
         return cls(conn, path)
 
+    def start_checkpointer(self) -> None:
+        """Checkpoint the WAL on a thread from now on, instead of inside commits on the event loop."""
+        if self._checkpointer is not None:
+            return
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpoint_stop.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="store-checkpointer", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed, trying again error=%s", exc)
+        finally:
+            conn.close()
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpoint_stop.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

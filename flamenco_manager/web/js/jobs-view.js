@@ -1,0 +1,108 @@
+// The Jobs tab: the jobs table with progress, and the selected job's details.
+
+import { compactTime, absoluteTime, h, perFrame } from "./dom.js";
+import { JobDetails } from "./job-details.js";
+import { changes, state } from "./state.js";
+import { JOB_STATUSES, progressBar, statusBadge } from "./statuses.js";
+import { ItemTable, StatusFilter } from "./table.js";
+
+// Newest first; a job keeps its place while it runs.
+const newestFirst = (a, b) => (b.created || "").localeCompare(a.created || "") || a.id.localeCompare(b.id);
+
+export class JobsView {
+  constructor() {
+    this.visible = false;
+    this.dirty = true;
+    this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter());
+    this.table = new ItemTable({
+      label: "Jobs",
+      compare: newestFirst,
+      emptyText: "No jobs match. Submit a job from Blender or through the API and it appears here.",
+      columns: [
+        { label: "Status", className: "col-status", cell: (j) => [statusBadge(j.status), j.delete_requested_at ? h("span", { class: "tag-deleting" }, "deleting") : null] },
+        { label: "Name", className: "col-name", cell: (j) => h("span", { title: j.name }, j.name) },
+        { label: "Type", className: "col-type", cell: (j) => j.type },
+        { label: "Prio", className: "col-num", cell: (j) => String(j.priority) },
+        { label: "Progress", className: "col-progress", cell: (j) => progressBar(j.steps_completed, j.steps_total, j.status) },
+        { label: "Updated", className: "col-time", cell: (j) => h("time", { datetime: j.updated, title: absoluteTime(j.updated) }, compactTime(j.updated)) },
+      ],
+      onSelect: ({ active }) => {
+        location.hash = active ? `#/jobs/${encodeURIComponent(active)}` : "#/jobs";
+      },
+    });
+    this.details = new JobDetails();
+    this.count = h("span", { class: "count-label" });
+    this.element = h(
+      "section",
+      { class: "view two-pane jobs", "aria-label": "Jobs" },
+      h("div", { class: "pane list-pane" }, h("div", { class: "toolbar secondary" }, this.filter.element, this.count), this.table.element),
+      h("aside", { class: "pane details-pane", "aria-label": "Job details" }, this.details.element),
+    );
+    const apply = perFrame((updates) => this.applyUpdates(updates));
+    changes.addEventListener("job", (e) => {
+      if (this.visible) apply(e.detail);
+      else this.dirty = true;
+      if (e.detail.job.id === this.details.jobId) this.details.jobChanged(e.detail.job, e.detail.refreshTasks);
+    });
+    changes.addEventListener("job-removed", (e) => {
+      if (this.visible) {
+        this.table.remove(e.detail);
+        this.afterChange();
+      } else this.dirty = true;
+      if (this.details.jobId === e.detail) this.details.show(null, null);
+    });
+    changes.addEventListener("reset", () => {
+      this.dirty = true;
+      if (this.visible) this.render();
+      this.details.refresh();
+    });
+  }
+
+  render() {
+    const start = performance.now();
+    this.table.setItems([...state.jobs.values()]);
+    this.table.setSelection(this.details.jobId ? [this.details.jobId] : [], this.details.jobId);
+    this.afterChange();
+    this.dirty = false;
+    performance.measure("render:jobs", { start, end: performance.now() });
+  }
+
+  applyUpdates(updates) {
+    const start = performance.now();
+    const seen = new Set();
+    for (const { job } of updates.reverse()) {
+      if (seen.has(job.id) || state.jobs.get(job.id) !== job) continue;
+      seen.add(job.id);
+      this.table.upsert(job);
+    }
+    this.afterChange();
+    performance.measure("apply:jobs", { start, end: performance.now() });
+  }
+
+  afterChange() {
+    this.filter.setCounts(state.jobs.values());
+    const total = state.jobs.size;
+    const shown = this.table.visibleIds().length;
+    this.count.textContent = shown === total ? `${total} jobs` : `${shown} of ${total} jobs`;
+  }
+
+  applyFilter() {
+    this.table.setFilter((j) => this.filter.accepts(j.status));
+    this.afterChange();
+  }
+
+  show(params) {
+    this.visible = true;
+    if (this.dirty) this.render();
+    if (!performance.getEntriesByName("first-render:jobs").length) performance.mark("first-render:jobs");
+    const [jobId = null, taskId = null] = params;
+    this.table.setSelection(jobId ? [jobId] : [], jobId);
+    if (jobId && jobId !== this.details.jobId) this.table.rows.get(jobId)?.scrollIntoView({ block: "nearest" });
+    this.details.show(jobId, taskId);
+  }
+
+  hide() {
+    this.visible = false;
+    this.details.show(null, null);
+  }
+}

@@ -1,0 +1,134 @@
+// The selected task: fields, actions and a live tail of its log.
+
+import { api } from "./api.js";
+import { absoluteTime, fill, h } from "./dom.js";
+import { EventStream } from "./events.js";
+import { notify } from "./notify.js";
+import { TASK_ACTIONS, statusBadge } from "./statuses.js";
+
+// The log view keeps this many characters; older lines drop off the top.
+const MAX_LOG_CHARS = 64 * 1024;
+const REASON = "requested from the web UI";
+
+export class TaskDetails {
+  constructor(getJob) {
+    this.getJob = getJob;
+    this.taskId = null;
+    this.task = null;
+    this.stream = null;
+    this.log = h("pre", { class: "log", tabindex: "0", "aria-label": "Task log (last lines, live)" });
+    this.body = h("div");
+    this.element = h("section", { class: "details-section task-details", "aria-labelledby": "task-title", hidden: true },
+      h("h3", { id: "task-title" }, "Task"), this.body,
+      h("h4", {}, "Log ", h("span", { class: "muted" }, "(last lines, live)")), this.log);
+  }
+
+  show(taskId) {
+    if (taskId === this.taskId) return;
+    this.taskId = taskId;
+    this.task = null;
+    if (this.stream) this.stream.close();
+    this.stream = null;
+    this.element.hidden = !taskId;
+    if (!taskId) return;
+    fill(this.body, h("p", { class: "muted" }, "Loading…"));
+    this.log.textContent = "";
+    const pending = [];
+    let tailed = false;
+    this.stream = new EventStream(
+      { topics: "tasklog", task: taskId },
+      {
+        "/tasklog": (event) => {
+          if (event.task_id !== this.taskId) return;
+          if (tailed) this.appendLog(event.log);
+          else pending.push(event.log);
+        },
+      },
+      { onReconnect: () => this.loadTail() },
+    );
+    api.task(taskId).then(
+      (task) => {
+        if (taskId !== this.taskId) return;
+        this.task = task;
+        this.render();
+      },
+      (err) => taskId === this.taskId && fill(this.body, h("p", {}, err.status === 404 ? "This task does not exist." : `Could not load the task: ${err.message}`)),
+    );
+    this.loadTail().then(() => {
+      tailed = true;
+      for (const chunk of pending) if (!this.log.textContent.includes(chunk)) this.appendLog(chunk);
+      this.element.scrollIntoView({ block: "nearest" });
+    });
+  }
+
+  async loadTail() {
+    const taskId = this.taskId;
+    try {
+      const tail = await api.taskLogTail(taskId);
+      if (taskId !== this.taskId) return;
+      this.log.textContent = tail;
+      this.log.classList.toggle("empty", !tail);
+      this.log.scrollTop = this.log.scrollHeight;
+    } catch (err) {
+      this.log.textContent = `(could not load the log: ${err.message})`;
+    }
+  }
+
+  appendLog(text) {
+    const atBottom = this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - 4;
+    let next = this.log.textContent + (text.endsWith("\n") ? text : `${text}\n`);
+    if (next.length > MAX_LOG_CHARS) next = next.slice(next.indexOf("\n", next.length - MAX_LOG_CHARS) + 1);
+    this.log.textContent = next;
+    this.log.classList.remove("empty");
+    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  taskEvent(event) {
+    if (!this.task) return;
+    this.task = { ...this.task, status: event.status, activity: event.activity, updated: event.updated,
+      steps_completed: event.steps_completed, steps_total: event.steps_total,
+      worker: event.worker ? { id: event.worker.uuid, name: event.worker.name } : this.task.worker };
+    this.render();
+  }
+
+  jobChanged() {
+    if (this.task) this.render();
+  }
+
+  render() {
+    const task = this.task;
+    const job = this.getJob();
+    const field = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
+    const actions = TASK_ACTIONS.map((action) => {
+      const blocked = job && action.blockedWhileJob.includes(job.status);
+      const allowed = action.from.includes(task.status) && !blocked;
+      return h("button", {
+        type: "button", class: "btn", "data-action": action.id, disabled: !allowed,
+        title: allowed ? `${action.label}` : blocked ? `Not possible while the job is ${job.status}` : `Not possible while the task is ${task.status}`,
+        onclick: () => this.setStatus(action),
+      }, action.label);
+    });
+    fill(this.body,
+      h("div", { class: "title-row" }, h("strong", {}, `#${task.index_in_job} ${task.name}`), statusBadge(task.status)),
+      h("div", { class: "button-row", role: "group", "aria-label": "Task actions" }, actions),
+      h("dl", { class: "fields" },
+        field("Activity", task.activity || h("span", { class: "muted" }, "–")),
+        field("Worker", task.worker ? h("a", { href: `#/workers/${encodeURIComponent(task.worker.id)}` }, task.worker.name) : h("span", { class: "muted" }, "–")),
+        field("Type", task.task_type),
+        field("Updated", absoluteTime(task.updated)),
+        field("Last touched", task.last_touched ? absoluteTime(task.last_touched) : h("span", { class: "muted" }, "–")),
+        task.failed_by_workers?.length ? field("Failed by", task.failed_by_workers.map((w) => w.name).join(", ")) : null,
+        field("Commands", (task.commands || []).map((c) => h("code", { class: "command", title: JSON.stringify(c.parameters) }, c.name))),
+      ));
+  }
+
+  async setStatus(action) {
+    const task = this.task;
+    try {
+      await api.setTaskStatus(task.id, action.status, REASON);
+      notify(`Task ${task.name}: ${action.label} requested.`, "success");
+    } catch (err) {
+      notify(`Task ${task.name}: ${action.label} refused: ${err.message}.`, "error");
+    }
+  }
+}

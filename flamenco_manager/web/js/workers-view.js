@@ -1,0 +1,123 @@
+// The Workers tab: filterable multi-select table, Worker Actions, details pane.
+
+import { h, perFrame, relativeTimeElement } from "./dom.js";
+import { changes, state } from "./state.js";
+import { StatusFilter, ItemTable } from "./table.js";
+import { WORKER_STATUSES, workerStatusCell } from "./statuses.js";
+import { WorkerActionsBar } from "./worker-actions.js";
+import { WorkerDetails } from "./worker-details.js";
+
+const byName = (a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }) || a.id.localeCompare(b.id);
+
+export class WorkersView {
+  constructor() {
+    this.visible = false;
+    this.dirty = true;
+    this.filter = new StatusFilter("Filter workers by status", WORKER_STATUSES, () => this.applyFilter());
+    this.table = new ItemTable({
+      label: "Workers",
+      multi: true,
+      compare: byName,
+      emptyText: "No workers match. Workers appear here once they have registered with this Manager.",
+      columns: [
+        { label: "Status", className: "col-status", cell: workerStatusCell },
+        { label: "Name", className: "col-name", cell: (w) => w.name },
+        { label: "Version", className: "col-version", cell: (w) => w.version || "–" },
+        { label: "Last seen", className: "col-seen", cell: (w) => relativeTimeElement(w.last_seen) },
+      ],
+      onSelect: ({ active }) => this.selectionChanged(active),
+    });
+    this.actions = new WorkerActionsBar(() => this.table.selectedItems());
+    this.table.selectedItems = () => [...this.table.selected].map((id) => state.workers.get(id)).filter(Boolean);
+    this.details = new WorkerDetails();
+    this.count = h("span", { class: "count-label" });
+    this.element = h(
+      "section",
+      { class: "view two-pane", "aria-label": "Workers" },
+      h(
+        "div",
+        { class: "pane list-pane" },
+        h("div", { class: "toolbar" }, this.actions.element),
+        h("div", { class: "toolbar secondary" }, this.filter.element, this.count),
+        this.table.element,
+      ),
+      h("aside", { class: "pane details-pane", "aria-label": "Worker details" }, this.details.element),
+    );
+    const apply = perFrame((workers) => this.applyUpdates(workers));
+    changes.addEventListener("worker", (e) => this.visible ? apply(e.detail) : (this.dirty = true));
+    changes.addEventListener("worker-removed", (e) => {
+      if (!this.visible) return void (this.dirty = true);
+      this.table.remove(e.detail);
+      this.afterChange();
+      if (this.details.workerId === e.detail) this.details.show(null);
+    });
+    changes.addEventListener("reset", () => {
+      this.dirty = true;
+      if (this.visible) this.render();
+    });
+    changes.addEventListener("tags", () => this.visible && this.details.tagsChanged());
+  }
+
+  render() {
+    const start = performance.now();
+    this.table.setItems([...state.workers.values()]);
+    this.table.setSelection([...this.table.selected], this.table.active);
+    this.afterChange();
+    this.dirty = false;
+    this.details.refresh();
+    performance.measure("render:workers", { start, end: performance.now() });
+  }
+
+  applyUpdates(workers) {
+    const start = performance.now();
+    const latest = new Map(workers.map((w) => [w.id, w]));
+    for (const worker of latest.values()) {
+      if (state.workers.get(worker.id) !== worker) continue;
+      this.table.upsert(worker);
+      if (worker.id === this.details.workerId) this.details.workerChanged(worker);
+    }
+    this.afterChange();
+    performance.measure("apply:workers", { start, end: performance.now() });
+  }
+
+  afterChange() {
+    this.filter.setCounts(state.workers.values());
+    this.actions.refresh();
+    const total = state.workers.size;
+    const shown = this.table.visibleIds().length;
+    this.count.textContent = shown === total ? `${total} workers` : `${shown} of ${total} workers`;
+  }
+
+  applyFilter() {
+    this.table.setFilter((w) => this.filter.accepts(w.status));
+    this.afterChange();
+  }
+
+  selectionChanged(active) {
+    const target = active ? `#/workers/${encodeURIComponent(active)}` : "#/workers";
+    if (location.hash !== target) history.replaceState(null, "", target);
+    this.details.show(active);
+    this.actions.refresh();
+  }
+
+  show(params) {
+    this.visible = true;
+    if (this.dirty) this.render();
+    if (!performance.getEntriesByName("first-render:workers").length) performance.mark("first-render:workers");
+    const wanted = params[0] || null;
+    if (wanted && wanted !== this.table.active && state.workers.has(wanted)) {
+      this.table.setSelection([wanted], wanted);
+      this.table.rows.get(wanted)?.scrollIntoView({ block: "center" });
+      this.details.show(wanted);
+      this.actions.refresh();
+    } else if (wanted && !state.workers.has(wanted)) {
+      this.details.show(wanted);
+    } else if (!wanted && this.table.active) {
+      this.details.show(this.table.active);
+    }
+  }
+
+  hide() {
+    this.visible = false;
+  }
+}
