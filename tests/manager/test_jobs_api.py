@@ -146,7 +146,9 @@ async def test_output_produced(farm: Farm) -> None:
     assert reply.status == 404
 
     async def rendered() -> bool:
-        return (await farm.client.get(f"{API}/jobs/{job['id']}/last-rendered")).status == 200
+        # The three sizes are written one after the other on a thread: wait for the last one.
+        reply = await farm.client.get(f"{API}/jobs/{job['id']}/last-rendered")
+        return reply.status == 200 and len(reply.body["suffixes"]) == 3
 
     from tests.manager.conftest import eventually
 
