@@ -160,7 +160,7 @@ export class JobDetails {
     const tag = job.worker_tag ? state.tags.get(job.worker_tag) : null;
     return [
       h("dl", { class: "fields" },
-        field("ID", h("button", { type: "button", class: "copy", title: "Copy the job ID", onclick: () => copyText(job.id, "Job ID") }, h("code", {}, job.id), h("span", { class: "copy-icon", "aria-hidden": "true" }, "⧉"))),
+        field("ID", h("button", { type: "button", class: "copy", title: "Copy the job ID", onclick: () => copyText(job.id, "Job ID") }, h("code", {}, job.id), h("span", { class: "copy-icon", "aria-hidden": "true" }))),
         field("Type", job.type),
         field("Created", absoluteTime(job.created)),
         field("Updated", absoluteTime(job.updated)),

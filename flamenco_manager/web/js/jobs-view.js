@@ -13,7 +13,7 @@ export class JobsView {
   constructor() {
     this.visible = false;
     this.dirty = true;
-    this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter());
+    this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter(), { hideEmpty: true });
     this.table = new ItemTable({
       label: "Jobs",
       compare: newestFirst,

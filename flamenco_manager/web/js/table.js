@@ -174,8 +174,9 @@ export class ItemTable {
 
 /** Toggle buttons filtering a table by status; none pressed shows everything. */
 export class StatusFilter {
-  constructor(label, statuses, onChange) {
+  constructor(label, statuses, onChange, { hideEmpty = false } = {}) {
     this.statuses = statuses;
+    this.hideEmpty = hideEmpty;
     this.onChange = onChange;
     this.wanted = new Set();
     this.counts = new Map();
@@ -209,7 +210,9 @@ export class StatusFilter {
     for (const [status, { button, count }] of this.buttons) {
       const n = counts.get(status) || 0;
       count.textContent = String(n);
-      button.classList.toggle("none", n === 0 && !this.wanted.has(status));
+      const empty = n === 0 && !this.wanted.has(status);
+      button.classList.toggle("none", empty);
+      button.hidden = empty && this.hideEmpty;
     }
   }
 }

@@ -140,7 +140,7 @@ export class TagsView {
       });
       return h("li", {}, h("label", { for: `assign-${w.id}` }, input, h("span", {}, w.name)), statusBadge(w.status));
     }));
-    fill(this.assign, h("header", { class: "details-head" }, h("h2", {}, `Workers with tag ${tag.name}`)), tag.description ? h("p", { class: "hint" }, tag.description) : null,
+    fill(this.assign, h("header", { class: "details-head" }, h("h2", {}, `Workers with tag ${tag.name}`)), tag.description ? h("p", { class: "hint pad" }, tag.description) : null,
       workers.length ? list : h("p", { class: "muted" }, "No workers yet."));
   }
 }

@@ -33,7 +33,7 @@ export class WorkerActionsBar {
     this.help = h("span", { class: "action-help", id: "worker-action-help" });
     this.element = h(
       "form",
-      { class: "worker-actions", "aria-label": "Worker actions" },
+      { class: "worker-actions", "aria-label": "Actions for the selected workers" },
       h("label", { for: "worker-action", class: "toolbar-label" }, "Worker actions"),
       this.select,
       this.apply,

@@ -8,6 +8,8 @@ import { statusBadge, workerStatusCell } from "./statuses.js";
 
 // A burst of worker events (a status change and its acknowledgement) costs one re-fetch.
 const REFETCH_DELAY_MS = 250;
+// The shown worker is re-read this often: its task and last-seen time change without worker events.
+const POLL_MS = 5000;
 
 export class WorkerDetails {
   constructor() {
@@ -16,6 +18,9 @@ export class WorkerDetails {
     this.timer = null;
     this.element = h("div", { class: "details" });
     this.show(null);
+    setInterval(() => {
+      if (this.detail && this.element.isConnected && document.visibilityState === "visible") this.refresh();
+    }, POLL_MS);
   }
 
   show(workerId) {
@@ -62,7 +67,7 @@ export class WorkerDetails {
   renderDetail(w) {
     const field = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
     const copyable = (value, what) =>
-      h("button", { type: "button", class: "copy", title: `Copy the ${what.toLowerCase()}`, onclick: () => copyText(value, what) }, h("code", {}, value), h("span", { class: "copy-icon", "aria-hidden": "true" }, "⧉"));
+      h("button", { type: "button", class: "copy", title: `Copy the ${what.toLowerCase()}`, onclick: () => copyText(value, what) }, h("code", {}, value), h("span", { class: "copy-icon", "aria-hidden": "true" }));
     const task = w.task
       ? h("a", { href: `#/jobs/${encodeURIComponent(w.task.job_id)}/${encodeURIComponent(w.task.id)}` }, w.task.name, " ", statusBadge(w.task.status))
       : h("span", { class: "muted" }, "none yet");

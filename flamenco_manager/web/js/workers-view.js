@@ -1,11 +1,15 @@
 // The Workers tab: filterable multi-select table, Worker Actions, details pane.
 
+import { api } from "./api.js";
 import { h, perFrame, relativeTimeElement } from "./dom.js";
 import { changes, state } from "./state.js";
 import { StatusFilter, ItemTable } from "./table.js";
 import { WORKER_STATUSES, workerStatusCell } from "./statuses.js";
 import { WorkerActionsBar } from "./worker-actions.js";
 import { WorkerDetails } from "./worker-details.js";
+
+// The list is re-read this often while shown, for last-seen times (they change without events).
+const LIST_POLL_MS = 15000;
 
 const byName = (a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }) || a.id.localeCompare(b.id);
 
@@ -27,8 +31,7 @@ export class WorkersView {
       ],
       onSelect: ({ active }) => this.selectionChanged(active),
     });
-    this.actions = new WorkerActionsBar(() => this.table.selectedItems());
-    this.table.selectedItems = () => [...this.table.selected].map((id) => state.workers.get(id)).filter(Boolean);
+    this.actions = new WorkerActionsBar(() => this.selectedWorkers());
     this.details = new WorkerDetails();
     this.count = h("span", { class: "count-label" });
     this.element = h(
@@ -56,6 +59,28 @@ export class WorkersView {
       if (this.visible) this.render();
     });
     changes.addEventListener("tags", () => this.visible && this.details.tagsChanged());
+    setInterval(() => this.visible && document.visibilityState === "visible" && this.poll(), LIST_POLL_MS);
+  }
+
+  async poll() {
+    let workers;
+    try {
+      workers = await api.workers();
+    } catch {
+      return;
+    }
+    const changed = [];
+    for (const worker of workers) {
+      const old = state.workers.get(worker.id);
+      if (old && old.last_seen === worker.last_seen && old.status === worker.status) continue;
+      state.workers.set(worker.id, worker);
+      changed.push(worker);
+    }
+    if (changed.length) this.applyUpdates(changed);
+  }
+
+  selectedWorkers() {
+    return [...this.table.selected].map((id) => state.workers.get(id)).filter(Boolean);
   }
 
   render() {
