@@ -9,9 +9,10 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := dbus dbus-daemon systemd systemd-container mmdebstrap \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-venv lintian \
 	python3-aiohttp python3-dbus-next python3-sdnotify python3-yaml python3-bcrypt python3-pil \
-	chromium ffmpeg strace
+	chromium ffmpeg strace \
+	python3-pytest python3-pytest-asyncio python3-jsonschema
 
-.PHONY: run test deps venv lint unit bench clean
+.PHONY: run test deps venv lint unit bench clean deb
 
 # The farm: manager (SQLite under ./run), one worker on a private D-Bus, a demo job. Ctrl-C stops it.
 run: venv
@@ -43,6 +44,12 @@ bench: venv
 	$(PY) bench/action_latency
 	$(PY) bench/task_output
 	$(PY) bench/manager_load
+
+# flamenco-worker and flamenco-manager .debs in dist/ (or DEB_OUT), built from a copy of the tree with
+# packaging/debian as debian/ by Debian's own Python, then checked with lintian (no errors, no warnings).
+DEB_OUT ?= dist
+deb:
+	packaging/build-deb $(DEB_OUT)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
