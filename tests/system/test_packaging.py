@@ -1,0 +1,416 @@
+"""The .debs in a booted Debian 12: install, supervision by systemd, D-Bus control, removal and upgrade.
+
+The packages are built once per session with `make deb` (which also runs lintian), the root filesystem
+once per machine (cached), and every test gets a fresh container (`--volatile=overlay`) with both
+packages installed from the .debs by apt.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.nspawn import Container, booted, build_debs, missing_tools, rootfs, wait_for
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or ""),
+]
+
+WORKER = "flamenco-worker.service"
+MANAGER = "flamenco-manager.service"
+DBUS_ARGS = ("org.flamenco.Worker1", "/org/flamenco/Worker1", "org.flamenco.Worker1")
+WORKER_YAML = "/etc/flamenco/flamenco-worker.yaml"
+UPGRADE_VERSION = "0.1.0+upgrade1"
+UNIT_PROPS = ("ActiveState", "SubState", "MainPID", "NRestarts", "ExecMainStatus", "Result")
+# Registration, restarts and shutdowns take a second or two here; room for a loaded CI machine.
+SETTLE = 30.0
+# systemd's Restart= delay in the worker unit, plus margin: after this a restart would have happened.
+NO_RESTART_WAIT = 6.0
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_container_survives() -> Iterator[None]:
+    atexit.register(Container.poweroff_all)
+    yield
+    Container.poweroff_all()
+
+
+@pytest.fixture(scope="session")
+def debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("debs")
+    built = build_debs(out)
+    assert {p.name.split("_")[0] for p in built} == {"flamenco-worker", "flamenco-manager"}, built
+    return out
+
+
+@pytest.fixture(scope="session")
+def upgrade_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("debs-upgrade")
+    build_debs(out, version=UPGRADE_VERSION, checks=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return rootfs()
+
+
+@dataclass
+class Node:
+    """A container with both packages installed and the worker registered at the manager."""
+
+    ct: Container
+    worker_id: str
+
+    def unit(self, unit: str = WORKER) -> dict[str, str]:
+        return self.ct.show(unit, *UNIT_PROPS)
+
+    def manager_worker(self) -> dict:
+        status, body = self.ct.http("GET", f"/api/v3/worker-mgt/workers/{self.worker_id}")
+        assert status == 200, body
+        return body
+
+    def sign_ons(self) -> int:
+        return self.ct.journal(MANAGER).count(f"worker signed on worker={self.worker_id}")
+
+    def busctl_call(self, method: str, *args: str, user: str | None = None, check: bool = True):
+        return self.ct.busctl("call", *DBUS_ARGS, method, *args, user=user, check=check)
+
+    def flamenco_processes(self) -> list[str]:
+        """Command lines of every process of the user flamenco (the rootfs has no ps/pgrep)."""
+        script = (
+            "import os, pwd\n"
+            "uid = pwd.getpwnam('flamenco').pw_uid\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try:\n"
+            "        if os.stat(f'/proc/{pid}').st_uid == uid:\n"
+            "            print(open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode())\n"
+            "    except OSError:\n"
+            "        pass\n"
+        )
+        return self.ct.run("python3", "-c", script).stdout.splitlines()
+
+    def set_status(self, status: str, lazy: bool = False) -> None:
+        code, body = self.ct.http(
+            "POST",
+            f"/api/v3/worker-mgt/workers/{self.worker_id}/setstatus",
+            {"status": status, "is_lazy": lazy},
+        )
+        assert code == 204, (code, body)
+
+    def wait_awake(self) -> None:
+        wait_for(
+            "the worker awake at the manager", lambda: self.manager_worker()["status"] == "awake", SETTLE
+        )
+
+    def wait_restarted(self, before: dict[str, str], sign_ons: int) -> dict[str, str]:
+        """NRestarts+1, a new MainPID, and the new process signed on at the manager."""
+        want = int(before["NRestarts"]) + 1
+
+        def restarted() -> dict[str, str] | None:
+            now = self.unit()
+            fresh = now["MainPID"] not in ("0", before["MainPID"])
+            ok = now["ActiveState"] == "active" and fresh and int(now["NRestarts"]) >= want
+            return now if ok else None
+
+        after = wait_for("systemd to start the worker again", restarted, SETTLE)
+        assert int(after["NRestarts"]) == want, after
+        wait_for("the new worker process to sign on", lambda: self.sign_ons() > sign_ons, SETTLE)
+        self.wait_awake()
+        return after
+
+    def wait_stopped(self, expected_state: str = "inactive") -> dict[str, str]:
+        return wait_for(
+            f"the worker unit {expected_state}",
+            lambda: (u := self.unit())["ActiveState"] == expected_state and u["MainPID"] == "0" and u,
+            SETTLE,
+        )
+
+
+def install(ct: Container, *debs: str) -> None:
+    ct.run("apt-get", "install", "-y", "-q", *debs)
+
+
+def wait_registered(ct: Container) -> str:
+    def registered() -> str | None:
+        code, body = ct.http("GET", "/api/v3/worker-mgt/workers")
+        awake = [w for w in body["workers"] if w["status"] == "awake"] if code == 200 else []
+        return awake[0]["id"] if awake else None
+
+    return wait_for("the worker to register at the manager", registered, SETTLE)
+
+
+@pytest.fixture
+def container(root: Path, debs: Path, upgrade_debs: Path, tmp_path: Path) -> Iterator[Container]:
+    binds = [(debs, "/mnt/debs"), (upgrade_debs, "/mnt/debs-upgrade")]
+    with booted(root, f"fpk{os.getpid()}n{next(_names)}", binds, tmp_path) as ct:
+        yield ct
+
+
+@pytest.fixture
+def node(container: Container) -> Node:
+    install(container, "/mnt/debs/flamenco-manager_0.1.0_all.deb", "/mnt/debs/flamenco-worker_0.1.0_all.deb")
+    return Node(container, wait_registered(container))
+
+
+def test_each_package_holds_only_its_own_python_package(debs: Path) -> None:
+    contents = {
+        deb.name.split("_")[0]: subprocess.run(
+            ["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True
+        ).stdout
+        for deb in debs.glob("*_0.1.0_all.deb")
+    }
+    listing = {
+        name: subprocess.run(["tar", "-t"], input=tar, capture_output=True, check=True).stdout.decode()
+        for name, tar in contents.items()
+    }
+    worker, manager = listing["flamenco-worker"], listing["flamenco-manager"]
+    assert "dist-packages/flamenco_worker/cli.py" in worker and "flamenco_manager" not in worker
+    assert "dist-packages/flamenco_manager/cli.py" in manager and "flamenco_worker" not in manager
+    assert "demo.py" not in manager
+    assert "flamenco_manager/store/migrations/0001_initial.sql" in manager
+    assert "flamenco_manager/openapi/flamenco-openapi.json" in manager
+    web = Path(__file__).resolve().parents[2] / "flamenco_manager" / "web" / "index.html"
+    if web.exists():
+        assert "flamenco_manager/web/index.html" in manager
+    for path in (
+        "etc/flamenco/flamenco-worker.yaml",
+        "etc/default/flamenco-worker",
+        "usr/share/dbus-1/system.d/org.flamenco.Worker1.conf",
+        "usr/share/man/man1/flamenco-worker.1.gz",
+        "lib/systemd/system/flamenco-worker.service",
+        "usr/lib/sysusers.d/flamenco-worker.conf",
+    ):
+        assert f"./{path}\n" in worker, path
+    for path in (
+        "etc/flamenco/flamenco-manager.yaml",
+        "usr/share/man/man1/flamenco-manager.1.gz",
+        "lib/systemd/system/flamenco-manager.service",
+        "usr/lib/sysusers.d/flamenco-manager.conf",
+    ):
+        assert f"./{path}\n" in manager, path
+
+
+def test_the_worker_alone_on_a_fresh_system_runs_and_obeys_the_group(container: Container) -> None:
+    ct = container
+    install(ct, "/mnt/debs/flamenco-worker_0.1.0_all.deb")
+    assert ct.show(WORKER, "ActiveState")["ActiveState"] == "active"
+    assert ct.run("getent", "group", "flamenco").stdout.startswith("flamenco:")
+    # The account did not exist yet when the bus first read the policy; the worker still owns its name.
+    assert ct.busctl("status", "org.flamenco.Worker1", check=False).returncode == 0, ct.journal(WORKER)
+    text = ct.busctl("get-property", *DBUS_ARGS, "StatusText").stdout
+    assert "http://localhost:8080/ unreachable" in text, text
+    ct.run("useradd", "--no-create-home", "--groups", "flamenco", "operator1")
+    ct.busctl("call", *DBUS_ARGS, "Sleep", "b", "false", user="operator1")
+    wait_for(
+        "the worker asleep",
+        lambda: ct.busctl("get-property", *DBUS_ARGS, "Status").stdout.strip() == 's "asleep"',
+        SETTLE,
+    )
+
+
+def test_installed_units_run_verify_cleanly_and_show_the_status_line(node: Node) -> None:
+    ct = node.ct
+    for unit in (WORKER, MANAGER):
+        assert node.unit(unit)["ActiveState"] == "active", unit
+    verify = ct.run("systemd-analyze", "verify", WORKER, MANAGER, check=False)
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    exposure = {}
+    for unit in (WORKER, MANAGER):
+        out = ct.run("systemd-analyze", "security", "--offline=yes", f"/lib/systemd/system/{unit}").stdout
+        exposure[unit] = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
+    assert exposure[WORKER] <= 5.0 and exposure[MANAGER] <= exposure[WORKER], exposure
+
+    status = ct.run("systemctl", "status", "--no-pager", WORKER).stdout
+    assert 'Status: "awake: waiting for a task from Manager at http://localhost:8080/"' in status, status
+    assert ct.busctl("get-property", *DBUS_ARGS, "WorkerID").stdout.strip() == f's "{node.worker_id}"'
+    assert ct.show(WORKER, "User", "Environment")["User"] == "flamenco"
+    assert ct.exists("/var/lib/flamenco-worker/flamenco-worker-credentials.yaml")
+    assert ct.exists("/var/lib/flamenco-manager/flamenco-manager.sqlite")
+
+    # systemctl reload is SIGHUP: the configuration is re-read in the same process.
+    pid = node.unit()["MainPID"]
+    ct.run("systemctl", "reload", WORKER)
+    wait_for("the reload in the journal", lambda: "reloading" in ct.journal(WORKER).lower(), SETTLE)
+    assert node.unit()["MainPID"] == pid
+
+
+def test_restart_over_dbus_as_root(node: Node) -> None:
+    before, sign_ons = node.unit(), node.sign_ons()
+    assert node.busctl_call("Restart", "b", "true").returncode == 0
+    after = node.wait_restarted(before, sign_ons)
+    assert after["Result"] == "success"
+
+
+def test_restart_from_the_manager(node: Node) -> None:
+    before, sign_ons = node.unit(), node.sign_ons()
+    node.set_status("restart")
+    node.wait_restarted(before, sign_ons)
+
+
+def test_shut_down_over_dbus_while_idle(node: Node) -> None:
+    before = node.unit()
+    node.busctl_call("ShutDown", "b", "false")
+    after = node.wait_stopped()
+    assert (after["SubState"], after["ExecMainStatus"], after["Result"]) == ("dead", "0", "success")
+    assert after["NRestarts"] == before["NRestarts"]
+    assert "inactive (dead)" in node.ct.run("systemctl", "status", WORKER, check=False).stdout
+
+
+def test_shut_down_from_the_manager(node: Node) -> None:
+    before = node.unit()
+    node.set_status("offline")
+    after = node.wait_stopped()
+    assert (after["SubState"], after["ExecMainStatus"], after["Result"]) == ("dead", "0", "success")
+    assert after["NRestarts"] == before["NRestarts"]
+    wait_for(
+        "the manager to see the worker offline", lambda: node.manager_worker()["status"] == "offline", SETTLE
+    )
+
+
+def test_stop_during_a_task_hands_it_back(node: Node) -> None:
+    ct = node.ct
+    code, job = ct.http(
+        "POST",
+        "/api/v3/jobs",
+        {
+            "name": "t",
+            "type": "echo-sleep-test",
+            "priority": 50,
+            "submitter_platform": "linux",
+            "settings": {"message": "hi", "sleep_duration_seconds": 30, "sleep_repeats": 1},
+        },
+    )
+    assert code == 200, job
+
+    def running_task() -> str | None:
+        out = ct.busctl("get-property", *DBUS_ARGS, "CurrentTask").stdout.strip()
+        return out.removeprefix("s ").strip('"') or None
+
+    task_id = wait_for("the worker to start a task", running_task, SETTLE)
+    code, task = ct.http("GET", f"/api/v3/tasks/{task_id}")
+    assert task["status"] == "active", task
+
+    ct.run("systemctl", "stop", WORKER, timeout=90)
+    after = node.unit()
+    assert (after["ActiveState"], after["ExecMainStatus"], after["Result"]) == ("inactive", "0", "success")
+    code, task = ct.http("GET", f"/api/v3/tasks/{task_id}")
+    assert (code, task["status"]) == (200, "queued"), task
+    assert [cmd for cmd in node.flamenco_processes() if "flamenco-manager" not in cmd] == []
+
+
+def test_kill_9_is_restarted(node: Node) -> None:
+    before, sign_ons = node.unit(), node.sign_ons()
+    node.ct.run("systemctl", "kill", "--kill-who=main", "-s", "SIGKILL", WORKER)
+    node.wait_restarted(before, sign_ons)
+
+
+def test_a_stopped_worker_is_killed_by_the_watchdog_and_restarted(node: Node) -> None:
+    ct = node.ct
+    # The packaged WatchdogSec is a minute; a drop-in shortens it so that the test does not wait for it.
+    ct.run("mkdir", "-p", "/etc/systemd/system/flamenco-worker.service.d")
+    ct.write("/etc/systemd/system/flamenco-worker.service.d/watchdog.conf", "[Service]\nWatchdogSec=3s\n")
+    ct.run("systemctl", "daemon-reload")
+    ct.run("systemctl", "restart", WORKER)
+    node.wait_awake()
+    time.sleep(4)  # more than one watchdog period: the pings keep a healthy worker alive
+    before, sign_ons = node.unit(), node.sign_ons()
+    assert before["Result"] == "success"
+
+    ct.run("systemctl", "kill", "--kill-who=main", "-s", "SIGSTOP", WORKER)
+    node.wait_restarted(before, sign_ons)
+    assert "Watchdog timeout" in ct.journal(WORKER)
+
+
+def test_broken_configuration_fails_with_78_without_a_restart_loop(node: Node) -> None:
+    ct = node.ct
+    ct.write(WORKER_YAML, "manager_url: [unclosed\nrestart_exit_code: 47\n")
+    ct.run("systemctl", "restart", WORKER, check=False)
+    failed = wait_for(
+        "the worker unit failed", lambda: (u := node.unit())["ActiveState"] == "failed" and u, SETTLE
+    )
+    assert failed["ExecMainStatus"] == "78", failed
+    time.sleep(NO_RESTART_WAIT)
+    later = node.unit()
+    assert (later["ActiveState"], later["NRestarts"]) == ("failed", failed["NRestarts"]), later
+    journal = ct.journal(WORKER)
+    assert f"configuration error: {WORKER_YAML}:" in journal, journal
+
+
+def test_dbus_policy_for_users_in_and_outside_the_group(node: Node) -> None:
+    ct = node.ct
+    ct.run("useradd", "--no-create-home", "outsider")
+    ct.run("useradd", "--no-create-home", "--groups", "flamenco", "operator1")
+
+    denied = node.busctl_call("ShutDown", "b", "false", user="outsider", check=False)
+    assert denied.returncode != 0 and "Access denied" in denied.stderr + denied.stdout, denied
+    status = ct.busctl("get-property", *DBUS_ARGS, "Status", user="outsider").stdout.strip()
+    assert status == 's "awake"'
+    assert node.unit()["ActiveState"] == "active"
+
+    node.busctl_call("ShutDown", "b", "false", user="operator1")
+    after = node.wait_stopped()
+    assert after["ExecMainStatus"] == "0"
+
+
+def test_remove_purge_and_reinstall(node: Node) -> None:
+    ct = node.ct
+    ct.run("apt-get", "remove", "-y", "-q", "flamenco-worker")
+    assert ct.run("systemctl", "is-active", WORKER, check=False).stdout.strip() == "inactive"
+    assert [cmd for cmd in node.flamenco_processes() if "flamenco-worker" in cmd] == []
+    assert ct.exists(WORKER_YAML), "remove keeps the configuration"
+
+    ct.run("apt-get", "purge", "-y", "-q", "flamenco-worker")
+    for path in (WORKER_YAML, "/etc/default/flamenco-worker", "/var/lib/flamenco-worker"):
+        assert not ct.exists(path), path
+    assert ct.exists("/etc/flamenco/flamenco-manager.yaml")
+
+    install(ct, "/mnt/debs/flamenco-worker_0.1.0_all.deb")
+    assert node.unit()["ActiveState"] == "active"
+    assert ct.exists(WORKER_YAML)
+    wait_for(
+        "the reinstalled worker to register",
+        lambda: (
+            len(
+                [
+                    w
+                    for w in ct.http("GET", "/api/v3/worker-mgt/workers")[1]["workers"]
+                    if w["status"] == "awake"
+                ]
+            )
+            == 1
+        ),
+        SETTLE,
+    )
+
+
+def test_upgrade_keeps_a_modified_conffile(node: Node) -> None:
+    ct = node.ct
+    ct.write(WORKER_YAML, ct.read(WORKER_YAML) + "worker_name: kept-by-upgrade\n")
+    install(
+        ct,
+        f"/mnt/debs-upgrade/flamenco-manager_{UPGRADE_VERSION}_all.deb",
+        f"/mnt/debs-upgrade/flamenco-worker_{UPGRADE_VERSION}_all.deb",
+    )
+    versions = ct.run("dpkg-query", "-W", "-f", "${Version}\n", "flamenco-worker", "flamenco-manager").stdout
+    assert versions.split() == [UPGRADE_VERSION, UPGRADE_VERSION]
+    assert ct.read(WORKER_YAML).endswith("worker_name: kept-by-upgrade\n")
+    assert not ct.exists(WORKER_YAML + ".dpkg-new") and not ct.exists(WORKER_YAML + ".dpkg-dist")
+    assert node.unit()["ActiveState"] == "active" and node.unit(MANAGER)["ActiveState"] == "active"
+    wait_for(
+        "the upgraded worker under its configured name",
+        lambda: (w := node.manager_worker())["name"] == "kept-by-upgrade" and w["status"] == "awake",
+        SETTLE,
+    )
