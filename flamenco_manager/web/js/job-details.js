@@ -23,6 +23,7 @@ export class JobDetails {
     this.job = null;
     this.stream = null;
     this.tasks = new ItemTable({
+      className: "tasks-grid",
       label: "Tasks",
       compare: byIndex,
       emptyText: "This job has no tasks.",

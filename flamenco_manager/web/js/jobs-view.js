@@ -15,6 +15,7 @@ export class JobsView {
     this.dirty = true;
     this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter(), { hideEmpty: true });
     this.table = new ItemTable({
+      className: "jobs-grid",
       label: "Jobs",
       compare: newestFirst,
       emptyText: "No jobs match. Submit a job from Blender or through the API and it appears here.",
@@ -60,11 +61,14 @@ export class JobsView {
 
   render() {
     const start = performance.now();
-    this.table.setItems([...state.jobs.values()]);
-    this.table.setSelection(this.details.jobId ? [this.details.jobId] : [], this.details.jobId);
-    this.afterChange();
     this.dirty = false;
-    performance.measure("render:jobs", { start, end: performance.now() });
+    this.table.setItems([...state.jobs.values()], () => {
+      this.table.setSelection(this.details.jobId ? [this.details.jobId] : [], this.details.jobId);
+      this.afterChange();
+      performance.measure("render:jobs", { start, end: performance.now() });
+      if (!performance.getEntriesByName("first-render:jobs").length) performance.mark("first-render:jobs");
+    });
+    this.afterChange();
   }
 
   applyUpdates(updates) {
@@ -94,7 +98,6 @@ export class JobsView {
   show(params) {
     this.visible = true;
     if (this.dirty) this.render();
-    if (!performance.getEntriesByName("first-render:jobs").length) performance.mark("first-render:jobs");
     const [jobId = null, taskId = null] = params;
     this.table.setSelection(jobId ? [jobId] : [], jobId);
     if (jobId && jobId !== this.details.jobId) this.table.rows.get(jobId)?.scrollIntoView({ block: "nearest" });

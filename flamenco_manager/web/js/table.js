@@ -1,6 +1,12 @@
-// A keyed table: full render once, then per-row patches; click/ctrl/shift selection and arrow keys.
+// A keyed list in grid layout: full render once, then per-row patches; click/ctrl/shift selection and
+// arrow keys. Rows are block boxes, not table rows, so the browser skips the layout of rows out of view.
 
 import { h } from "./dom.js";
+
+// Rows built before the first paint, then per animation frame: enough to fill a screen at once, small
+// enough that no frame of a long list takes more than a few milliseconds.
+const FIRST_ROWS = 80;
+const ROWS_PER_FRAME = 150;
 
 /**
  * columns: [{label, className, cell(item) -> node|string|array}]
@@ -8,7 +14,7 @@ import { h } from "./dom.js";
  * onSelect({ids, active}) is called when the user changes the selection.
  */
 export class ItemTable {
-  constructor({ label, columns, compare, multi = false, onSelect = () => {}, emptyText = "Nothing here yet." }) {
+  constructor({ label, className, columns, compare, multi = false, onSelect = () => {}, emptyText = "Nothing here yet." }) {
     this.columns = columns;
     this.compare = compare;
     this.multi = multi;
@@ -19,34 +25,52 @@ export class ItemTable {
     this.anchor = null;
     this.active = null;
     this.filter = () => true;
-    this.tbody = h("tbody");
+    this.generation = 0;
+    this.tbody = h("div", { class: "grid-body", role: "rowgroup" });
     this.empty = h("div", { class: "table-empty", hidden: true }, emptyText);
-    const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.className }, c.label)));
-    this.table = h("table", { class: "grid", "aria-label": label, "aria-multiselectable": multi ? "true" : null }, h("thead", {}, head), this.tbody);
+    const head = h("div", { class: "grid-head", role: "row" }, columns.map((c) => h("div", { role: "columnheader", class: c.className }, c.label)));
+    this.table = h("div", { class: `grid ${className}`, role: "grid", "aria-label": label, "aria-multiselectable": multi ? "true" : null }, head, this.tbody);
     this.element = h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": `${label}, use the arrow keys to move` }, this.table, this.empty);
     this.tbody.addEventListener("click", (event) => this.clicked(event));
     this.element.addEventListener("keydown", (event) => this.keyed(event));
   }
 
-  /** Replace every row; used for the first render and after a re-fetch. */
-  setItems(items) {
+  /**
+   * Replace every row; used for the first render and after a re-fetch. Long lists are built a chunk
+   * per frame so the page stays responsive; onRendered() runs once every row is in place.
+   */
+  setItems(items, onRendered = () => {}) {
     this.items = new Map(items.map((item) => [item.id, item]));
     const sorted = [...this.items.values()].sort(this.compare);
-    const frag = document.createDocumentFragment();
+    const generation = ++this.generation;
     this.rows = new Map();
-    for (const item of sorted) {
-      const row = this.buildRow(item);
-      this.rows.set(item.id, row);
-      frag.append(row);
-    }
-    this.tbody.replaceChildren(frag);
+    this.tbody.replaceChildren();
     for (const id of [...this.selected]) if (!this.items.has(id)) this.selected.delete(id);
-    this.syncEmpty();
+    let next = 0;
+    const buildChunk = (size) => {
+      if (generation !== this.generation) return;
+      const frag = document.createDocumentFragment();
+      for (const end = Math.min(sorted.length, next + size); next < end; next++) {
+        const item = this.items.get(sorted[next].id);
+        if (!item || this.rows.has(item.id)) continue; // removed, or inserted by a live update meanwhile
+        const row = this.buildRow(item);
+        this.rows.set(item.id, row);
+        frag.append(row);
+      }
+      this.tbody.append(frag);
+      this.syncEmpty();
+      if (next < sorted.length) requestAnimationFrame(() => buildChunk(ROWS_PER_FRAME));
+      else {
+        this.rows.get(this.active)?.scrollIntoView({ block: "nearest" });
+        onRendered();
+      }
+    };
+    buildChunk(FIRST_ROWS);
   }
 
   buildRow(item) {
-    const row = h("tr", { "data-id": item.id, "aria-selected": this.selected.has(item.id) ? "true" : "false" });
-    for (const column of this.columns) row.append(h("td", { class: column.className }, column.cell(item)));
+    const row = h("div", { class: "grid-row", role: "row", "data-id": item.id, "aria-selected": this.selected.has(item.id) ? "true" : "false" });
+    for (const column of this.columns) row.append(h("div", { role: "gridcell", class: column.className }, column.cell(item)));
     row.hidden = !this.filter(item);
     if (this.active === item.id) row.classList.add("active");
     return row;
@@ -129,7 +153,7 @@ export class ItemTable {
   }
 
   clicked(event) {
-    const row = event.target.closest("tr[data-id]");
+    const row = event.target.closest(".grid-row[data-id]");
     if (!row || event.target.closest("a, button, input")) return;
     this.choose(row.dataset.id, { toggle: event.ctrlKey || event.metaKey, range: event.shiftKey });
     if (event.shiftKey) window.getSelection()?.removeAllRanges();

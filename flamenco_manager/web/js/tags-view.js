@@ -60,7 +60,7 @@ export class TagsView {
     if (!tags.length) {
       fill(this.list, h("p", { class: "placeholder" }, "No tags yet. Create one above."));
     } else {
-      fill(this.list, h("table", { class: "grid", "aria-label": "Tags" },
+      fill(this.list, h("table", { class: "simple-table", "aria-label": "Tags" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Description"), h("th", { scope: "col", class: "col-actions" }, "Actions"))),
         h("tbody", {}, tags.map((tag) => this.row(tag)))));
     }

@@ -19,6 +19,7 @@ export class WorkersView {
     this.dirty = true;
     this.filter = new StatusFilter("Filter workers by status", WORKER_STATUSES, () => this.applyFilter());
     this.table = new ItemTable({
+      className: "workers-grid",
       label: "Workers",
       multi: true,
       compare: byName,
@@ -85,12 +86,15 @@ export class WorkersView {
 
   render() {
     const start = performance.now();
-    this.table.setItems([...state.workers.values()]);
-    this.table.setSelection([...this.table.selected], this.table.active);
-    this.afterChange();
     this.dirty = false;
+    this.table.setItems([...state.workers.values()], () => {
+      this.table.setSelection([...this.table.selected], this.table.active);
+      this.afterChange();
+      performance.measure("render:workers", { start, end: performance.now() });
+      if (!performance.getEntriesByName("first-render:workers").length) performance.mark("first-render:workers");
+    });
+    this.afterChange();
     this.details.refresh();
-    performance.measure("render:workers", { start, end: performance.now() });
   }
 
   applyUpdates(workers) {
@@ -128,7 +132,6 @@ export class WorkersView {
   show(params) {
     this.visible = true;
     if (this.dirty) this.render();
-    if (!performance.getEntriesByName("first-render:workers").length) performance.mark("first-render:workers");
     const wanted = params[0] || null;
     if (wanted && wanted !== this.table.active && state.workers.has(wanted)) {
       this.table.setSelection([wanted], wanted);
