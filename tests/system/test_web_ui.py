@@ -76,7 +76,7 @@ def open_ui(browser: Any) -> Iterator[Opener]:
 
 
 def worker_row(page: Any, worker_id: str) -> Any:
-    return page.locator(f'.grid tbody tr[data-id="{worker_id}"]')
+    return page.locator(f'.workers-grid .grid-row[data-id="{worker_id}"]')
 
 
 def option_labels(page: Any) -> list[str]:
@@ -157,7 +157,7 @@ def test_actions_menu_default_restart_items_and_restart_exit_code(farm: Farm, op
 
     # both selected: Restart is offered because one of them can; the other one's refusal is reported
     worker_row(page, plain_id).click(modifiers=["Control"])
-    expect(page.locator(".grid tbody tr[aria-selected=true]")).to_have_count(2)
+    expect(page.locator(".workers-grid .grid-row[aria-selected=true]")).to_have_count(2)
     select.select_option(label="Restart (immediately)")
     console.allow(r"status of 412")  # the refused setstatus for the plain worker, shown as a notification
     apply.click()
@@ -240,7 +240,7 @@ def test_shut_down_after_task_shows_lazy_arrow_then_offline(farm: Farm, open_ui:
 
 
 def job_row(page: Any, job_id: str) -> Any:
-    return page.locator(f'.jobs > .list-pane tr[data-id="{job_id}"]')
+    return page.locator(f'.jobs-grid .grid-row[data-id="{job_id}"]')
 
 
 def job_button(page: Any, action: str) -> Any:
@@ -266,9 +266,10 @@ def test_job_appears_live_with_progress_and_task_log(farm: Farm, open_ui: Opener
     row = job_row(page, job["id"])
     expect(row).to_contain_text("live job", timeout=LIVE)
     expect(row.locator(".status-text")).to_have_text("active", timeout=LIVE)
+    expect(page.locator("#farm-status .value")).to_have_text("active", timeout=LIVE)
     page.wait_for_function(
         """id => {
-            const bar = document.querySelector(`tr[data-id="${id}"] [role=progressbar]`);
+            const bar = document.querySelector(`.grid-row[data-id="${id}"] [role=progressbar]`);
             const pct = bar ? Number(bar.getAttribute("aria-valuenow")) : 0;
             return pct > 0 && pct < 100;
         }""",
@@ -277,6 +278,7 @@ def test_job_appears_live_with_progress_and_task_log(farm: Farm, open_ui: Opener
     )
     expect(row.locator(".status-text")).to_have_text("completed", timeout=30_000)
     expect(row.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator("#farm-status .value")).to_have_text("idle", timeout=LIVE)
     assert_not_reloaded(page)
 
     # details, a task, its log; then requeue the task and watch its log grow live
@@ -284,10 +286,10 @@ def test_job_appears_live_with_progress_and_task_log(farm: Farm, open_ui: Opener
     expect(page.locator(".job-head h2")).to_have_text("live job")
     details = page.locator(".details-pane")
     expect(details.locator(".fields.kv").first).to_contain_text("sleep_repeats")
-    tasks = details.locator(".details-section .grid tbody tr")
+    tasks = details.locator(".tasks-grid .grid-row")
     expect(tasks).to_have_count(4)
     first_task_id = tasks.first.get_attribute("data-id")
-    tasks.first.locator("td.col-name").click()
+    tasks.first.locator(".col-name").click()
     assert page.evaluate("location.hash") == f"#/jobs/{job['id']}/{first_task_id}"
     log = details.locator("pre.log")
     expect(log).to_contain_text('echo: "hello"', timeout=LIVE)
@@ -316,13 +318,13 @@ def test_job_pause_requeue_cancel_and_task_cancel(farm: Farm, open_ui: Opener) -
     expect_job_buttons(page, {"pause", "cancel"})
 
     # cancel one queued task
-    queued = page.locator(".details-section .grid tbody tr", has_text="queued").last
+    queued = page.locator(".tasks-grid .grid-row", has_text="queued").last
     queued_id = queued.get_attribute("data-id")
     queued.click()
     cancel_task = page.locator('.task-details button[data-action="cancel-task"]')
     expect(cancel_task).to_be_enabled(timeout=LIVE)
     cancel_task.click()
-    expect(page.locator(f'.details-section tr[data-id="{queued_id}"] .status-text')).to_have_text(
+    expect(page.locator(f'.tasks-grid .grid-row[data-id="{queued_id}"] .status-text')).to_have_text(
         "canceled", timeout=LIVE
     )
     assert farm.manager.task(queued_id)["status"] == "canceled"
@@ -349,6 +351,17 @@ def test_job_pause_requeue_cancel_and_task_cancel(farm: Farm, open_ui: Opener) -
     assert farm.manager.job(job["id"])["status"] == "canceled"
     row = job_row(page, job["id"])
     expect(row.locator(".status-text")).to_have_text("canceled")
+
+    # deleting asks first; cancelling the dialog deletes nothing
+    job_button(page, "delete").click()
+    expect(page.locator("#confirm-dialog")).to_contain_text("Delete job long job?")
+    page.get_by_role("button", name="Cancel", exact=True).last.click()
+    assert "delete_requested_at" not in farm.manager.job(job["id"])
+    job_button(page, "delete").click()
+    page.locator("#confirm-ok").click()
+    expect(row.locator(".tag-deleting")).to_be_visible(timeout=LIVE)
+    expect(job_button(page, "delete")).to_be_disabled()
+    assert "delete_requested_at" in farm.manager.job(job["id"])
 
 
 # --- Scale, tags, layout and reconnection (no worker processes needed) -------------------------------
@@ -390,16 +403,17 @@ def test_200_workers_and_1000_jobs_render_and_update_quickly(seeded_manager, bro
         page = context.new_page()
         console.attach(page)
         page.goto(manager.url + "#/jobs")
-        expect(page.locator(".jobs > .list-pane tbody tr")).to_have_count(SEED_JOBS, timeout=LIVE)
+        expect(page.locator(".jobs-grid .grid-row")).to_have_count(SEED_JOBS, timeout=LIVE)
         jobs_first = first_render_ms(page, "jobs")
         jobs_render = measures(page, "render:jobs")[-1]
+        jobs_long_tasks = page.evaluate("window.__longTasks")
         screenshot(page, "jobs-1000")
         page.close()
 
         page = context.new_page()
         console.attach(page)
         page.goto(manager.url + "#/workers")
-        expect(page.locator(".list-pane tbody tr")).to_have_count(SEED_WORKERS, timeout=LIVE)
+        expect(page.locator(".workers-grid .grid-row")).to_have_count(SEED_WORKERS, timeout=LIVE)
         workers_first = first_render_ms(page, "workers")
         workers_render = measures(page, "render:workers")[-1]
         expect(page.locator("#connection")).to_have_text("live", timeout=LIVE)
@@ -409,9 +423,9 @@ def test_200_workers_and_1000_jobs_render_and_update_quickly(seeded_manager, bro
         page.evaluate(
             """id => {
                 window.__applied = undefined;
-                const body = document.querySelector(".list-pane tbody");
+                const body = document.querySelector(".workers-grid .grid-body");
                 const observer = new MutationObserver(() => {
-                    if (document.querySelector(`tr[data-id="${id}"] .status-change.lazy`)) {
+                    if (document.querySelector(`.grid-row[data-id="${id}"] .status-change.lazy`)) {
                         window.__applied = performance.now();
                         observer.disconnect();
                     }
@@ -442,9 +456,10 @@ def test_200_workers_and_1000_jobs_render_and_update_quickly(seeded_manager, bro
         print(
             "\nweb UI figures (Chromium, headless):"
             f"\n  jobs tab, {SEED_JOBS} jobs: first full render at {jobs_first:.0f} ms after navigation"
-            f" (table build {jobs_render:.0f} ms)"
+            f" (rows built over {jobs_render:.0f} ms, a chunk per frame);"
+            f" long tasks (>50 ms): {len(jobs_long_tasks)}, longest {max(jobs_long_tasks, default=0):.0f} ms"
             f"\n  workers tab, {SEED_WORKERS} workers: first full render at {workers_first:.0f} ms after"
-            f" navigation (table build {workers_render:.0f} ms)"
+            f" navigation (rows built over {workers_render:.0f} ms)"
             f"\n  one worker update, API call to row patched: {one_update:.0f} ms"
             f"\n  burst of {SEED_WORKERS} worker updates, first call to last row shown: {burst:.0f} ms;"
             f" {len(applies)} frames applied them, longest {max(applies):.1f} ms"
@@ -507,13 +522,13 @@ def test_every_tab_at_desktop_and_narrow_sizes(seeded_manager, open_ui: Opener) 
     for size, viewport in (("desktop", DESKTOP), ("narrow", NARROW)):
         page, _ = open_ui(manager, f"#/jobs/{job_ids[-1]}", viewport=viewport)
         expect(page.locator(".job-head h2")).to_contain_text("shot-", timeout=LIVE)
-        expect(page.locator(".details-section .grid tbody tr")).to_have_count(3)
+        expect(page.locator(".tasks-grid .grid-row")).to_have_count(3)
         screenshot(page, f"jobs-{size}")
 
         page.goto(manager.url + f"#/workers/{worker_ids[2]}")
         expect(page.locator(".details-head h2")).to_have_text("render-002", timeout=LIVE)
         worker_row(page, worker_ids[4]).click(modifiers=["Shift"])
-        expect(page.locator(".list-pane tbody tr[aria-selected=true]")).to_have_count(3)
+        expect(page.locator(".workers-grid .grid-row[aria-selected=true]")).to_have_count(3)
         page.locator("#worker-action").select_option(label="Send to Sleep (after task is finished)")
         screenshot(page, f"workers-{size}")
 
@@ -553,3 +568,20 @@ def test_stream_reconnects_and_refetches_after_a_manager_restart(tmp_path: Path,
         assert_not_reloaded(page)
     finally:
         manager.stop()
+
+
+def test_remove_worker_explains_and_asks_first(seeded_manager, open_ui: Opener) -> None:
+    manager, worker_ids, _ = seeded_manager
+    victim = worker_ids[-1]
+    page, _ = open_ui(manager, f"#/workers/{victim}")
+    remove = page.get_by_role("button", name="Remove render-199…")
+    expect(page.locator(".details-section", has=remove)).to_contain_text("Shut the worker down first")
+    remove.click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text("Remove worker render-199?")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert manager.worker(victim)["name"] == "render-199"
+    remove.click()
+    page.locator("#confirm-ok").click()
+    expect(worker_row(page, victim)).to_have_count(0, timeout=LIVE)
+    assert manager.request("GET", f"/api/v3/worker-mgt/workers/{victim}")[0] == 404
