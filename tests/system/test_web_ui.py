@@ -531,6 +531,11 @@ def test_every_tab_at_desktop_and_narrow_sizes(seeded_manager, open_ui: Opener) 
         expect(page.locator(".workers-grid .grid-row[aria-selected=true]")).to_have_count(3)
         page.locator("#worker-action").select_option(label="Send to Sleep (after task is finished)")
         screenshot(page, f"workers-{size}")
+        # arrow keys move through the list from the keyboard
+        page.locator(".list-pane .table-wrap").focus()
+        page.keyboard.press("ArrowDown")
+        expect(page.locator(".details-head h2")).to_have_text("render-005", timeout=LIVE)
+        assert page.evaluate("location.hash") == f"#/workers/{worker_ids[5]}"
 
         page.goto(manager.url + "#/tags")
         expect(page.locator(".create-tag")).to_be_visible()
@@ -574,6 +579,12 @@ def test_remove_worker_explains_and_asks_first(seeded_manager, open_ui: Opener) 
     manager, worker_ids, _ = seeded_manager
     victim = worker_ids[-1]
     page, _ = open_ui(manager, f"#/workers/{victim}")
+    # the relative last-seen time keeps counting without any event
+    seen = page.locator(".details .fields time.rel-time")
+    expect(seen).to_contain_text("ago", timeout=LIVE)
+    before = seen.inner_text()
+    expect(seen).not_to_have_text(before, timeout=3_000)
+
     remove = page.get_by_role("button", name="Remove render-199…")
     expect(page.locator(".details-section", has=remove)).to_contain_text("Shut the worker down first")
     remove.click()
