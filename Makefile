@@ -12,7 +12,7 @@ APT_PACKAGES := dbus dbus-daemon systemd systemd-container mmdebstrap \
 	chromium ffmpeg strace \
 	python3-pytest python3-pytest-asyncio python3-jsonschema
 
-.PHONY: run test deps venv lint unit bench clean deb
+.PHONY: run test deps venv lint unit bench reliability clean deb
 
 # The farm: manager (SQLite under ./run), one worker on a private D-Bus, a demo job. Ctrl-C stops it.
 run: venv
@@ -38,6 +38,10 @@ test: deps venv lint
 
 unit: venv
 	$(PY) -m pytest -q -m "not system"
+
+# The long versions of every fault, fuzzing and security test, ending with a summary table.
+reliability: deps venv
+	FLAMENCO_LONG=1 $(PY) -m pytest -q -rs -m reliability
 
 bench: venv
 	$(PY) bench/worker_footprint

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import reliability
 from tests.support.dbus_daemon import PrivateBus, short_tempdir
 from tests.support.notify_socket import NotifySocket
 
@@ -29,3 +30,33 @@ def notify_socket(short_dir: Path) -> Iterator[NotifySocket]:
     sock = NotifySocket(short_dir / "notify.sock")
     yield sock
     sock.close()
+
+
+@pytest.fixture
+def fault(request: pytest.FixtureRequest):
+    """`fault("name", "what is checked")` returns a row; set `.figure` to what was measured."""
+
+    def record(name: str, checked: str) -> reliability.Row:
+        row = reliability.Row(name, checked)
+        reliability.ROWS.append(row)
+        request.node.reliability_row = row
+        return row
+
+    return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    row = getattr(item, "reliability_row", None)
+    if row is not None and report.when == "call":
+        row.result = "pass" if report.passed else report.outcome
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if reliability.ROWS:
+        mode = "long" if reliability.LONG else "short"
+        terminalreporter.section(f"reliability summary ({mode} run)")
+        for line in reliability.table():
+            terminalreporter.write_line(line)

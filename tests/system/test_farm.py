@@ -147,7 +147,9 @@ def test_worker_started_before_the_manager(farm_factory) -> None:
     wait_job(farm, job["id"])
 
 
-def test_manager_outage_mid_task_loses_no_update(farm_factory, short_dir: Path) -> None:
+@pytest.mark.reliability
+def test_manager_outage_mid_task_loses_no_update(farm_factory, short_dir: Path, fault) -> None:
+    row = fault("manager kill -9 mid-task", "the task's 240 log lines and 6 steps arrive, in order")
     farm: Farm = farm_factory(blender_yaml())
     out = short_dir / "outage"
     worker = farm.start_worker("w1", env={"FAKE_BLENDER_LINES": "40", "FAKE_BLENDER_DELAY": "0.5"})
@@ -169,9 +171,12 @@ def test_manager_outage_mid_task_loses_no_update(farm_factory, short_dir: Path) 
         next((i for i, (a, b) in enumerate(zip(seen, expected, strict=False)) if a != b), len(seen))
     )
     assert farm.manager.task(task["id"])["steps_completed"] == 6
+    row.figure = f"{len(seen)} of {len(expected)} lines"
 
 
-def test_worker_killed_mid_task_gets_its_task_back(farm: Farm) -> None:
+@pytest.mark.reliability
+def test_worker_killed_mid_task_gets_its_task_back(farm: Farm, fault) -> None:
+    row = fault("worker kill -9, restarted", "its active task is re-delivered to it")
     worker = farm.start_worker("w1")
     job = farm.manager.submit_echo_sleep(seconds=30)
     task = farm.manager.wait_until(
@@ -192,9 +197,12 @@ def test_worker_killed_mid_task_gets_its_task_back(farm: Farm) -> None:
         "re-delivery", lambda: again.get("CurrentTask") == f's "{task["id"]}"', timeout=20
     )
     assert farm.manager.task(task["id"])["status"] == "active"
+    row.figure = "same task re-delivered"
 
 
-def test_worker_in_error_recovers_by_itself(farm_factory) -> None:
+@pytest.mark.reliability
+def test_worker_in_error_recovers_by_itself(farm_factory, fault) -> None:
+    row = fault("worker marked error (frozen past the timeout)", "recovers to awake by itself (409 handled)")
     # A short worker timeout marks a frozen worker `error`; once it runs again, it must not stay stuck (409).
     farm: Farm = farm_factory(
         "worker_timeout: 2s\ntimeout_check_interval: 500ms\ntimeout_initial_delay: 0s\nlong_poll_max: 1s\n"
@@ -205,7 +213,9 @@ def test_worker_in_error_recovers_by_itself(farm_factory) -> None:
         farm.wait_worker_status(worker, "error", timeout=20)
     finally:
         worker.process.send_signal(signal.SIGCONT)
+    resumed = time.monotonic()
     farm.wait_worker_status(worker, "awake", timeout=40)
+    row.figure = f"awake again {time.monotonic() - resumed:.1f} s after it resumed"
     job = farm.manager.submit_echo_sleep(seconds=0)
     wait_job(farm, job["id"], timeout=40)
 

@@ -1,4 +1,4 @@
-"""Faults a farm meets overnight, with real processes; each test prints the figure it checked."""
+"""Faults a farm meets overnight, with real processes; each records a row of the reliability summary."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability import scale
 from tests.support.dbus_daemon import PrivateBus
 from tests.system.conftest import Farm
 from tests.system.test_farm import FAKE_BLENDER, blender_yaml, submit_render, task_log, wait_job
+
+pytestmark = pytest.mark.reliability
 
 
 def children_of(pid: int) -> list[int]:
@@ -29,9 +32,10 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_manager_down_while_ten_workers_log(farm_factory, short_dir: Path) -> None:
+def test_manager_down_while_ten_workers_log(farm_factory, short_dir: Path, fault) -> None:
+    row = fault("manager killed while 10 workers log", "every log line once, in order, per task")
     farm: Farm = farm_factory(blender_yaml())
-    lines_per_frame, frames = 30, 4
+    lines_per_frame, frames, outage = 30, int(scale(4, 12)), scale(2.5, 20)
     for i in range(10):
         farm.start_worker(
             f"w{i}", env={"FAKE_BLENDER_LINES": str(lines_per_frame), "FAKE_BLENDER_DELAY": "0.4"}
@@ -42,9 +46,9 @@ def test_manager_down_while_ten_workers_log(farm_factory, short_dir: Path) -> No
     )
     time.sleep(0.6)
     farm.manager.kill()
-    time.sleep(2.5)
+    time.sleep(outage)
     farm.manager.start()
-    wait_job(farm, job["id"], timeout=90)
+    wait_job(farm, job["id"], timeout=90 + outage)
     sent = received = 0
     for task in farm.manager.tasks(job["id"]):
         first = int(task["name"].split("-")[1])
@@ -53,13 +57,11 @@ def test_manager_down_while_ten_workers_log(farm_factory, short_dir: Path) -> No
         sent += len(expected)
         received += len(seen)
         assert seen == expected, f"task {task['name']}: lines lost, repeated or out of order"
-    print(
-        f"\nmanager outage with 10 workers: log lines sent {sent}, received {received} "
-        "(exactly once, in order)"
-    )
+    row.figure = f"{outage:.1f} s outage: lines sent {sent}, received {received}"
 
 
-def test_worker_killed_and_not_restarted_its_task_moves_on(farm_factory) -> None:
+def test_worker_killed_and_not_restarted_its_task_moves_on(farm_factory, fault) -> None:
+    row = fault("worker kill -9, not restarted", "timeout marks it error; task requeued, run elsewhere")
     farm: Farm = farm_factory(
         "worker_timeout: 2s\ntimeout_check_interval: 500ms\ntimeout_initial_delay: 0s\nlong_poll_max: 1s\n"
     )
@@ -84,14 +86,12 @@ def test_worker_killed_and_not_restarted_its_task_moves_on(farm_factory) -> None
     wait_job(farm, job["id"], timeout=30)
     detail = farm.manager.task(task["id"])
     assert detail["worker"]["name"] == "rescuer"
-    print(
-        "\nkilled worker marked error and its task completed elsewhere after "
-        f"{time.monotonic() - started:.1f} s"
-    )
+    row.figure = f"task completed elsewhere {time.monotonic() - started:.1f} s after the kill"
     assert rescuer.process.poll() is None
 
 
-def test_unusable_flamenco_home_keeps_the_worker_serving(farm: Farm, short_dir: Path) -> None:
+def test_unusable_flamenco_home_keeps_the_worker_serving(farm: Farm, short_dir: Path, fault) -> None:
+    row = fault("unusable FLAMENCO_HOME", "clear errors; jobs still run; nothing overwritten")
     blocker = short_dir / "not-a-directory"
     blocker.write_text("")
     worker = farm.start_worker("homeless", env={"FLAMENCO_HOME": str(blocker / "home")}, signed_on=False)
@@ -106,9 +106,11 @@ def test_unusable_flamenco_home_keeps_the_worker_serving(farm: Farm, short_dir: 
     out = worker.output()
     assert "credentials cannot be saved" in out and "kept in memory" in out
     assert blocker.read_text() == ""
+    row.figure = "job completed, updates kept in memory"
 
 
-def test_dbus_daemon_restart_the_worker_takes_its_name_again(farm: Farm, short_dir: Path) -> None:
+def test_dbus_daemon_restart_the_worker_takes_its_name_again(farm: Farm, short_dir: Path, fault) -> None:
+    row = fault("dbus-daemon restarted", "the worker owns its name again and obeys")
     worker = farm.start_worker("w1")
     farm.bus.stop()
     time.sleep(0.5)
@@ -122,10 +124,11 @@ def test_dbus_daemon_restart_the_worker_takes_its_name_again(farm: Farm, short_d
     assert worker.get("Status") == 's "awake"'
     worker.call("Sleep", "b", "false")
     farm.wait_worker_status(worker, "asleep")
-    print(f"\nworker back on the restarted bus after {took:.1f} s")
+    row.figure = f"back on the bus after {took:.1f} s"
 
 
-def test_bad_dbus_calls_get_errors_and_the_worker_runs_on(farm: Farm, session_bus: PrivateBus) -> None:
+def test_bad_dbus_calls_get_errors_and_the_worker_runs_on(farm: Farm, session_bus: PrivateBus, fault) -> None:
+    row = fault("bad D-Bus calls", "wrong types, unknown methods, read-only sets: errors")
     worker = farm.start_worker("w1")
     obj = ["org.flamenco.Worker1", "/org/flamenco/Worker1", "org.flamenco.Worker1"]
     cases = [
@@ -142,11 +145,14 @@ def test_bad_dbus_calls_get_errors_and_the_worker_runs_on(farm: Farm, session_bu
         result = session_bus.busctl(*args, check=False)
         assert result.returncode != 0, args
         assert expected in result.stderr, (args, result.stderr)
+    row.figure = f"{len(cases)} bad calls refused, worker running"
     assert worker.get("Status") == 's "awake"'
     assert worker.process.poll() is None
 
 
-def test_sighup_during_a_task_does_not_disturb_it(farm: Farm) -> None:
+def test_sighup_during_a_task_does_not_disturb_it(farm: Farm, fault) -> None:
+    row = fault("SIGHUP during a task", "reloads leave the task running to completion")
+    count = int(scale(5, 50))
     worker = farm.start_worker("w1")
     job = farm.manager.submit_echo_sleep(seconds=2)
     farm.manager.wait_until(
@@ -155,14 +161,17 @@ def test_sighup_during_a_task_does_not_disturb_it(farm: Farm) -> None:
             t["name"].startswith("sleep") and t["status"] == "active" for t in farm.manager.tasks(job["id"])
         ),
     )
-    for _ in range(5):
+    for _ in range(count):
         worker.signal(signal.SIGHUP)
         time.sleep(0.05)
     wait_job(farm, job["id"])
     assert worker.process.poll() is None
+    row.figure = f"{count} reloads, task completed"
 
 
-def test_sigterm_storm_exits_zero_and_leaves_no_process(farm_factory) -> None:
+def test_sigterm_storm_exits_zero_and_leaves_no_process(farm_factory, fault) -> None:
+    row = fault("SIGTERM storm on a busy worker", "exit 0, no task process left")
+    count = int(scale(20, 200))
     farm: Farm = farm_factory(blender_yaml())
     worker = farm.start_worker("w1", env={"FAKE_BLENDER_DELAY": "60"})
     job = submit_render(farm, farm.root / "storm", frames="1", chunk=1, fmt="EXR")
@@ -174,7 +183,7 @@ def test_sigterm_storm_exits_zero_and_leaves_no_process(farm_factory) -> None:
         time.sleep(0.05)
     kids = children_of(worker.process.pid)
     assert kids, "the render process should be running"
-    for _ in range(20):
+    for _ in range(count):
         worker.signal(signal.SIGTERM)
     assert worker.wait_exit(15) == 0
     time.sleep(0.5)
@@ -185,9 +194,11 @@ def test_sigterm_storm_exits_zero_and_leaves_no_process(farm_factory) -> None:
         and "Z" not in Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0]
     ]
     assert alive == [], f"render processes left behind: {alive}"
+    row.figure = f"{count} SIGTERMs: exit 0, 0 processes left"
 
 
-def test_secrets_never_reach_a_log(farm: Farm) -> None:
+def test_secrets_never_reach_a_log(farm: Farm, fault) -> None:
+    row = fault("secrets in logs", "worker secret absent from worker and manager logs; file 0600")
     worker = farm.start_worker("w1", "-debug")
     secret_line = next(
         ln
@@ -203,8 +214,10 @@ def test_secrets_never_reach_a_log(farm: Farm) -> None:
     wait_job(farm, job["id"])
     worker.signal(signal.SIGTERM)
     worker.wait_exit(20)
-    assert secret not in worker.output()
-    assert secret not in farm.manager.log()
+    out, manager_log = worker.output(), farm.manager.log()
+    assert secret not in out
+    assert secret not in manager_log
+    row.figure = f"{(len(out) + len(manager_log)) / 1000:.0f} kB of debug logs searched"
 
 
 @pytest.mark.skipif(not FAKE_BLENDER.exists(), reason="fake blender missing")
@@ -219,7 +232,8 @@ def test_fake_blender_is_executable() -> None:
     assert "Blender quit" in out.stdout
 
 
-def test_damaged_credentials_stop_the_worker_with_78(farm: Farm) -> None:
+def test_damaged_credentials_stop_the_worker_with_78(farm: Farm, fault) -> None:
+    row = fault("damaged credentials file", "exit 78 naming the file, no restart loop")
     home = farm.root / "w1" / "home"
     home.mkdir(parents=True)
     (home / "flamenco-worker-credentials.yaml").write_text("worker_id: [unclosed\n")
@@ -227,3 +241,4 @@ def test_damaged_credentials_stop_the_worker_with_78(farm: Farm) -> None:
     assert worker.wait_exit(20) == 78
     out = worker.output()
     assert "flamenco-worker-credentials.yaml" in out and "delete the file" in out
+    row.figure = "exit 78"
