@@ -260,6 +260,28 @@ def test_restart_from_the_manager(node: Node) -> None:
     node.wait_restarted(before, sign_ons)
 
 
+def test_a_changed_restart_code_with_the_readme_drop_in(node: Node) -> None:
+    ct = node.ct
+    ct.write(WORKER_YAML, ct.read(WORKER_YAML).replace("restart_exit_code: 47", "restart_exit_code: 42"))
+    ct.run("mkdir", "-p", "/etc/systemd/system/flamenco-worker.service.d")
+    ct.write(
+        "/etc/systemd/system/flamenco-worker.service.d/restart-code.conf",
+        "[Service]\nRestartForceExitStatus=\nRestartForceExitStatus=42\n"
+        "SuccessExitStatus=\nSuccessExitStatus=42\n",
+    )
+    ct.run("systemctl", "daemon-reload")
+    ct.run("systemctl", "restart", WORKER)
+    node.wait_awake()
+    assert ct.busctl("get-property", *DBUS_ARGS, "RestartExitCode").stdout.split()[-1] == "42"
+
+    before, sign_ons = node.unit(), node.sign_ons()
+    node.busctl_call("Restart", "b", "false")
+    after = node.wait_restarted(before, sign_ons)
+    assert after["Result"] == "success"
+    # Without the drop-in, 42 would still be restarted (on-failure) but logged as a failure.
+    assert "Failed with result" not in ct.journal(WORKER)
+
+
 def test_shut_down_over_dbus_while_idle(node: Node) -> None:
     before = node.unit()
     node.busctl_call("ShutDown", "b", "false")
