@@ -317,6 +317,11 @@ def test_job_pause_requeue_cancel_and_task_cancel(farm: Farm, open_ui: Opener) -
     expect(head.locator(".status-text")).to_have_text("active", timeout=LIVE)
     expect_job_buttons(page, {"pause", "cancel"})
 
+    page.locator("#job-priority").fill("80")
+    page.locator("#job-priority-set").click()
+    expect(job_row(page, job["id"]).locator(".col-num")).to_have_text("80", timeout=LIVE)
+    assert farm.manager.job(job["id"])["priority"] == 80
+
     # cancel one queued task
     queued = page.locator(".tasks-grid .grid-row", has_text="queued").last
     queued_id = queued.get_attribute("data-id")
@@ -531,6 +536,15 @@ def test_every_tab_at_desktop_and_narrow_sizes(seeded_manager, open_ui: Opener) 
         expect(page.locator(".workers-grid .grid-row[aria-selected=true]")).to_have_count(3)
         page.locator("#worker-action").select_option(label="Send to Sleep (after task is finished)")
         screenshot(page, f"workers-{size}")
+        # the status filter: only asleep workers, then all again
+        chip = page.locator(".status-filter .chip.s-asleep")
+        chip.click()
+        expect(chip).to_have_attribute("aria-pressed", "true")
+        statuses = page.locator(".workers-grid .grid-row:not([hidden]) .status-text").all_inner_texts()
+        assert statuses and set(statuses) == {"asleep"}, statuses
+        expect(page.locator(".list-pane .count-label")).to_contain_text(f"{len(statuses)} of ")
+        chip.click()
+        expect(page.locator(".list-pane .count-label")).not_to_contain_text(" of ")
         # arrow keys move through the list from the keyboard
         page.locator(".list-pane .table-wrap").focus()
         page.keyboard.press("ArrowDown")

@@ -36,6 +36,21 @@ export function fill(el, ...children) {
   return el;
 }
 
+/** Replace the children, keeping keyboard focus (and a typed value) on the control with the same id. */
+export function refill(el, ...children) {
+  const active = document.activeElement;
+  const focusedId = active && active.id && el.contains(active) ? active.id : null;
+  const typed = focusedId && active.tagName === "INPUT" && active.type !== "checkbox" ? active.value : null;
+  fill(el, ...children);
+  if (!focusedId) return el;
+  const again = document.getElementById(focusedId);
+  if (again && el.contains(again)) {
+    if (typed !== null) again.value = typed;
+    again.focus({ preventScroll: true });
+  }
+  return el;
+}
+
 const UNITS = [
   [60, "s", 1],
   [3600, "min", 60],

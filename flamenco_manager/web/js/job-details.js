@@ -1,7 +1,7 @@
 // The selected job: fields, actions, settings and metadata, its tasks, and the selected task.
 
 import { api } from "./api.js";
-import { absoluteTime, compactTime, fill, h } from "./dom.js";
+import { absoluteTime, compactTime, fill, h, refill } from "./dom.js";
 import { EventStream } from "./events.js";
 import { confirmDialog, copyText, notify } from "./notify.js";
 import { state } from "./state.js";
@@ -103,7 +103,7 @@ export class JobDetails {
   jobChanged(summary, refreshTasks) {
     if (!this.job) return;
     this.job = { ...this.job, ...summary };
-    fill(this.head, this.headFor(this.job));
+    refill(this.head, this.headFor(this.job));
     this.taskDetails.jobChanged();
     if (refreshTasks) this.refreshTasks().catch(() => {});
   }
@@ -130,20 +130,20 @@ export class JobDetails {
   headFor(job) {
     const actions = JOB_ACTIONS.map((action) =>
       h("button", {
-        type: "button", class: "btn", "data-action": action.id, disabled: !action.from.includes(job.status),
+        type: "button", class: "btn", id: `job-${action.id}`, "data-action": action.id, disabled: !action.from.includes(job.status),
         title: action.from.includes(job.status) ? action.help : `Not possible while the job is ${job.status}`,
         onclick: () => this.setStatus(action),
       }, action.label),
     );
     const deletable = JOB_DELETABLE_FROM.includes(job.status) && !job.delete_requested_at;
     actions.push(h("button", {
-      type: "button", class: "btn danger", "data-action": "delete", disabled: !deletable,
+      type: "button", class: "btn danger", id: "job-delete", "data-action": "delete", disabled: !deletable,
       title: deletable ? "Delete the job, its logs and last rendered images" : `Not possible while the job is ${job.status}`,
       onclick: () => this.deleteJob(),
     }, "Delete…"));
     const prio = h("input", { type: "number", min: "0", max: "100", value: String(job.priority), id: "job-priority", class: "num-input" });
     const prioForm = h("form", { class: "inline-form", "aria-label": "Job priority" },
-      h("label", { for: "job-priority" }, "Priority"), prio, h("button", { type: "submit", class: "btn" }, "Set"));
+      h("label", { for: "job-priority" }, "Priority"), prio, h("button", { type: "submit", class: "btn", id: "job-priority-set" }, "Set"));
     prioForm.addEventListener("submit", (event) => {
       event.preventDefault();
       this.setPriority(Number(prio.value));

@@ -1,7 +1,7 @@
 // The selected task: fields, actions and a live tail of its log.
 
 import { api } from "./api.js";
-import { absoluteTime, fill, h } from "./dom.js";
+import { absoluteTime, fill, h, refill } from "./dom.js";
 import { EventStream } from "./events.js";
 import { notify } from "./notify.js";
 import { TASK_ACTIONS, statusBadge } from "./statuses.js";
@@ -103,12 +103,12 @@ export class TaskDetails {
       const blocked = job && action.blockedWhileJob.includes(job.status);
       const allowed = action.from.includes(task.status) && !blocked;
       return h("button", {
-        type: "button", class: "btn", "data-action": action.id, disabled: !allowed,
+        type: "button", class: "btn", id: `task-${action.id}`, "data-action": action.id, disabled: !allowed,
         title: allowed ? `${action.label}` : blocked ? `Not possible while the job is ${job.status}` : `Not possible while the task is ${task.status}`,
         onclick: () => this.setStatus(action),
       }, action.label);
     });
-    fill(this.body,
+    refill(this.body,
       h("div", { class: "title-row" }, h("strong", {}, `#${task.index_in_job} ${task.name}`), statusBadge(task.status)),
       h("div", { class: "button-row", role: "group", "aria-label": "Task actions" }, actions),
       h("dl", { class: "fields" },

@@ -1,7 +1,7 @@
 // The details pane of one worker: fields, tag toggles, removal.
 
 import { api } from "./api.js";
-import { absoluteTime, fill, h, relativeTimeElement } from "./dom.js";
+import { absoluteTime, fill, h, refill, relativeTimeElement } from "./dom.js";
 import { confirmDialog, copyText, notify } from "./notify.js";
 import { state } from "./state.js";
 import { statusBadge, workerStatusCell } from "./statuses.js";
@@ -67,11 +67,11 @@ export class WorkerDetails {
   renderDetail(w) {
     const field = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
     const copyable = (value, what) =>
-      h("button", { type: "button", class: "copy", title: `Copy the ${what.toLowerCase()}`, onclick: () => copyText(value, what) }, h("code", {}, value), h("span", { class: "copy-icon", "aria-hidden": "true" }));
+      h("button", { type: "button", class: "copy", id: `copy-${what.toLowerCase().replace(/\W+/g, "-")}`, title: `Copy the ${what.toLowerCase()}`, onclick: () => copyText(value, what) }, h("code", {}, value), h("span", { class: "copy-icon", "aria-hidden": "true" }));
     const task = w.task
       ? h("a", { href: `#/jobs/${encodeURIComponent(w.task.job_id)}/${encodeURIComponent(w.task.id)}` }, w.task.name, " ", statusBadge(w.task.status))
       : h("span", { class: "muted" }, "none yet");
-    fill(
+    refill(
       this.element,
       h("header", { class: "details-head" }, h("h2", {}, w.name), h("div", { class: "head-status" }, workerStatusCell(w))),
       h(
@@ -128,7 +128,7 @@ export class WorkerDetails {
   }
 
   removeSection(w) {
-    const button = h("button", { type: "button", class: "btn danger" }, `Remove ${w.name}…`);
+    const button = h("button", { type: "button", class: "btn danger", id: "worker-remove" }, `Remove ${w.name}…`);
     button.addEventListener("click", async () => {
       const ok = await confirmDialog(
         `Remove worker ${w.name}?`,
