@@ -4,6 +4,9 @@
 // doubling up to the maximum while the Manager stays away.
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 5000;
+// A page hidden this long (a background tab) lets go of its stream, so that other tabs on the same
+// Manager keep connections to fetch with; it reconnects and re-fetches when shown again.
+const HIDDEN_RELEASE_MS = 30000;
 
 /**
  * One subscription to /api/v3/events.
@@ -21,7 +24,25 @@ export class EventStream {
     this.retryMs = FIRST_RETRY_MS;
     this.retryTimer = null;
     this.closed = false;
+    this.released = false;
+    this.hiddenTimer = null;
+    this.onVisibility = () => this.visibilityChanged();
+    document.addEventListener("visibilitychange", this.onVisibility);
     this.open();
+  }
+
+  visibilityChanged() {
+    clearTimeout(this.hiddenTimer);
+    if (document.visibilityState === "hidden") {
+      this.hiddenTimer = setTimeout(() => {
+        this.released = true;
+        clearTimeout(this.retryTimer);
+        this.source.close();
+      }, HIDDEN_RELEASE_MS);
+    } else if (this.released && !this.closed) {
+      this.released = false;
+      this.open();
+    }
   }
 
   open() {
@@ -35,7 +56,7 @@ export class EventStream {
       this.everOpened = true;
     });
     source.addEventListener("error", () => {
-      if (this.closed) return;
+      if (this.closed || this.released) return;
       this.onState("reconnecting");
       if (source.readyState === EventSource.CLOSED) this.scheduleReopen();
     });
@@ -61,6 +82,8 @@ export class EventStream {
 
   close() {
     this.closed = true;
+    document.removeEventListener("visibilitychange", this.onVisibility);
+    clearTimeout(this.hiddenTimer);
     clearTimeout(this.retryTimer);
     if (this.source) this.source.close();
   }

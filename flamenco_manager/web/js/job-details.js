@@ -61,10 +61,19 @@ export class JobDetails {
       const summary = state.jobs.get(jobId);
       fill(this.head, summary ? this.headFor(summary) : null);
       fill(this.body, h("p", { class: "muted pad" }, "Loading…"));
+      // One stream per job for its tasks and their logs: browsers allow few connections per server.
       this.stream = new EventStream(
-        { topics: "task", job: jobId },
-        { "/task": (event) => this.taskEvent(event) },
-        { onReconnect: () => this.refresh() },
+        { topics: "task,tasklog", job: jobId },
+        {
+          "/task": (event) => this.taskEvent(event),
+          "/tasklog": (event) => this.taskDetails.logEvent(event),
+        },
+        {
+          onReconnect: () => {
+            this.refresh();
+            this.taskDetails.loadTail();
+          },
+        },
       );
       this.refresh();
     }

@@ -1,8 +1,7 @@
-// The selected task: fields, actions and a live tail of its log.
+// The selected task: fields, actions and a live tail of its log (fed by the job's event stream).
 
 import { api } from "./api.js";
 import { absoluteTime, fill, h, refill } from "./dom.js";
-import { EventStream } from "./events.js";
 import { notify } from "./notify.js";
 import { TASK_ACTIONS, statusBadge } from "./statuses.js";
 
@@ -15,7 +14,7 @@ export class TaskDetails {
     this.getJob = getJob;
     this.taskId = null;
     this.task = null;
-    this.stream = null;
+    this.pendingLog = null;
     this.log = h("pre", { class: "log", tabindex: "0", "aria-label": "Task log (last lines, live)" });
     this.body = h("div");
     this.element = h("section", { class: "details-section task-details", "aria-labelledby": "task-title", hidden: true },
@@ -27,25 +26,10 @@ export class TaskDetails {
     if (taskId === this.taskId) return;
     this.taskId = taskId;
     this.task = null;
-    if (this.stream) this.stream.close();
-    this.stream = null;
     this.element.hidden = !taskId;
     if (!taskId) return;
     fill(this.body, h("p", { class: "muted" }, "Loading…"));
     this.log.textContent = "";
-    const pending = [];
-    let tailed = false;
-    this.stream = new EventStream(
-      { topics: "tasklog", task: taskId },
-      {
-        "/tasklog": (event) => {
-          if (event.task_id !== this.taskId) return;
-          if (tailed) this.appendLog(event.log);
-          else pending.push(event.log);
-        },
-      },
-      { onReconnect: () => this.loadTail() },
-    );
     api.task(taskId).then(
       (task) => {
         if (taskId !== this.taskId) return;
@@ -54,15 +38,21 @@ export class TaskDetails {
       },
       (err) => taskId === this.taskId && fill(this.body, h("p", {}, err.status === 404 ? "This task does not exist." : `Could not load the task: ${err.message}`)),
     );
-    this.loadTail().then(() => {
-      tailed = true;
-      for (const chunk of pending) if (!this.log.textContent.includes(chunk)) this.appendLog(chunk);
-      this.element.scrollIntoView({ block: "nearest" });
-    });
+    this.loadTail().then(() => this.element.scrollIntoView({ block: "nearest" }));
+  }
+
+  /** A chunk of some task's log from the job's event stream; chunks arriving during a tail fetch wait. */
+  logEvent(event) {
+    if (event.task_id !== this.taskId) return;
+    if (this.pendingLog) this.pendingLog.push(event.log);
+    else this.appendLog(event.log);
   }
 
   async loadTail() {
     const taskId = this.taskId;
+    if (!taskId) return;
+    const pending = [];
+    this.pendingLog = pending;
     try {
       const tail = await api.taskLogTail(taskId);
       if (taskId !== this.taskId) return;
@@ -71,6 +61,12 @@ export class TaskDetails {
       this.log.scrollTop = this.log.scrollHeight;
     } catch (err) {
       this.log.textContent = `(could not load the log: ${err.message})`;
+    } finally {
+      if (this.pendingLog === pending) {
+        this.pendingLog = null;
+        // a chunk may already be in the tail when it was written while the tail was read
+        for (const chunk of pending) if (!this.log.textContent.includes(chunk)) this.appendLog(chunk);
+      }
     }
   }
 
