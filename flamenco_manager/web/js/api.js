@@ -48,8 +48,7 @@ export const api = {
   deleteWorker: (workerId) => call("DELETE", `/worker-mgt/workers/${id(workerId)}`),
   setWorkerStatus: (workerId, status, isLazy) =>
     call("POST", `/worker-mgt/workers/${id(workerId)}/setstatus`, { status, is_lazy: isLazy }),
-  setWorkerTags: (workerId, tagIds) =>
-    call("POST", `/worker-mgt/workers/${id(workerId)}/settags`, { tag_ids: tagIds }),
+  setWorkerTags: (workerId, tagIds) => call("POST", `/worker-mgt/workers/${id(workerId)}/settags`, { tag_ids: tagIds }),
 
   tags: async () => (await call("GET", "/worker-mgt/tags")).tags,
   createTag: (name, description) => call("POST", "/worker-mgt/tags", { name, description }),

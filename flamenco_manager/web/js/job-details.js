@@ -31,9 +31,24 @@ export class JobDetails {
         { label: "#", className: "col-num", cell: (t) => String(t.index_in_job) },
         { label: "Status", className: "col-status", cell: (t) => statusBadge(t.status) },
         { label: "Name", className: "col-name", cell: (t) => t.name },
-        { label: "Worker", className: "col-worker", cell: (t) => t.worker ? h("a", { href: `#/workers/${encodeURIComponent(t.worker.id)}` }, t.worker.name) : h("span", { class: "muted" }, "–") },
-        { label: "Progress", className: "col-progress", cell: (t) => progressBar(t.steps_completed, t.steps_total, t.status) },
-        { label: "Updated", className: "col-time", cell: (t) => h("time", { datetime: t.updated, title: absoluteTime(t.updated) }, compactTime(t.updated)) },
+        {
+          label: "Worker",
+          className: "col-worker",
+          cell: (t) =>
+            t.worker
+              ? h("a", { href: `#/workers/${encodeURIComponent(t.worker.id)}` }, t.worker.name)
+              : h("span", { class: "muted" }, "–"),
+        },
+        {
+          label: "Progress",
+          className: "col-progress",
+          cell: (t) => progressBar(t.steps_completed, t.steps_total, t.status),
+        },
+        {
+          label: "Updated",
+          className: "col-time",
+          cell: (t) => h("time", { datetime: t.updated, title: absoluteTime(t.updated) }, compactTime(t.updated)),
+        },
       ],
       onSelect: ({ active }) => {
         location.hash = `#/jobs/${encodeURIComponent(this.jobId)}${active ? `/${encodeURIComponent(active)}` : ""}`;
@@ -55,7 +70,10 @@ export class JobDetails {
       if (!jobId) {
         this.taskDetails.show(null);
         fill(this.head);
-        fill(this.body, h("div", { class: "placeholder" }, h("p", {}, "Select a job to see its settings, tasks and logs.")));
+        fill(
+          this.body,
+          h("div", { class: "placeholder" }, h("p", {}, "Select a job to see its settings, tasks and logs.")),
+        );
         return;
       }
       const summary = state.jobs.get(jobId);
@@ -96,7 +114,18 @@ export class JobDetails {
     } catch (err) {
       if (jobId !== this.jobId) return;
       fill(this.head);
-      fill(this.body, h("div", { class: "placeholder" }, h("p", {}, err.status === 404 ? "This job does not exist (any more)." : `Could not load the job: ${err.message}`)));
+      fill(
+        this.body,
+        h(
+          "div",
+          { class: "placeholder" },
+          h(
+            "p",
+            {},
+            err.status === 404 ? "This job does not exist (any more)." : `Could not load the job: ${err.message}`,
+          ),
+        ),
+      );
     }
   }
 
@@ -138,29 +167,67 @@ export class JobDetails {
 
   headFor(job) {
     const actions = JOB_ACTIONS.map((action) =>
-      h("button", {
-        type: "button", class: "btn", id: `job-${action.id}`, "data-action": action.id, disabled: !action.from.includes(job.status),
-        title: action.from.includes(job.status) ? action.help : `Not possible while the job is ${job.status}`,
-        onclick: () => this.setStatus(action),
-      }, action.label),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn",
+          id: `job-${action.id}`,
+          "data-action": action.id,
+          disabled: !action.from.includes(job.status),
+          title: action.from.includes(job.status) ? action.help : `Not possible while the job is ${job.status}`,
+          onclick: () => this.setStatus(action),
+        },
+        action.label,
+      ),
     );
     const deletable = JOB_DELETABLE_FROM.includes(job.status) && !job.delete_requested_at;
-    actions.push(h("button", {
-      type: "button", class: "btn danger", id: "job-delete", "data-action": "delete", disabled: !deletable,
-      title: deletable ? "Delete the job, its logs and last rendered images" : `Not possible while the job is ${job.status}`,
-      onclick: () => this.deleteJob(),
-    }, "Delete…"));
-    const prio = h("input", { type: "number", min: "0", max: "100", value: String(job.priority), id: "job-priority", class: "num-input" });
-    const prioForm = h("form", { class: "inline-form", "aria-label": "Job priority" },
-      h("label", { for: "job-priority" }, "Priority"), prio, h("button", { type: "submit", class: "btn", id: "job-priority-set" }, "Set"));
+    actions.push(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn danger",
+          id: "job-delete",
+          "data-action": "delete",
+          disabled: !deletable,
+          title: deletable
+            ? "Delete the job, its logs and last rendered images"
+            : `Not possible while the job is ${job.status}`,
+          onclick: () => this.deleteJob(),
+        },
+        "Delete…",
+      ),
+    );
+    const prio = h("input", {
+      type: "number",
+      min: "0",
+      max: "100",
+      value: String(job.priority),
+      id: "job-priority",
+      class: "num-input",
+    });
+    const prioForm = h(
+      "form",
+      { class: "inline-form", "aria-label": "Job priority" },
+      h("label", { for: "job-priority" }, "Priority"),
+      prio,
+      h("button", { type: "submit", class: "btn", id: "job-priority-set" }, "Set"),
+    );
     prioForm.addEventListener("submit", (event) => {
       event.preventDefault();
       this.setPriority(Number(prio.value));
     });
-    return h("header", { class: "details-head job-head" },
+    return h(
+      "header",
+      { class: "details-head job-head" },
       h("div", { class: "title-row" }, h("h2", {}, job.name), statusBadge(job.status)),
-      h("div", { class: "job-progress" }, progressBar(job.steps_completed, job.steps_total, job.status),
-        h("span", { class: "muted" }, `${job.steps_completed} / ${job.steps_total} steps`)),
+      h(
+        "div",
+        { class: "job-progress" },
+        progressBar(job.steps_completed, job.steps_total, job.status),
+        h("span", { class: "muted" }, `${job.steps_completed} / ${job.steps_total} steps`),
+      ),
       h("div", { class: "button-row", role: "group", "aria-label": "Job actions" }, actions, prioForm),
     );
   }
@@ -169,18 +236,36 @@ export class JobDetails {
     const field = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
     const tag = job.worker_tag ? state.tags.get(job.worker_tag) : null;
     return [
-      h("dl", { class: "fields" },
-        field("ID", h("button", { type: "button", class: "copy", title: "Copy the job ID", onclick: () => copyText(job.id, "Job ID") }, h("code", {}, job.id), h("span", { class: "copy-icon", "aria-hidden": "true" }))),
+      h(
+        "dl",
+        { class: "fields" },
+        field(
+          "ID",
+          h(
+            "button",
+            { type: "button", class: "copy", title: "Copy the job ID", onclick: () => copyText(job.id, "Job ID") },
+            h("code", {}, job.id),
+            h("span", { class: "copy-icon", "aria-hidden": "true" }),
+          ),
+        ),
         field("Type", job.type),
         field("Created", absoluteTime(job.created)),
         field("Updated", absoluteTime(job.updated)),
         field("Activity", job.activity || h("span", { class: "muted" }, "–")),
-        field("Worker tag", job.worker_tag ? (tag ? tag.name : job.worker_tag) : h("span", { class: "muted" }, "any worker")),
+        field(
+          "Worker tag",
+          job.worker_tag ? (tag ? tag.name : job.worker_tag) : h("span", { class: "muted" }, "any worker"),
+        ),
         job.delete_requested_at ? field("Deletion", `requested ${absoluteTime(job.delete_requested_at)}`) : null,
       ),
       keyValues("Settings", job.settings),
       keyValues("Metadata", job.metadata),
-      h("section", { class: "details-section", "aria-labelledby": "tasks-title" }, h("h3", { id: "tasks-title" }, "Tasks"), this.tasks.element),
+      h(
+        "section",
+        { class: "details-section", "aria-labelledby": "tasks-title" },
+        h("h3", { id: "tasks-title" }, "Tasks"),
+        this.tasks.element,
+      ),
       this.taskDetails.element,
     ];
   }
@@ -211,7 +296,11 @@ export class JobDetails {
 
   async deleteJob() {
     const job = this.job;
-    const ok = await confirmDialog(`Delete job ${job.name}?`, "The job, its tasks, their logs and its last rendered images are deleted. This cannot be undone.", "Delete job");
+    const ok = await confirmDialog(
+      `Delete job ${job.name}?`,
+      "The job, its tasks, their logs and its last rendered images are deleted. This cannot be undone.",
+      "Delete job",
+    );
     if (!ok) return;
     try {
       await api.deleteJob(job.id);
@@ -225,11 +314,21 @@ export class JobDetails {
 function keyValues(title, values) {
   const entries = Object.entries(values || {});
   const id = `kv-${title.toLowerCase()}`;
-  return h("section", { class: "details-section", "aria-labelledby": id },
+  return h(
+    "section",
+    { class: "details-section", "aria-labelledby": id },
     h("h3", { id }, title),
     entries.length
-      ? h("dl", { class: "fields kv" }, entries.sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [
-          h("dt", {}, k), h("dd", {}, typeof v === "string" ? v : h("code", {}, JSON.stringify(v))),
-        ]))
-      : h("p", { class: "muted" }, `No ${title.toLowerCase()}.`));
+      ? h(
+          "dl",
+          { class: "fields kv" },
+          entries
+            .sort(([a], [b]) => a.localeCompare(b))
+            .map(([k, v]) => [
+              h("dt", {}, k),
+              h("dd", {}, typeof v === "string" ? v : h("code", {}, JSON.stringify(v))),
+            ]),
+        )
+      : h("p", { class: "muted" }, `No ${title.toLowerCase()}.`),
+  );
 }

@@ -13,19 +13,36 @@ export class JobsView {
   constructor() {
     this.visible = false;
     this.dirty = true;
-    this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter(), { hideEmpty: true });
+    this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter(), {
+      hideEmpty: true,
+    });
     this.table = new ItemTable({
       className: "jobs-grid",
       label: "Jobs",
       compare: newestFirst,
       emptyText: "No jobs match. Submit a job from Blender or through the API and it appears here.",
       columns: [
-        { label: "Status", className: "col-status", cell: (j) => [statusBadge(j.status), j.delete_requested_at ? h("span", { class: "tag-deleting" }, "deleting") : null] },
+        {
+          label: "Status",
+          className: "col-status",
+          cell: (j) => [
+            statusBadge(j.status),
+            j.delete_requested_at ? h("span", { class: "tag-deleting" }, "deleting") : null,
+          ],
+        },
         { label: "Name", className: "col-name", cell: (j) => h("span", { title: j.name }, j.name) },
         { label: "Type", className: "col-type", cell: (j) => j.type },
         { label: "Prio", className: "col-num", cell: (j) => String(j.priority) },
-        { label: "Progress", className: "col-progress", cell: (j) => progressBar(j.steps_completed, j.steps_total, j.status) },
-        { label: "Updated", className: "col-time", cell: (j) => h("time", { datetime: j.updated, title: absoluteTime(j.updated) }, compactTime(j.updated)) },
+        {
+          label: "Progress",
+          className: "col-progress",
+          cell: (j) => progressBar(j.steps_completed, j.steps_total, j.status),
+        },
+        {
+          label: "Updated",
+          className: "col-time",
+          cell: (j) => h("time", { datetime: j.updated, title: absoluteTime(j.updated) }, compactTime(j.updated)),
+        },
       ],
       onSelect: ({ active }) => {
         location.hash = active ? `#/jobs/${encodeURIComponent(active)}` : "#/jobs";
@@ -36,7 +53,12 @@ export class JobsView {
     this.element = h(
       "section",
       { class: "view two-pane jobs", "aria-label": "Jobs" },
-      h("div", { class: "pane list-pane" }, h("div", { class: "toolbar secondary" }, this.filter.element, this.count), this.table.element),
+      h(
+        "div",
+        { class: "pane list-pane" },
+        h("div", { class: "toolbar secondary" }, this.filter.element, this.count),
+        this.table.element,
+      ),
       h("aside", { class: "pane details-pane", "aria-label": "Job details" }, this.details.element),
     );
     const apply = perFrame((updates) => this.applyUpdates(updates));

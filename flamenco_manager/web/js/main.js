@@ -51,7 +51,10 @@ function showConnection(streamState) {
   const el = document.getElementById("connection");
   el.dataset.state = streamState;
   el.textContent = { live: "live", connecting: "connecting…", reconnecting: "reconnecting…" }[streamState];
-  el.title = streamState === "live" ? "Receiving live updates from the Manager" : "Waiting for the Manager; the page re-fetches everything once it is back";
+  el.title =
+    streamState === "live"
+      ? "Receiving live updates from the Manager"
+      : "Waiting for the Manager; the page re-fetches everything once it is back";
 }
 
 async function fetchAll() {

@@ -9,7 +9,12 @@ const MAX_SHOWN = 8;
 export function notify(message, kind = "info") {
   const box = document.getElementById("toasts");
   const close = h("button", { class: "toast-close", type: "button", "aria-label": "Dismiss notification" }, "×");
-  const toast = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : null }, h("span", { class: "toast-text" }, message), close);
+  const toast = h(
+    "div",
+    { class: `toast ${kind}`, role: kind === "error" ? "alert" : null },
+    h("span", { class: "toast-text" }, message),
+    close,
+  );
   close.addEventListener("click", () => toast.remove());
   box.append(toast);
   while (box.children.length > MAX_SHOWN) box.firstElementChild.remove();

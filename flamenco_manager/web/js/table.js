@@ -14,7 +14,15 @@ const ROWS_PER_FRAME = 150;
  * onSelect({ids, active}) is called when the user changes the selection.
  */
 export class ItemTable {
-  constructor({ label, className, columns, compare, multi = false, onSelect = () => {}, emptyText = "Nothing here yet." }) {
+  constructor({
+    label,
+    className,
+    columns,
+    compare,
+    multi = false,
+    onSelect = () => {},
+    emptyText = "Nothing here yet.",
+  }) {
     this.columns = columns;
     this.compare = compare;
     this.multi = multi;
@@ -28,9 +36,23 @@ export class ItemTable {
     this.generation = 0;
     this.tbody = h("div", { class: "grid-body", role: "rowgroup" });
     this.empty = h("div", { class: "table-empty", hidden: true }, emptyText);
-    const head = h("div", { class: "grid-head", role: "row" }, columns.map((c) => h("div", { role: "columnheader", class: c.className }, c.label)));
-    this.table = h("div", { class: `grid ${className}`, role: "grid", "aria-label": label, "aria-multiselectable": multi ? "true" : null }, head, this.tbody);
-    this.element = h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": `${label}, use the arrow keys to move` }, this.table, this.empty);
+    const head = h(
+      "div",
+      { class: "grid-head", role: "row" },
+      columns.map((c) => h("div", { role: "columnheader", class: c.className }, c.label)),
+    );
+    this.table = h(
+      "div",
+      { class: `grid ${className}`, role: "grid", "aria-label": label, "aria-multiselectable": multi ? "true" : null },
+      head,
+      this.tbody,
+    );
+    this.element = h(
+      "div",
+      { class: "table-wrap", tabindex: "0", role: "region", "aria-label": `${label}, use the arrow keys to move` },
+      this.table,
+      this.empty,
+    );
     this.tbody.addEventListener("click", (event) => this.clicked(event));
     this.element.addEventListener("keydown", (event) => this.keyed(event));
   }
@@ -69,8 +91,14 @@ export class ItemTable {
   }
 
   buildRow(item) {
-    const row = h("div", { class: "grid-row", role: "row", "data-id": item.id, "aria-selected": this.selected.has(item.id) ? "true" : "false" });
-    for (const column of this.columns) row.append(h("div", { role: "gridcell", class: column.className }, column.cell(item)));
+    const row = h("div", {
+      class: "grid-row",
+      role: "row",
+      "data-id": item.id,
+      "aria-selected": this.selected.has(item.id) ? "true" : "false",
+    });
+    for (const column of this.columns)
+      row.append(h("div", { role: "gridcell", class: column.className }, column.cell(item)));
     row.hidden = !this.filter(item);
     if (this.active === item.id) row.classList.add("active");
     return row;
@@ -208,8 +236,13 @@ export class StatusFilter {
     this.element = h("div", { class: "status-filter", role: "group", "aria-label": label });
     for (const status of statuses) {
       const count = h("span", { class: "count" }, "0");
-      const button = h("button", { type: "button", class: `chip s-${status}`, "aria-pressed": "false", title: `Show only ${status} (toggle)` },
-        h("span", { class: "dot", "aria-hidden": "true" }), h("span", {}, status), count);
+      const button = h(
+        "button",
+        { type: "button", class: `chip s-${status}`, "aria-pressed": "false", title: `Show only ${status} (toggle)` },
+        h("span", { class: "dot", "aria-hidden": "true" }),
+        h("span", {}, status),
+        count,
+      );
       button.addEventListener("click", () => this.toggle(status));
       this.buttons.set(status, { button, count });
       this.element.append(button);

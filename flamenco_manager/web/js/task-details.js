@@ -17,9 +17,14 @@ export class TaskDetails {
     this.pendingLog = null;
     this.log = h("pre", { class: "log", tabindex: "0", "aria-label": "Task log (last lines, live)" });
     this.body = h("div");
-    this.element = h("section", { class: "details-section task-details", "aria-labelledby": "task-title", hidden: true },
-      h("h3", { id: "task-title" }, "Task"), this.body,
-      h("h4", {}, "Log ", h("span", { class: "muted" }, "(last lines, live)")), this.log);
+    this.element = h(
+      "section",
+      { class: "details-section task-details", "aria-labelledby": "task-title", hidden: true },
+      h("h3", { id: "task-title" }, "Task"),
+      this.body,
+      h("h4", {}, "Log ", h("span", { class: "muted" }, "(last lines, live)")),
+      this.log,
+    );
   }
 
   show(taskId) {
@@ -36,7 +41,12 @@ export class TaskDetails {
         this.task = task;
         this.render();
       },
-      (err) => taskId === this.taskId && fill(this.body, h("p", {}, err.status === 404 ? "This task does not exist." : `Could not load the task: ${err.message}`)),
+      (err) =>
+        taskId === this.taskId &&
+        fill(
+          this.body,
+          h("p", {}, err.status === 404 ? "This task does not exist." : `Could not load the task: ${err.message}`),
+        ),
     );
     this.loadTail().then(() => this.element.scrollIntoView({ block: "nearest" }));
   }
@@ -81,9 +91,15 @@ export class TaskDetails {
 
   taskEvent(event) {
     if (!this.task) return;
-    this.task = { ...this.task, status: event.status, activity: event.activity, updated: event.updated,
-      steps_completed: event.steps_completed, steps_total: event.steps_total,
-      worker: event.worker ? { id: event.worker.uuid, name: event.worker.name } : this.task.worker };
+    this.task = {
+      ...this.task,
+      status: event.status,
+      activity: event.activity,
+      updated: event.updated,
+      steps_completed: event.steps_completed,
+      steps_total: event.steps_total,
+      worker: event.worker ? { id: event.worker.uuid, name: event.worker.name } : this.task.worker,
+    };
     this.render();
   }
 
@@ -98,24 +114,52 @@ export class TaskDetails {
     const actions = TASK_ACTIONS.map((action) => {
       const blocked = job && action.blockedWhileJob.includes(job.status);
       const allowed = action.from.includes(task.status) && !blocked;
-      return h("button", {
-        type: "button", class: "btn", id: `task-${action.id}`, "data-action": action.id, disabled: !allowed,
-        title: allowed ? `${action.label}` : blocked ? `Not possible while the job is ${job.status}` : `Not possible while the task is ${task.status}`,
-        onclick: () => this.setStatus(action),
-      }, action.label);
+      return h(
+        "button",
+        {
+          type: "button",
+          class: "btn",
+          id: `task-${action.id}`,
+          "data-action": action.id,
+          disabled: !allowed,
+          title: allowed
+            ? `${action.label}`
+            : blocked
+              ? `Not possible while the job is ${job.status}`
+              : `Not possible while the task is ${task.status}`,
+          onclick: () => this.setStatus(action),
+        },
+        action.label,
+      );
     });
-    refill(this.body,
+    refill(
+      this.body,
       h("div", { class: "title-row" }, h("strong", {}, `#${task.index_in_job} ${task.name}`), statusBadge(task.status)),
       h("div", { class: "button-row", role: "group", "aria-label": "Task actions" }, actions),
-      h("dl", { class: "fields" },
+      h(
+        "dl",
+        { class: "fields" },
         field("Activity", task.activity || h("span", { class: "muted" }, "–")),
-        field("Worker", task.worker ? h("a", { href: `#/workers/${encodeURIComponent(task.worker.id)}` }, task.worker.name) : h("span", { class: "muted" }, "–")),
+        field(
+          "Worker",
+          task.worker
+            ? h("a", { href: `#/workers/${encodeURIComponent(task.worker.id)}` }, task.worker.name)
+            : h("span", { class: "muted" }, "–"),
+        ),
         field("Type", task.task_type),
         field("Updated", absoluteTime(task.updated)),
         field("Last touched", task.last_touched ? absoluteTime(task.last_touched) : h("span", { class: "muted" }, "–")),
-        task.failed_by_workers?.length ? field("Failed by", task.failed_by_workers.map((w) => w.name).join(", ")) : null,
-        field("Commands", (task.commands || []).map((c) => h("code", { class: "command", title: JSON.stringify(c.parameters) }, c.name))),
-      ));
+        task.failed_by_workers?.length
+          ? field("Failed by", task.failed_by_workers.map((w) => w.name).join(", "))
+          : null,
+        field(
+          "Commands",
+          (task.commands || []).map((c) =>
+            h("code", { class: "command", title: JSON.stringify(c.parameters) }, c.name),
+          ),
+        ),
+      ),
+    );
   }
 
   async setStatus(action) {

@@ -8,20 +8,57 @@ const PLACEHOLDER = "Choose an action…";
 
 /** What each action requests; `restart` items are offered only when a selected worker can restart. */
 export const WORKER_ACTIONS = [
-  { key: "offline-lazy", label: "Shut Down (after task is finished)", status: "offline", lazy: true,
-    help: "Stops the worker program once its current task is done. Only the worker process stops, not the computer; a service manager may start it again." },
-  { key: "offline-now", label: "Shut Down (immediately)", status: "offline", lazy: false,
-    help: "Stops the worker program now; its current task goes back to the queue. Only the worker process stops, not the computer." },
-  { key: "restart-lazy", label: "Restart (after task is finished)", status: "restart", lazy: true, restart: true,
-    help: "Restarts the worker program after its current task, e.g. to pick up a new version. The computer is not rebooted." },
-  { key: "restart-now", label: "Restart (immediately)", status: "restart", lazy: false, restart: true,
-    help: "Restarts the worker program now; its current task goes back to the queue. The computer is not rebooted." },
-  { key: "asleep-lazy", label: "Send to Sleep (after task is finished)", status: "asleep", lazy: true,
-    help: "Lets the current task finish, then the worker takes no new tasks until it is woken up." },
-  { key: "asleep-now", label: "Send to Sleep (immediately)", status: "asleep", lazy: false,
-    help: "Aborts the current task (it is queued again) and the worker takes no new tasks until it is woken up." },
-  { key: "awake-now", label: "Wake Up", status: "awake", lazy: false,
-    help: "The worker starts taking tasks again. A sleeping worker keeps a request open to the Manager, so it answers at once." },
+  {
+    key: "offline-lazy",
+    label: "Shut Down (after task is finished)",
+    status: "offline",
+    lazy: true,
+    help: "Stops the worker program once its current task is done. Only the worker process stops, not the computer; a service manager may start it again.",
+  },
+  {
+    key: "offline-now",
+    label: "Shut Down (immediately)",
+    status: "offline",
+    lazy: false,
+    help: "Stops the worker program now; its current task goes back to the queue. Only the worker process stops, not the computer.",
+  },
+  {
+    key: "restart-lazy",
+    label: "Restart (after task is finished)",
+    status: "restart",
+    lazy: true,
+    restart: true,
+    help: "Restarts the worker program after its current task, e.g. to pick up a new version. The computer is not rebooted.",
+  },
+  {
+    key: "restart-now",
+    label: "Restart (immediately)",
+    status: "restart",
+    lazy: false,
+    restart: true,
+    help: "Restarts the worker program now; its current task goes back to the queue. The computer is not rebooted.",
+  },
+  {
+    key: "asleep-lazy",
+    label: "Send to Sleep (after task is finished)",
+    status: "asleep",
+    lazy: true,
+    help: "Lets the current task finish, then the worker takes no new tasks until it is woken up.",
+  },
+  {
+    key: "asleep-now",
+    label: "Send to Sleep (immediately)",
+    status: "asleep",
+    lazy: false,
+    help: "Aborts the current task (it is queued again) and the worker takes no new tasks until it is woken up.",
+  },
+  {
+    key: "awake-now",
+    label: "Wake Up",
+    status: "awake",
+    lazy: false,
+    help: "The worker starts taking tasks again. A sleeping worker keeps a request open to the Manager, so it answers at once.",
+  },
 ];
 
 export class WorkerActionsBar {
@@ -29,7 +66,11 @@ export class WorkerActionsBar {
   constructor(getSelected) {
     this.getSelected = getSelected;
     this.select = h("select", { id: "worker-action", name: "action", "aria-describedby": "worker-action-help" });
-    this.apply = h("button", { type: "submit", class: "btn primary", id: "worker-action-apply", disabled: true }, "Apply");
+    this.apply = h(
+      "button",
+      { type: "submit", class: "btn primary", id: "worker-action-apply", disabled: true },
+      "Apply",
+    );
     this.help = h("span", { class: "action-help", id: "worker-action-help" });
     this.element = h(
       "form",
@@ -61,7 +102,9 @@ export class WorkerActionsBar {
     const have = [...this.select.options].slice(1).map((o) => o.value);
     if (have.join() !== wanted.join() || this.select.options.length === 0) {
       const chosen = this.select.value;
-      this.select.replaceChildren(h("option", { value: "", title: "Pick what the selected workers should do" }, PLACEHOLDER));
+      this.select.replaceChildren(
+        h("option", { value: "", title: "Pick what the selected workers should do" }, PLACEHOLDER),
+      );
       for (const action of WORKER_ACTIONS) {
         if (!wanted.includes(action.key)) continue;
         this.select.append(h("option", { value: action.key, title: action.help }, action.label));

@@ -28,8 +28,19 @@ export class WorkerDetails {
     this.workerId = workerId;
     this.detail = null;
     if (!workerId) {
-      fill(this.element, h("div", { class: "placeholder" }, h("p", {}, "Select a worker to see its details."),
-        h("p", { class: "muted" }, "Ctrl-click (⌘-click) adds a worker to the selection, Shift-click selects a range.")));
+      fill(
+        this.element,
+        h(
+          "div",
+          { class: "placeholder" },
+          h("p", {}, "Select a worker to see its details."),
+          h(
+            "p",
+            { class: "muted" },
+            "Ctrl-click (⌘-click) adds a worker to the selection, Shift-click selects a range.",
+          ),
+        ),
+      );
       return;
     }
     const summary = state.workers.get(workerId);
@@ -48,7 +59,20 @@ export class WorkerDetails {
       },
       (err) => {
         if (workerId !== this.workerId) return;
-        fill(this.element, h("div", { class: "placeholder" }, h("p", {}, err.status === 404 ? "This worker does not exist (any more)." : `Could not load the worker: ${err.message}`)));
+        fill(
+          this.element,
+          h(
+            "div",
+            { class: "placeholder" },
+            h(
+              "p",
+              {},
+              err.status === 404
+                ? "This worker does not exist (any more)."
+                : `Could not load the worker: ${err.message}`,
+            ),
+          ),
+        );
       },
     );
   }
@@ -67,24 +91,53 @@ export class WorkerDetails {
   renderDetail(w) {
     const field = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
     const copyable = (value, what) =>
-      h("button", { type: "button", class: "copy", id: `copy-${what.toLowerCase().replace(/\W+/g, "-")}`, title: `Copy the ${what.toLowerCase()}`, onclick: () => copyText(value, what) }, h("code", {}, value), h("span", { class: "copy-icon", "aria-hidden": "true" }));
+      h(
+        "button",
+        {
+          type: "button",
+          class: "copy",
+          id: `copy-${what.toLowerCase().replace(/\W+/g, "-")}`,
+          title: `Copy the ${what.toLowerCase()}`,
+          onclick: () => copyText(value, what),
+        },
+        h("code", {}, value),
+        h("span", { class: "copy-icon", "aria-hidden": "true" }),
+      );
     const task = w.task
-      ? h("a", { href: `#/jobs/${encodeURIComponent(w.task.job_id)}/${encodeURIComponent(w.task.id)}` }, w.task.name, " ", statusBadge(w.task.status))
+      ? h(
+          "a",
+          { href: `#/jobs/${encodeURIComponent(w.task.job_id)}/${encodeURIComponent(w.task.id)}` },
+          w.task.name,
+          " ",
+          statusBadge(w.task.status),
+        )
       : h("span", { class: "muted" }, "none yet");
     refill(
       this.element,
-      h("header", { class: "details-head" }, h("h2", {}, w.name), h("div", { class: "head-status" }, workerStatusCell(w))),
+      h(
+        "header",
+        { class: "details-head" },
+        h("h2", {}, w.name),
+        h("div", { class: "head-status" }, workerStatusCell(w)),
+      ),
       h(
         "dl",
         { class: "fields" },
         field("ID", copyable(w.id, "Worker ID")),
         field("Name", w.name),
         field("Status", workerStatusCell(w)),
-        field("Last seen", relativeTimeElement(w.last_seen), w.last_seen ? h("span", { class: "muted" }, ` · ${absoluteTime(w.last_seen)}`) : null),
+        field(
+          "Last seen",
+          relativeTimeElement(w.last_seen),
+          w.last_seen ? h("span", { class: "muted" }, ` · ${absoluteTime(w.last_seen)}`) : null,
+        ),
         field("Version", w.version || "–"),
         field("Address", w.ip_address ? copyable(w.ip_address, "Address") : w.pending ? "…" : "–"),
         field("Platform", w.platform || (w.pending ? "…" : "–")),
-        field("Task types", (w.supported_task_types || []).map((t) => h("span", { class: "chip-static" }, t))),
+        field(
+          "Task types",
+          (w.supported_task_types || []).map((t) => h("span", { class: "chip-static" }, t)),
+        ),
         field(w.task && w.task.status === "active" ? "Current task" : "Last task", w.pending ? "…" : task),
         w.can_restart ? field("Can restart", "yes") : null,
       ),
@@ -100,14 +153,45 @@ export class WorkerDetails {
       ? "This worker only runs jobs with one of its tags, and jobs without a tag."
       : "Without tags this worker only runs jobs that have no tag.";
     const list = tags.length
-      ? h("ul", { class: "toggles" }, tags.map((tag) => {
-          const input = h("input", { type: "checkbox", role: "switch", id: `tag-${tag.id}`, checked: mine.has(tag.id) });
-          input.addEventListener("change", () => this.setTag(w, tag, input.checked, input));
-          return h("li", {}, h("label", { for: `tag-${tag.id}`, class: "switch" }, input, h("span", { class: "track", "aria-hidden": "true" }), h("span", {}, tag.name)),
-            tag.description ? h("span", { class: "muted" }, tag.description) : null);
-        }))
-      : h("p", { class: "muted" }, "There are no tags yet. ", h("a", { href: "#/tags" }, "Create one on the Tags tab"), ".");
-    return h("section", { class: "details-section", "aria-labelledby": "worker-tags-title" }, h("h3", { id: "worker-tags-title" }, "Tags"), h("p", { class: "hint" }, hint), list);
+      ? h(
+          "ul",
+          { class: "toggles" },
+          tags.map((tag) => {
+            const input = h("input", {
+              type: "checkbox",
+              role: "switch",
+              id: `tag-${tag.id}`,
+              checked: mine.has(tag.id),
+            });
+            input.addEventListener("change", () => this.setTag(w, tag, input.checked, input));
+            return h(
+              "li",
+              {},
+              h(
+                "label",
+                { for: `tag-${tag.id}`, class: "switch" },
+                input,
+                h("span", { class: "track", "aria-hidden": "true" }),
+                h("span", {}, tag.name),
+              ),
+              tag.description ? h("span", { class: "muted" }, tag.description) : null,
+            );
+          }),
+        )
+      : h(
+          "p",
+          { class: "muted" },
+          "There are no tags yet. ",
+          h("a", { href: "#/tags" }, "Create one on the Tags tab"),
+          ".",
+        );
+    return h(
+      "section",
+      { class: "details-section", "aria-labelledby": "worker-tags-title" },
+      h("h3", { id: "worker-tags-title" }, "Tags"),
+      h("p", { class: "hint" }, hint),
+      list,
+    );
   }
 
   async setTag(w, tag, on, input) {
@@ -147,7 +231,11 @@ export class WorkerDetails {
       "section",
       { class: "details-section", "aria-labelledby": "worker-remove-title" },
       h("h3", { id: "worker-remove-title" }, "Maintenance"),
-      h("p", { class: "hint" }, "Removing a worker is for machines that left the farm. Shut the worker down first; a worker that is still running cannot take tasks after removal until it registers again."),
+      h(
+        "p",
+        { class: "hint" },
+        "Removing a worker is for machines that left the farm. Shut the worker down first; a worker that is still running cannot take tasks after removal until it registers again.",
+      ),
       button,
     );
   }

@@ -48,7 +48,7 @@ export class WorkersView {
       h("aside", { class: "pane details-pane", "aria-label": "Worker details" }, this.details.element),
     );
     const apply = perFrame((workers) => this.applyUpdates(workers));
-    changes.addEventListener("worker", (e) => this.visible ? apply(e.detail) : (this.dirty = true));
+    changes.addEventListener("worker", (e) => (this.visible ? apply(e.detail) : (this.dirty = true)));
     changes.addEventListener("worker-removed", (e) => {
       if (!this.visible) return void (this.dirty = true);
       this.table.remove(e.detail);
