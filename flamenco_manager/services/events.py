@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 
 # An SSE subscriber that falls this far behind is dropped; it reconnects and re-fetches over REST.
 SUBSCRIBER_QUEUE_SIZE = 2000
+# Task-waiting workers woken per event-loop turn when new work appears. Waking a thousand at once made
+# a thousand schedule attempts in one turn (~0.25 s during which nothing else was answered).
+WAKE_BATCH = 64
 
 TOPICS = ("/lifecycle", "/status", "/jobs", "/task", "/tasklog", "/workers", "/workertags", "/last-rendered")
 
@@ -49,7 +52,11 @@ class Hub:
         self._subscriptions: set[Subscription] = set()
         self._topic_listeners: collections.Counter[str] = collections.Counter()
         self._worker_waiters: dict[int, set[asyncio.Future[None]]] = {}
-        self._work_waiters: set[asyncio.Future[None]] = set()
+        # Oldest first, with the sequence number each waiter registered under.
+        self._work_waiters: dict[asyncio.Future[None], int] = {}
+        self._work_seq = 0
+        self._wake_upto = 0
+        self._draining = False
         self.status_hooks: list[Callable[[], None]] = []
         self.closing = False
 
@@ -115,12 +122,13 @@ class Hub:
             return fut
         self._worker_waiters.setdefault(worker_id, set()).add(fut)
         if work:
-            self._work_waiters.add(fut)
+            self._work_seq += 1
+            self._work_waiters[fut] = self._work_seq
         fut.add_done_callback(lambda f: self._forget(worker_id, f))
         return fut
 
     def _forget(self, worker_id: int, fut: asyncio.Future[None]) -> None:
-        self._work_waiters.discard(fut)
+        self._work_waiters.pop(fut, None)
         waiters = self._worker_waiters.get(worker_id)
         if waiters is not None:
             waiters.discard(fut)
@@ -138,9 +146,24 @@ class Hub:
             self.wake_worker(worker_id)
 
     def work_available(self) -> None:
-        for fut in list(self._work_waiters):
+        """Wake every worker waiting for a task now, oldest first, WAKE_BATCH per loop turn."""
+        self._wake_upto = self._work_seq
+        if not self._draining:
+            self._draining = True
+            self._drain()
+
+    def _drain(self) -> None:
+        woken = 0
+        for fut, seq in list(self._work_waiters.items()):
+            if seq > self._wake_upto:
+                break  # registered after the news (e.g. woken, found nothing, waiting again)
+            if woken == WAKE_BATCH:
+                asyncio.get_running_loop().call_soon(self._drain)
+                return
             if not fut.done():
                 fut.set_result(None)
+                woken += 1
+        self._draining = False
 
     def held_workers(self) -> set[int]:
         """Workers with a request held open right now; they count as seen."""

@@ -172,8 +172,6 @@ class StateMachine:
             if counts.get(TaskStatus.COMPLETED, 0) == sum(counts.values()):
                 return (JobStatus.COMPLETED, "all tasks completed"), False
             self.hub.work_available()
-        if new == JobStatus.ACTIVE:
-            self.hub.work_available()
         return None, False
 
     def _mass_update(self, job: Job, from_statuses: tuple[str, ...], to: str) -> bool:
