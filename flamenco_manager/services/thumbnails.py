@@ -50,8 +50,8 @@ class QueueFull(Exception):
 
 def thumbnail_info(storage: pathlib.Path, job_uuid: str) -> dict | None:
     directory = job_dir(storage, job_uuid)
-    suffixes = [name for name, _, _ in THUMBNAILS if (directory / name).exists()]
-    if not suffixes:
+    suffixes = [name for name, _, _ in THUMBNAILS]
+    if not all((directory / name).exists() for name in suffixes):
         return None
     return {"base": "/job-files/" + directory.relative_to(storage).as_posix(), "suffixes": suffixes}
 
@@ -61,12 +61,16 @@ def _write_thumbnails(directory: pathlib.Path, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with Image.open(io.BytesIO(data)) as opened:
         image = opened.convert("RGB")
+    written = []
     for name, width, height in THUMBNAILS:
         thumb = image.copy()
         thumb.thumbnail((width, height), Image.LANCZOS)
         tmp = directory / f".{name}.tmp"
         thumb.save(tmp, "JPEG", quality=JPEG_QUALITY)
-        os.replace(tmp, directory / name)
+        written.append((tmp, directory / name))
+    # Renamed together at the end, so readers see the previous set or the new one, not a mix.
+    for tmp, final in written:
+        os.replace(tmp, final)
 
 
 class Thumbnails:
