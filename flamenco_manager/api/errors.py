@@ -52,10 +52,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
-        # Nothing is acknowledged before it is committed (writes are group-committed per loop turn).
-        pending = request.app["manager"].store.committed()
-        if pending is not None:
-            await pending
+        # Nothing is acknowledged before it is committed (writes are group-committed per loop turn) and
+        # before the task-log lines it carried are written.
+        manager = request.app["manager"]
+        committed, written = manager.store.committed(), manager.logs.written()
+        if committed is not None:
+            await committed
+        if written is not None:
+            await written
         return response
     except HTTPError as exc:
         return error_response(exc.status, exc.message, exc.headers)

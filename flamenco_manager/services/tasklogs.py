@@ -6,7 +6,9 @@ file system, which the event loop must not wait for. The writer keeps recently u
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import datetime
 import logging
 import os
@@ -28,10 +30,29 @@ def job_dir(storage: pathlib.Path, job_uuid: str) -> pathlib.Path:
     return storage / f"job-{job_uuid[:4]}" / job_uuid
 
 
+class _Marker:
+    """Queued after log chunks; resolves its future on the loop once the writer has reached it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+        self.loop = loop
+        self.fut = fut
+
+    def reached(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed at shutdown
+            self.loop.call_soon_threadsafe(_resolve, self.fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _Writer(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="task-log-writer", daemon=True)
-        self.queue: queue.SimpleQueue[tuple[str, bytes] | threading.Event | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[tuple[str, bytes] | threading.Event | _Marker | None] = (
+            queue.SimpleQueue()
+        )
         self._open: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     def run(self) -> None:
@@ -41,6 +62,9 @@ class _Writer(threading.Thread):
                 break
             if isinstance(item, threading.Event):
                 item.set()
+                continue
+            if isinstance(item, _Marker):
+                item.reached()
                 continue
             path, data = item
             try:
@@ -75,6 +99,8 @@ class TaskLogs:
         self.hub = hub
         self._writer = _Writer()
         self._writer.start()
+        self._dirty = False
+        self._marker: asyncio.Future[None] | None = None
 
     def path(self, job_uuid: str, task_uuid: str) -> pathlib.Path:
         return job_dir(self.storage, job_uuid) / f"task-{task_uuid}.txt"
@@ -91,12 +117,24 @@ class TaskLogs:
         # A plain string path: building pathlib paths showed up in profiles of this hot path.
         path = f"{self._root}/job-{job_uuid[:4]}/{job_uuid}/task-{task_uuid}.txt"
         self._writer.queue.put((path, text.encode("utf-8", "replace")))
+        self._dirty = True
         self.hub.publish("/tasklog", {"task_id": task_uuid, "log": text}, job_id=job_uuid, task_id=task_uuid)
 
     def manager_line(self, job_uuid: str, task_uuid: str, message: str) -> None:
         """A line written by the Manager itself, prefixed with an RFC 3339 timestamp."""
         now = datetime.datetime.now(datetime.UTC).astimezone().isoformat(timespec="seconds")
         self.append(job_uuid, task_uuid, f"{now} {message}")
+
+    def written(self) -> asyncio.Future[None] | None:
+        """A future resolved once everything appended so far is in the files (in the OS, so a killed
+        process keeps it), or None when nothing is outstanding. Answers wait for it, like for commits."""
+        if self._dirty:
+            self._dirty = False
+            self._marker = asyncio.get_running_loop().create_future()
+            self._writer.queue.put(_Marker(asyncio.get_running_loop(), self._marker))
+        if self._marker is not None and not self._marker.done():
+            return self._marker
+        return None
 
     def sync(self) -> None:
         """Block until everything appended so far is in the files (call off the event loop)."""
