@@ -16,6 +16,7 @@ from flamenco_manager.services.errors import (
     PreconditionFailed,
     ServiceError,
 )
+from flamenco_manager.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = "no such endpoint" if exc.status == 404 else exc.reason
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, f"{message}: {request.method} {request.path}", allow)
+    except StoreError as exc:
+        log.error("database error method=%s path=%s error=%s", request.method, request.path, exc)
+        return error_response(503, "database is busy, try again", {"Retry-After": str(RETRY_AFTER_SECONDS)})
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             return error_response(

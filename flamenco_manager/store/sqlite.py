@@ -21,8 +21,11 @@ from flamenco_manager.store.sqlite_workers import WorkerQueries
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How long a connection waits for another writer (e.g. a second process) before giving up.
+# How long a background connection (reader, checkpointer) waits for a lock before giving up.
 BUSY_TIMEOUT_MS = 5000
+# The event loop's connection waits much less: a request that finds the database locked (by another
+# process) is answered 503 with Retry-After rather than stalling every other request.
+LOOP_BUSY_TIMEOUT_MS = 200
 # How often the checkpointer thread copies the WAL into the database file. Checkpoints (with their
 # fsync) used to run inside a commit on the event loop and stalled it for ~100 ms.
 CHECKPOINT_INTERVAL = 1.0
@@ -119,6 +122,7 @@ class SQLiteStore(WorkerQueries, JobQueries):
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(path)
             migrate(conn)
+            conn.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"database {path}: {exc}") from exc
         return cls(conn, path)
