@@ -172,3 +172,24 @@ async def test_output_queue_keeps_the_latest_image_per_job_and_answers_429_when_
     assert thumbs._pending[jobs[0].id].data == b"new"
     with pytest.raises(QueueFull):
         thumbs.submit(jobs[-1], b"x")
+
+
+async def test_output_produced_refuses_wrong_type_and_oversize(farm: Farm) -> None:
+    from flamenco_manager.services.thumbnails import MAX_UPLOAD_BYTES
+
+    worker = await farm.awake_worker(("misc",))
+    await farm.submit_echo(repeats=0)
+    task = (await worker.fetch()).body
+    path = f"{API}/worker/task/{task['uuid']}/output-produced"
+    reply = await farm.client.request(
+        "POST", path, data=b"GIF89a", headers={"Content-Type": "image/gif"}, auth=worker.auth, validate=False
+    )
+    assert reply.status == 415
+    reply = await farm.client.request(
+        "POST",
+        path,
+        data=bytes(MAX_UPLOAD_BYTES + 1),
+        headers={"Content-Type": "image/png"},
+        auth=worker.auth,
+    )
+    assert reply.status == 413
