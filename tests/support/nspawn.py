@@ -9,6 +9,7 @@ machinectl nor `systemctl -M` can reach it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -56,6 +57,9 @@ BOOT_TIMEOUT = 60.0
 POWEROFF_TIMEOUT = 20.0
 # Upper bound for any single command run inside a container.
 COMMAND_TIMEOUT = 120.0
+
+# linux/prctl.h
+PR_SET_PDEATHSIG = 1
 
 T = TypeVar("T")
 
@@ -116,6 +120,11 @@ def rootfs(cache: Path | None = None) -> Path:
     return target
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 class Container:
     """One booted, throw-away container; use as a context manager so it is always powered off."""
 
@@ -154,9 +163,15 @@ class Container:
             "--console=passive",
         ]
         with open(self.log_path, "wb") as log:
-            # A session of its own, so that killing it never reaches the test runner.
+            # A session of its own, so that killing it never reaches the test runner; and SIGTERM (which
+            # nspawn answers by powering the container off) should the test runner die without cleaning up.
             self.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_terminate_with_parent,
             )
         Container._live.add(self)
         try:
