@@ -17,6 +17,7 @@ from flamenco_manager.services.errors import (
     ServiceError,
 )
 from flamenco_manager.store import StoreError
+from flamenco_manager.store import wrote as store_wrote
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        store_wrote.set(False)
         response = await handler(request)
-        # Nothing is acknowledged before it is committed (writes are group-committed per loop turn) and
-        # before the task-log lines it carried are written.
-        manager = request.app["manager"]
-        committed, written = manager.store.committed(), manager.logs.written()
-        if committed is not None:
-            await committed
-        if written is not None:
-            await written
+        # Nothing a request changed is acknowledged before it is committed (writes are group-committed
+        # per loop turn) and before the task-log lines it carried are written.
+        if store_wrote.get():
+            manager = request.app["manager"]
+            committed, written = manager.store.committed(), manager.logs.written()
+            if committed is not None:
+                await committed
+            if written is not None:
+                await written
         return response
     except HTTPError as exc:
         return error_response(exc.status, exc.message, exc.headers)

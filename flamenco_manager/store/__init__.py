@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from flamenco_manager.store.interface import Store, StoreError
+from flamenco_manager.store.interface import Store, StoreError, wrote
 from flamenco_manager.store.sqlite import SQLiteStore
 
 
@@ -13,4 +13,4 @@ def open_store(database: str | pathlib.Path) -> Store:
     return SQLiteStore.open(pathlib.Path(database))
 
 
-__all__ = ["SQLiteStore", "Store", "StoreError", "open_store"]
+__all__ = ["SQLiteStore", "Store", "StoreError", "open_store", "wrote"]

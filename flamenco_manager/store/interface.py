@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
@@ -9,6 +10,10 @@ from typing import Any, Protocol, TypeVar
 from flamenco_manager.model import BlockEntry, Job, NewTask, SleepSchedule, Tag, Task, Worker
 
 T = TypeVar("T")
+
+# Set in the context (the request's task) of whoever opened a write transaction: a request that only
+# read need not wait for the next commit before it answers.
+wrote: contextvars.ContextVar[bool] = contextvars.ContextVar("store_wrote", default=False)
 
 
 class StoreError(Exception):

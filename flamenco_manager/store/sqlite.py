@@ -14,7 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from flamenco_manager.store.interface import StoreError
+from flamenco_manager.store.interface import StoreError, wrote
 from flamenco_manager.store.sqlite_jobs import JobQueries
 from flamenco_manager.store.sqlite_workers import WorkerQueries
 
@@ -180,6 +180,7 @@ class SQLiteStore(WorkerQueries, JobQueries):
                 self._depth -= 1
             return
         self._begin_batch()
+        wrote.set(True)
         self.conn.execute("SAVEPOINT unit")
         self._depth = 1
         try:

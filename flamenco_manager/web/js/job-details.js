@@ -176,7 +176,7 @@ export class JobDetails {
           "data-action": action.id,
           disabled: !action.from.includes(job.status),
           title: action.from.includes(job.status) ? action.help : `Not possible while the job is ${job.status}`,
-          onclick: () => this.setStatus(action),
+          onclick: () => this.setStatus(job, action),
         },
         action.label,
       ),
@@ -194,7 +194,7 @@ export class JobDetails {
           title: deletable
             ? "Delete the job, its logs and last rendered images"
             : `Not possible while the job is ${job.status}`,
-          onclick: () => this.deleteJob(),
+          onclick: () => this.deleteJob(job),
         },
         "Delete…",
       ),
@@ -216,7 +216,7 @@ export class JobDetails {
     );
     prioForm.addEventListener("submit", (event) => {
       event.preventDefault();
-      this.setPriority(Number(prio.value));
+      this.setPriority(job, Number(prio.value));
     });
     return h(
       "header",
@@ -270,8 +270,8 @@ export class JobDetails {
     ];
   }
 
-  async setStatus(action) {
-    const job = this.job;
+  // The actions take the job the header was drawn for: the header shows before the full job is loaded.
+  async setStatus(job, action) {
     try {
       await api.setJobStatus(job.id, action.status, REASON);
       notify(`Job ${job.name}: ${action.label} requested.`, "success");
@@ -280,8 +280,7 @@ export class JobDetails {
     }
   }
 
-  async setPriority(priority) {
-    const job = this.job;
+  async setPriority(job, priority) {
     if (!Number.isInteger(priority) || priority < 0 || priority > 100) {
       notify("The priority is a whole number from 0 to 100.", "error");
       return;
@@ -294,8 +293,7 @@ export class JobDetails {
     }
   }
 
-  async deleteJob() {
-    const job = this.job;
+  async deleteJob(job) {
     const ok = await confirmDialog(
       `Delete job ${job.name}?`,
       "The job, its tasks, their logs and its last rendered images are deleted. This cannot be undone.",
