@@ -243,7 +243,11 @@ def test_installed_units_run_verify_cleanly_and_show_the_status_line(node: Node)
     # systemctl reload is SIGHUP: the configuration is re-read in the same process.
     pid = node.unit()["MainPID"]
     ct.run("systemctl", "reload", WORKER)
-    wait_for("the reload in the journal", lambda: "reloading" in ct.journal(WORKER).lower(), SETTLE)
+    wait_for(
+        "the worker to log the reload",
+        lambda: f"reload: config={WORKER_YAML} applied" in ct.journal(WORKER),
+        SETTLE,
+    )
     assert node.unit()["MainPID"] == pid
 
 
