@@ -19,6 +19,7 @@ JPEG_QUALITY = 85
 #: Formats Pillow can turn into a JPEG preview (EXR and the like are skipped).
 CONVERTIBLE = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
+
 def encode_preview(path: Path) -> tuple[bytes, str] | None:
     """The image as JPEG (or as-is PNG/JPEG without Pillow); None when it cannot be sent."""
     suffix = path.suffix.lower()
