@@ -43,8 +43,17 @@ SIGN_ON_RETRY = 5.0
 NO_TASK_INTERVAL = 20.0
 #: Asleep, against a Manager that does not long-poll: Flamenco's `durationSleepCheck`.
 ASLEEP_POLL_INTERVAL = 3.0
-#: After a failed fetch: short enough to recover quickly, long enough not to hammer a sick Manager.
+#: After an unexpected answer (5xx, garbage): long enough not to hammer a sick Manager.
 FETCH_FAILED_BACKOFF = 10.0
+#: After no answer at all (Manager down or restarting): refused connections cost nothing, and the
+#: farm should be back at work within seconds of a Manager restart.
+UNREACHABLE_BACKOFF = 2.0
+
+
+def backoff_for(exc: Exception) -> float:
+    return UNREACHABLE_BACKOFF if isinstance(exc, ManagerUnreachable) else FETCH_FAILED_BACKOFF
+
+
 #: may-i-run period while a task runs, without long-poll (Flamenco's `mayKeepRunningPeriod`).
 MAY_I_RUN_INTERVAL = 10.0
 #: Pause before retrying an acknowledgement or mirror that did not get through.
@@ -215,8 +224,8 @@ class ManagerLink:
             self._resign = True
             return None
         except (ManagerUnreachable, UnexpectedAnswer) as exc:
-            self._trouble(f"cannot fetch a task ({exc}); retrying in {FETCH_FAILED_BACKOFF:.0f}s")
-            await asyncio.sleep(jittered(FETCH_FAILED_BACKOFF))
+            self._trouble(f"cannot fetch a task ({exc}); retrying in {backoff_for(exc):.0f}s")
+            await asyncio.sleep(jittered(backoff_for(exc)))
             return None
         self._clear_trouble("Manager reachable again")
         if answer.task is not None:
@@ -249,10 +258,8 @@ class ManagerLink:
             self._resign = True
             return
         except (ManagerUnreachable, UnexpectedAnswer) as exc:
-            self._trouble(
-                f"cannot ask the Manager for requests ({exc}); retrying in {FETCH_FAILED_BACKOFF:.0f}s"
-            )
-            await asyncio.sleep(jittered(FETCH_FAILED_BACKOFF))
+            self._trouble(f"cannot ask the Manager for requests ({exc}); retrying in {backoff_for(exc):.0f}s")
+            await asyncio.sleep(jittered(backoff_for(exc)))
             return
         self._clear_trouble("Manager reachable again")
         if requested is not None:

@@ -26,6 +26,8 @@ class WorkerProcess:
     bus: PrivateBus | None = None
     notify: NotifySocket | None = None
     env_extra: Mapping[str, str] = field(default_factory=dict)
+    #: Send the output to this file instead of a pipe (for chatty or long runs nobody reads live).
+    log_path: Path | None = None
     process: subprocess.Popen[str] | None = field(default=None, init=False)
 
     def start(self) -> WorkerProcess:
@@ -41,15 +43,18 @@ class WorkerProcess:
         if self.notify is not None:
             env["NOTIFY_SOCKET"] = str(self.notify.path)
         env.update(self.env_extra)
+        out = open(self.log_path, "a") if self.log_path else subprocess.PIPE  # noqa: SIM115 - the child's
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flamenco_worker", *self.args],
             cwd=self.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
         )
+        if self.log_path:
+            out.close()
         return self
 
     def wait_ready(self, timeout: float = 10) -> None:
@@ -62,6 +67,8 @@ class WorkerProcess:
 
     def output(self) -> str:
         assert self.process is not None
+        if self.log_path:
+            return self.log_path.read_text(errors="replace")
         if self.process.poll() is None:
             raise AssertionError("read the output after the process ended")
         assert self.process.stdout is not None
