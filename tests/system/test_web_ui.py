@@ -540,7 +540,8 @@ def test_every_tab_at_desktop_and_narrow_sizes(seeded_manager, open_ui: Opener) 
         chip = page.locator(".status-filter .chip.s-asleep")
         chip.click()
         expect(chip).to_have_attribute("aria-pressed", "true")
-        statuses = page.locator(".workers-grid .grid-row:not([hidden]) .status-text").all_inner_texts()
+        # text content: rows out of view are not laid out, so they have no rendered (inner) text
+        statuses = page.locator(".workers-grid .grid-row:not([hidden]) .status-text").all_text_contents()
         assert statuses and set(statuses) == {"asleep"}, statuses
         expect(page.locator(".list-pane .count-label")).to_contain_text(f"{len(statuses)} of ")
         chip.click()
