@@ -27,7 +27,15 @@ def build_app(manager: Manager) -> web.Application:
     if WEB_DIR.is_dir():
         app.router.add_get("/", _index)
         app.router.add_static("/", WEB_DIR)
+        app.on_response_prepare.append(_revalidate_web_files)
     return app
+
+
+async def _revalidate_web_files(request: web.Request, response: web.StreamResponse) -> None:
+    # Without this a browser may keep using cached page modules after the Manager is upgraded and
+    # mix old and new files; with it every load asks (ETag) and mostly gets a 304.
+    if not request.path.startswith(("/api/", "/job-files/")):
+        response.headers.setdefault("Cache-Control", "no-cache")
 
 
 async def _index(request: web.Request) -> web.FileResponse:
