@@ -10,6 +10,8 @@ import { ItemTable } from "./table.js";
 import { TaskDetails } from "./task-details.js";
 
 const REASON = "requested from the web UI";
+// Job events carry no activity text; after a status change the job is re-read this much later, once.
+const REREAD_DELAY_MS = 300;
 const byIndex = (a, b) => a.index_in_job - b.index_in_job;
 
 function taskWorker(worker) {
@@ -140,10 +142,31 @@ export class JobDetails {
 
   jobChanged(summary, refreshTasks) {
     if (!this.job) return;
+    const statusChanged = summary.status !== this.job.status;
     this.job = { ...this.job, ...summary };
     refill(this.head, this.headFor(this.job));
     this.taskDetails.jobChanged();
     if (refreshTasks) this.refreshTasks().catch(() => {});
+    if (statusChanged) {
+      clearTimeout(this.rereadTimer);
+      this.rereadTimer = setTimeout(() => this.rereadJob(), REREAD_DELAY_MS);
+    }
+  }
+
+  async rereadJob() {
+    const jobId = this.jobId;
+    try {
+      const job = await api.job(jobId);
+      if (jobId !== this.jobId || !this.job) return;
+      this.job = job;
+      refill(this.head, this.headFor(job));
+      // only the fields: redrawing the task list would lose its scroll position
+      const fields = this.fieldsFor(job);
+      this.fields?.replaceWith(fields);
+      this.fields = fields;
+    } catch {
+      // the next event or a reconnect reads it again
+    }
   }
 
   taskEvent(event) {
@@ -233,31 +256,9 @@ export class JobDetails {
   }
 
   bodyFor(job) {
-    const field = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
-    const tag = job.worker_tag ? state.tags.get(job.worker_tag) : null;
+    this.fields = this.fieldsFor(job);
     return [
-      h(
-        "dl",
-        { class: "fields" },
-        field(
-          "ID",
-          h(
-            "button",
-            { type: "button", class: "copy", title: "Copy the job ID", onclick: () => copyText(job.id, "Job ID") },
-            h("code", {}, job.id),
-            h("span", { class: "copy-icon", "aria-hidden": "true" }),
-          ),
-        ),
-        field("Type", job.type),
-        field("Created", absoluteTime(job.created)),
-        field("Updated", absoluteTime(job.updated)),
-        field("Activity", job.activity || h("span", { class: "muted" }, "–")),
-        field(
-          "Worker tag",
-          job.worker_tag ? (tag ? tag.name : job.worker_tag) : h("span", { class: "muted" }, "any worker"),
-        ),
-        job.delete_requested_at ? field("Deletion", `requested ${absoluteTime(job.delete_requested_at)}`) : null,
-      ),
+      this.fields,
       keyValues("Settings", job.settings),
       keyValues("Metadata", job.metadata),
       h(
@@ -268,6 +269,33 @@ export class JobDetails {
       ),
       this.taskDetails.element,
     ];
+  }
+
+  fieldsFor(job) {
+    const field = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
+    const tag = job.worker_tag ? state.tags.get(job.worker_tag) : null;
+    return h(
+      "dl",
+      { class: "fields" },
+      field(
+        "ID",
+        h(
+          "button",
+          { type: "button", class: "copy", title: "Copy the job ID", onclick: () => copyText(job.id, "Job ID") },
+          h("code", {}, job.id),
+          h("span", { class: "copy-icon", "aria-hidden": "true" }),
+        ),
+      ),
+      field("Type", job.type),
+      field("Created", absoluteTime(job.created)),
+      field("Updated", absoluteTime(job.updated)),
+      field("Activity", job.activity || h("span", { class: "muted" }, "–")),
+      field(
+        "Worker tag",
+        job.worker_tag ? (tag ? tag.name : job.worker_tag) : h("span", { class: "muted" }, "any worker"),
+      ),
+      job.delete_requested_at ? field("Deletion", `requested ${absoluteTime(job.delete_requested_at)}`) : null,
+    );
   }
 
   // The actions take the job the header was drawn for: the header shows before the full job is loaded.
