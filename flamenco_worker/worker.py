@@ -169,7 +169,8 @@ class Worker:
         self._transition_listeners.append(listener)
 
     def on_request(self, listener: RequestListener) -> None:
-        """Called with every accepted request (a request for the current status cancels a pending one)."""
+        """Called with every accepted request that changes something (one for the current status cancels
+        a pending request; without one pending it is a no-op and not passed on)."""
         self._request_listeners.append(listener)
 
     # --- the one way in ---
@@ -194,12 +195,13 @@ class Worker:
             )
 
         request = StatusRequest(wanted, lazy, origin)
+        if wanted is self._status and self._pending is None:
+            return f"already {wanted}"  # changes nothing, so nobody needs to hear about it
         for listener in list(self._request_listeners):
             listener(request)
         if wanted is self._status:
             dropped, self._pending = self._pending, None
-            if dropped is None:
-                return f"already {wanted}"
+            assert dropped is not None
             log.info("status=%s origin=%s cancelled pending request: %s", wanted, origin, dropped.describe())
             self._notify()
             return f"cancelled pending request ({dropped.describe()})"

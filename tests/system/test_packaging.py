@@ -322,10 +322,17 @@ def test_stop_during_a_task_hands_it_back(node: Node) -> None:
     assert code == 200, job
 
     def running_task() -> str | None:
+        # the job's quick echo task comes first; wait for the 30 s sleep task to be running
         out = ct.busctl("get-property", *DBUS_ARGS, "CurrentTask").stdout.strip()
-        return out.removeprefix("s ").strip('"') or None
+        task_id = out.removeprefix("s ").strip('"')
+        if not task_id:
+            return None
+        _, task = ct.http("GET", f"/api/v3/tasks/{task_id}")
+        return (
+            task_id if task.get("name", "").startswith("sleep") and task.get("status") == "active" else None
+        )
 
-    task_id = wait_for("the worker to start a task", running_task, SETTLE)
+    task_id = wait_for("the worker to start the sleep task", running_task, SETTLE)
     code, task = ct.http("GET", f"/api/v3/tasks/{task_id}")
     assert task["status"] == "active", task
 

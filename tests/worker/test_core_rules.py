@@ -283,3 +283,16 @@ async def test_stuck_task_is_abandoned_after_abort_timeout(monkeypatch: pytest.M
     h.worker.request_status(OFFLINE, lazy=False, origin=Origin.SIGNAL)
     assert await asyncio.wait_for(h.runner, 2) == 0
     assert task.aborted == "abort timed out"
+
+
+async def test_request_listeners_hear_changes_only(harness: Harness) -> None:
+    heard: list[tuple[str, bool]] = []
+    harness.worker.on_request(lambda r: heard.append((str(r.status), r.lazy)))
+    await harness.start()
+    heard.clear()
+    harness.worker.request_status(AWAKE, lazy=False, origin=Origin.LOCAL)  # no-op: not passed on
+    task = await harness.busy()
+    harness.worker.request_status(ASLEEP, lazy=True, origin=Origin.LOCAL)
+    harness.worker.request_status(AWAKE, lazy=False, origin=Origin.LOCAL)  # cancels the pending request
+    assert heard == [("asleep", True), ("awake", False)]
+    task.finish()
