@@ -40,11 +40,12 @@ class Scheduler:
                 return None
             job = self.store.get_job_by_id(task.job_id)
             assert job is not None
-            self.store.update_task(task.id, worker_id=worker.id, last_touched_at=now, updated_at=now)
             task.worker_id, task.last_touched_at = worker.id, now
             self.logs.manager_line(
                 job.uuid, task.uuid, f"Task assigned to worker {worker.name} ({worker.uuid})"
             )
-            self.machine.task_status_change(task, TaskStatus.ACTIVE, job=job)
+            self.machine.task_status_change(
+                task, TaskStatus.ACTIVE, job=job, also={"worker_id": worker.id, "last_touched_at": now}
+            )
         log.debug("task assigned worker=%s task=%s job=%s", worker.uuid, task.uuid, job.uuid)
         return task, job

@@ -32,24 +32,34 @@ class StateMachine:
     # Tasks.
 
     def task_status_change(
-        self, task: Task, new: str, *, activity: str | None = None, job: Job | None = None
+        self,
+        task: Task,
+        new: str,
+        *,
+        activity: str | None = None,
+        job: Job | None = None,
+        also: dict | None = None,
     ) -> None:
-        """Give one task a new status and let its job react."""
+        """Give one task a new status and let its job react; `also` are more columns for the same write."""
         now = time.time()
         old = task.status
         if job is None:
             job = self.store.get_job_by_id(task.job_id)
             assert job is not None
         if old == new:
+            fields = dict(also or {})
             if activity is not None and activity != task.activity:
-                self.store.update_task(task.id, activity=activity, updated_at=now)
+                fields.update(activity=activity, updated_at=now)
                 task.activity, task.updated_at = activity, now
+            if fields:
+                self.store.update_task(task.id, **fields)
+            if activity is not None:
                 self._publish_task(task, job, None)
             return
         if new == TaskStatus.SOFT_FAILED and job.status == JobStatus.PAUSE_REQUESTED:
             # A pause was asked for: the soft-failed task would have been paused had it not been running.
             new = TaskStatus.PAUSED
-        fields: dict = {"status": new, "updated_at": now}
+        fields: dict = {**(also or {}), "status": new, "updated_at": now}
         if activity is not None:
             fields["activity"] = activity
             task.activity = activity

@@ -60,15 +60,17 @@ class TaskUpdates:
             )
         if len(fields) > 1:
             fields["updated_at"] = task.updated_at = now
+        changes_status = update.status is not None and update.status != task.status
         with self.store.transaction():
-            self.store.update_task(task.id, **fields)
             if update.log:
                 self.logs.append(job.uuid, task.uuid, update.log)
-            if update.status is None or update.status == task.status:
+            if not changes_status:
+                self.store.update_task(task.id, **fields)
                 if len(fields) > 1:
                     self._publish(task, job, worker)
             elif task.status != TaskStatus.ACTIVE:
                 # The Manager already took the task away (cancel, pause, timeout); the worker's view is stale.
+                self.store.update_task(task.id, **fields)
                 log.info(
                     "ignoring status from worker for a task that is no longer active worker=%s task=%s"
                     " status=%s reported=%s",
@@ -78,9 +80,11 @@ class TaskUpdates:
                     update.status,
                 )
             elif update.status == TaskStatus.FAILED:
+                self.store.update_task(task.id, **fields)
                 self._failed(task, job, worker)
             else:
-                self.machine.task_status_change(task, update.status, job=job)
+                assert update.status is not None
+                self.machine.task_status_change(task, update.status, job=job, also=fields)
 
     def _publish(self, task: Task, job: Job, worker: Worker) -> None:
         self.hub.publish(
