@@ -63,7 +63,7 @@ class TaskUpdates:
         changes_status = update.status is not None and update.status != task.status
         with self.store.transaction():
             if update.log:
-                self.logs.append(job.uuid, task.uuid, update.log)
+                self.logs.append(job.uuid, task.uuid, update.log, from_worker=True)
             if not changes_status:
                 self.store.update_task(task.id, **fields)
                 if len(fields) > 1:

@@ -1,7 +1,8 @@
 """Task log files under local storage, and their broadcast as `/tasklog` events.
 
-Appends are handed to one writer thread: creating a file costs close to a millisecond on a journaling
-file system, which the event loop must not wait for. The writer keeps recently used files open.
+Appends are handed to writer threads (a task's chunks always to the same one, so they stay in order):
+creating a file costs close to a millisecond on a journaling file system, which the event loop must not
+wait for, and several threads overlap those waits. Writers keep recently used files open.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ log = logging.getLogger(__name__)
 
 # What `/tasks/{id}/logtail` returns: the end of the log, like Flamenco.
 LOG_TAIL_BYTES = 2048
-# Log files the writer keeps open; a task's lines arrive close together, so a few hundred is plenty.
-OPEN_FILES = 256
+# Log files each writer keeps open; a task's lines arrive close together, so a hundred is plenty.
+OPEN_FILES = 100
+# Writer threads: file creation waits on the file-system journal and two overlap much of it; more
+# threads mostly add GIL hand-offs to the event loop's thread.
+WRITER_THREADS = 2
 
 
 def job_dir(storage: pathlib.Path, job_uuid: str) -> pathlib.Path:
@@ -31,20 +35,21 @@ def job_dir(storage: pathlib.Path, job_uuid: str) -> pathlib.Path:
 
 
 class _Marker:
-    """Queued after log chunks; resolves its future on the loop once the writer has reached it."""
+    """Queued after log chunks in one or more writers; resolves its future once all of them reached it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
         self.loop = loop
-        self.fut = fut
+        self.fut: asyncio.Future[None] = loop.create_future()
+        self._left = count
 
     def reached(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already closed at shutdown
-            self.loop.call_soon_threadsafe(_resolve, self.fut)
+            self.loop.call_soon_threadsafe(self.one_done)
 
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+    def one_done(self, _: object = None) -> None:
+        self._left -= 1
+        if self._left == 0 and not self.fut.done():
+            self.fut.set_result(None)
 
 
 class _Writer(threading.Thread):
@@ -97,9 +102,10 @@ class TaskLogs:
         self.storage = storage
         self._root = str(storage)
         self.hub = hub
-        self._writer = _Writer()
-        self._writer.start()
-        self._dirty = False
+        self._writers = [_Writer() for _ in range(WRITER_THREADS)]
+        for writer in self._writers:
+            writer.start()
+        self._dirty: set[int] = set()
         self._marker: asyncio.Future[None] | None = None
 
     def path(self, job_uuid: str, task_uuid: str) -> pathlib.Path:
@@ -108,16 +114,23 @@ class TaskLogs:
     def relative_url(self, job_uuid: str, task_uuid: str) -> str:
         return "/job-files/" + self.path(job_uuid, task_uuid).relative_to(self.storage).as_posix()
 
-    def append(self, job_uuid: str, task_uuid: str, text: str) -> None:
-        """Append a chunk as sent by a worker (a trailing newline is added if missing)."""
+    def append(self, job_uuid: str, task_uuid: str, text: str, *, from_worker: bool = False) -> None:
+        """Append a chunk (a trailing newline is added if missing).
+
+        A worker drops a chunk from its outbox once the Manager acknowledged it, so answers to requests
+        that carried worker chunks wait for them to be written (`written`); the Manager's own lines do
+        not hold answers up.
+        """
         if not text:
             return
         if not text.endswith("\n"):
             text += "\n"
         # A plain string path: building pathlib paths showed up in profiles of this hot path.
         path = f"{self._root}/job-{job_uuid[:4]}/{job_uuid}/task-{task_uuid}.txt"
-        self._writer.queue.put((path, text.encode("utf-8", "replace")))
-        self._dirty = True
+        shard = hash(task_uuid) % WRITER_THREADS
+        self._writers[shard].queue.put((path, text.encode("utf-8", "replace")))
+        if from_worker:
+            self._dirty.add(shard)
         self.hub.publish("/tasklog", {"task_id": task_uuid, "log": text}, job_id=job_uuid, task_id=task_uuid)
 
     def manager_line(self, job_uuid: str, task_uuid: str, message: str) -> None:
@@ -129,18 +142,25 @@ class TaskLogs:
         """A future resolved once everything appended so far is in the files (in the OS, so a killed
         process keeps it), or None when nothing is outstanding. Answers wait for it, like for commits."""
         if self._dirty:
-            self._dirty = False
-            self._marker = asyncio.get_running_loop().create_future()
-            self._writer.queue.put(_Marker(asyncio.get_running_loop(), self._marker))
+            previous = self._marker if self._marker is not None and not self._marker.done() else None
+            marker = _Marker(asyncio.get_running_loop(), len(self._dirty) + (previous is not None))
+            for shard in self._dirty:
+                self._writers[shard].queue.put(marker)
+            if previous is not None:
+                previous.add_done_callback(marker.one_done)
+            self._dirty.clear()
+            self._marker = marker.fut
         if self._marker is not None and not self._marker.done():
             return self._marker
         return None
 
     def sync(self) -> None:
         """Block until everything appended so far is in the files (call off the event loop)."""
-        done = threading.Event()
-        self._writer.queue.put(done)
-        done.wait()
+        events = [threading.Event() for _ in self._writers]
+        for writer, done in zip(self._writers, events, strict=True):
+            writer.queue.put(done)
+        for done in events:
+            done.wait()
 
     def size(self, job_uuid: str, task_uuid: str) -> int:
         self.sync()
@@ -161,5 +181,7 @@ class TaskLogs:
             return b""
 
     def close(self) -> None:
-        self._writer.queue.put(None)
-        self._writer.join()
+        for writer in self._writers:
+            writer.queue.put(None)
+        for writer in self._writers:
+            writer.join()
