@@ -217,6 +217,14 @@ class ManagerLink:
 
     async def next_task(self) -> ManagedTask | None:
         await self._before_call()
+        if self.uplink.queued and not await self.uplink.flush():
+            # The Manager has not heard how the last task ended; asking now would get that same task
+            # back (it is still ours and active over there) and run it twice.
+            self._trouble(
+                f"{self.uplink.queued} task updates still queued; no new task until they are delivered"
+            )
+            await asyncio.sleep(jittered(UNREACHABLE_BACKOFF))
+            return None
         self.worker.set_detail(f"waiting for a task from Manager at {self._settings.manager_url}")
         try:
             answer = await self._client.fetch_task(wait=LONG_POLL_WAIT)
