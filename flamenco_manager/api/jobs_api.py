@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from flamenco_manager import jobtypes, payloads
@@ -55,8 +57,8 @@ async def check_job(request: web.Request) -> web.Response:
 @routes.get("/api/v3/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     m = manager_of(request)
-    jobs = await m.store.offloop(lambda s: [job_json(s, j) for j in s.list_jobs()])
-    return web.json_response({"jobs": jobs})
+    body = await m.store.offloop(lambda s: json.dumps({"jobs": [job_json(s, j) for j in s.list_jobs()]}))
+    return web.Response(text=body, content_type="application/json")
 
 
 @routes.get("/api/v3/jobs/last-rendered")
@@ -92,11 +94,13 @@ async def job_tasks(request: web.Request) -> web.Response:
     m = manager_of(request)
     job = _job(m, request)
 
-    def summaries(s: Store) -> list[dict]:
+    def summaries(s: Store) -> str:
+        # Built and serialised on the reader thread: a large job's list is tens of milliseconds of work.
         workers = {w.id: w for w in s.list_workers()}
-        return [payloads.task_summary(t, workers.get(t.worker_id)) for t in s.tasks_of_job(job.id)]
+        tasks = [payloads.task_summary(t, workers.get(t.worker_id)) for t in s.tasks_of_job(job.id)]
+        return json.dumps({"tasks": tasks})
 
-    return web.json_response({"tasks": await m.store.offloop(summaries)})
+    return web.Response(text=await m.store.offloop(summaries), content_type="application/json")
 
 
 @routes.post("/api/v3/jobs/{job_id}/setstatus")
