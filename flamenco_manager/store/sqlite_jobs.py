@@ -270,19 +270,32 @@ class JobQueries:
         )
         query = (
             "SELECT t.* FROM tasks t INDEXED BY tasks_runnable"
-            " WHERE t.job_id = ? AND t.status IN ('queued', 'soft-failed') AND t.waiting_on = 0"
-            f" AND t.type IN ({_marks(types)})"
-            " AND NOT EXISTS (SELECT 1 FROM job_blocks b WHERE b.job_id = t.job_id AND b.worker_id = ?"
-            "   AND b.task_type = t.type)"
+            " WHERE t.job_id = ? AND t.type = ?"
+            " AND t.status IN ('queued', 'soft-failed') AND t.waiting_on = 0"
             " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.worker_id = ?)"
             " ORDER BY t.priority DESC, t.index_in_job LIMIT 1"
         )
         # The job cursor is read lazily: usually the first job in priority order has a task to give.
         for (job_id,) in jobs:
-            row = self.conn.execute(query, (job_id, *types, worker.id, worker.id)).fetchone()
-            if row is not None:
+            blocked = {
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT task_type FROM job_blocks WHERE job_id = ? AND worker_id = ?", (job_id, worker.id)
+                )
+            }
+            best: sqlite3.Row | None = None
+            for task_type in types:
+                if task_type in blocked:
+                    continue
+                row = self.conn.execute(query, (job_id, task_type, worker.id)).fetchone()
+                if row is not None and (
+                    best is None
+                    or (-row["priority"], row["index_in_job"]) < (-best["priority"], best["index_in_job"])
+                ):
+                    best = row
+            if best is not None:
                 jobs.close()
-                return _task(row)
+                return _task(best)
         return None
 
     # Failures and blocklist.
