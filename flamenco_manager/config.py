@@ -66,9 +66,14 @@ _USED_KEYS = frozenset(
         "blocklist_threshold",
         "task_fail_after_softfail_count",
         "variables",
+        "api_token",
+        "api_token_file",
         *_DURATION_KEYS,
     }
 )
+# Shortest access token accepted: anything shorter can be guessed over a LAN in reasonable time.
+API_TOKEN_MIN_LENGTH = 16
+_TOKEN_SHAPE = re.compile(rf"[A-Za-z0-9._~+/=-]{{{API_TOKEN_MIN_LENGTH},}}")
 # Keys of Flamenco's configuration for features this Manager does not have; accepted without comment.
 _IGNORED_FLAMENCO_KEYS = frozenset({"database_check_period", "autodiscoverable", "shaman", "mqtt"})
 
@@ -96,6 +101,8 @@ class ManagerConfig:
     timeout_initial_delay: float = DEFAULT_TIMEOUT_INITIAL_DELAY
     variables: Variables = field(default_factory=_default_variables)
     source_path: pathlib.Path | None = None
+    # Ours: when set, every endpoint but the worker protocol needs `Authorization: Bearer <token>`.
+    api_token: str = field(default="", repr=False)
 
     @property
     def listen(self) -> str:
@@ -302,7 +309,35 @@ class _Loader:
                     raise self.error(key, f"must be at least 1, not {count}")
                 values[key] = count
         values["variables"] = self._variables(values.get("shared_storage_path", ""))
+        token = self._api_token()
+        if token:
+            values["api_token"] = token
         return ManagerConfig(source_path=self.path, **values)
+
+    def _api_token(self) -> str:
+        literal = self._get("api_token", str, "a string")
+        path = self._get("api_token_file", str, "a file path")
+        if literal is not None and path is not None:
+            raise self.error("api_token_file", "give api_token or api_token_file, not both")
+        key, token = "api_token", literal
+        if path is not None:
+            key = "api_token_file"
+            file = pathlib.Path(path)
+            if not file.is_absolute() and self.path is not None:
+                file = pathlib.Path(self.path).parent / file
+            try:
+                token = file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise self.error(key, f"cannot read the token from {file}: {exc}") from None
+        if token is None:
+            return ""
+        if not _TOKEN_SHAPE.fullmatch(token):
+            raise self.error(
+                key,
+                f"the token must be at least {API_TOKEN_MIN_LENGTH} characters of A-Z a-z 0-9 . _ ~ + / = -"
+                " (it travels in HTTP headers and a cookie)",
+            )
+        return token
 
     def _check_meta(self) -> None:
         meta = self.data.get("_meta")

@@ -258,12 +258,14 @@ class ManagerClient:
         return status
 
     async def request_own_status(self, worker_id: str, status: str, lazy: bool) -> int:
-        """Mirror a local action onto the Manager's worker-management API (so the web UI shows it)."""
+        """Mirror a local action onto the Manager's worker-management API (so the web UI shows it).
+
+        Sent with the worker's own credentials: a Manager that protects its management API with an
+        access token still lets a worker record a request for itself."""
         code, _, _ = await self._call(
             "POST",
             f"/api/v3/worker-mgt/workers/{worker_id}/setstatus",
             json_body={"status": status, "is_lazy": lazy},
-            auth=False,
         )
         return code
 

@@ -7,6 +7,7 @@ import pathlib
 from aiohttp import web
 
 from flamenco_manager.api import events_api, jobs_api, meta_api, tasks_api, worker_api, worker_mgt
+from flamenco_manager.api.access import token_middleware
 from flamenco_manager.api.admission import Admission, admission_middleware
 from flamenco_manager.api.errors import error_middleware
 from flamenco_manager.services import Manager
@@ -17,9 +18,10 @@ CLIENT_MAX_SIZE = 26 * 1024 * 1024
 
 
 def build_app(manager: Manager) -> web.Application:
-    app = web.Application(
-        middlewares=[error_middleware, admission_middleware(Admission())], client_max_size=CLIENT_MAX_SIZE
-    )
+    middlewares = [error_middleware, admission_middleware(Admission())]
+    if manager.config.api_token:
+        middlewares.insert(1, token_middleware(manager.config.api_token))
+    app = web.Application(middlewares=middlewares, client_max_size=CLIENT_MAX_SIZE)
     app["manager"] = manager
     for module in (worker_api, worker_mgt, jobs_api, tasks_api, meta_api, events_api):
         app.router.add_routes(module.routes)

@@ -64,7 +64,9 @@ def test_top_level_structure(spec: dict[str, Any]) -> None:
         "scheme": "basic",
         "description": spec["components"]["securitySchemes"]["worker_auth"]["description"],
     }
-    assert "security" not in spec, "only worker endpoints are authenticated"
+    # open by default, or an access token when the Manager is configured with one
+    assert spec["security"] == [{}, {"api_token": []}]
+    assert spec["components"]["securitySchemes"]["api_token"]["scheme"] == "bearer"
 
 
 def test_every_ref_resolves(spec: dict[str, Any]) -> None:

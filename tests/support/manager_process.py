@@ -29,6 +29,8 @@ class ManagerProcess:
     workdir: Path
     port: int = field(default_factory=free_port)
     extra_yaml: str = ""
+    #: Sent as `Authorization: Bearer` by the API helpers (put `api_token:` in extra_yaml to require it).
+    api_token: str = ""
     process: subprocess.Popen[str] | None = field(default=None, init=False)
 
     @property
@@ -97,14 +99,19 @@ class ManagerProcess:
 
     # --- API ---
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.url.rstrip("/") + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"} if data else {},
-        )
+        sent = {"Content-Type": "application/json"} if data else {}
+        if self.api_token:
+            sent["Authorization"] = f"Bearer {self.api_token}"
+        sent.update(headers or {})
+        req = urllib.request.Request(self.url.rstrip("/") + path, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 raw = resp.read()

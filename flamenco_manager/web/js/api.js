@@ -7,7 +7,25 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method, path, body) {
+// The Manager may require an access token (its `api_token` setting); the page then asks for it once and
+// keeps it for the browser session in a cookie, which the event stream and log links carry too.
+const TOKEN_COOKIE = "flamenco_api_token";
+// Attempts per call when the token is refused (a mistyped token gets asked for again).
+const TOKEN_ATTEMPTS = 3;
+let tokenPrompt = null;
+let pendingToken = null;
+
+export function whenTokenNeeded(prompt) {
+  tokenPrompt = prompt;
+}
+
+function obtainToken(message) {
+  // Many calls may be refused at once; they all wait for one answer.
+  if (!pendingToken) pendingToken = tokenPrompt(message).finally(() => (pendingToken = null));
+  return pendingToken;
+}
+
+async function call(method, path, body, attempt = 1) {
   const init = { method, headers: {} };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -32,6 +50,13 @@ async function call(method, path, body) {
   }
   if (!resp.ok) {
     const message = data && typeof data === "object" && data.message ? data.message : resp.statusText;
+    if (resp.status === 401 && tokenPrompt && attempt <= TOKEN_ATTEMPTS) {
+      const token = await obtainToken(message);
+      if (token) {
+        document.cookie = `${TOKEN_COOKIE}=${token}; path=/; SameSite=Strict`;
+        return call(method, path, body, attempt + 1);
+      }
+    }
     throw new ApiError(resp.status, message);
   }
   return data;

@@ -1,6 +1,6 @@
 // Start-up: first fetch, the event stream, the router and the header.
 
-import { api } from "./api.js";
+import { api, whenTokenNeeded } from "./api.js";
 import { fill, refreshRelativeTimes } from "./dom.js";
 import { EventStream } from "./events.js";
 import { JobsView } from "./jobs-view.js";
@@ -112,7 +112,29 @@ function startStream() {
   );
 }
 
+function askForToken(message) {
+  const dialog = document.getElementById("token-dialog");
+  const input = document.getElementById("token-input");
+  // The first question needs no error line; a refused token does.
+  document.getElementById("token-problem").textContent = /not valid/.test(message) ? message : "";
+  input.value = "";
+  dialog.returnValue = "";
+  dialog.showModal();
+  input.focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok" ? input.value.trim() : null), {
+      once: true,
+    });
+  });
+}
+
 async function start() {
+  whenTokenNeeded(askForToken);
+  try {
+    await api.farmStatus(); // asks for the access token first, when the Manager wants one
+  } catch (err) {
+    notify(`Could not reach the Manager: ${err.message}`, "error");
+  }
   api.version().then(
     (v) => {
       document.getElementById("version").textContent = `v${v.shortversion}`;
