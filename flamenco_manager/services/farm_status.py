@@ -41,9 +41,12 @@ class FarmStatus:
         self.hub = hub
         self.current = "starting"
         self._pending: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def refresh(self) -> str:
         self._pending = None
+        if self._closed:
+            return self.current
         status = compute(self.store)
         if status != self.current:
             log.info("farm status changed from=%s to=%s", self.current, status)
@@ -53,10 +56,12 @@ class FarmStatus:
 
     def changed_soon(self) -> None:
         """Something that may change the farm status happened; recompute shortly, once."""
-        if self._pending is None:
+        if self._pending is None and not self._closed:
             self._pending = asyncio.get_running_loop().call_later(COALESCE_DELAY, self.refresh)
 
     def close(self) -> None:
+        """No more recomputations: the store is about to close."""
+        self._closed = True
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
