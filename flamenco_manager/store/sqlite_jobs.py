@@ -275,17 +275,18 @@ class JobQueries:
             " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.worker_id = ?)"
             " ORDER BY t.priority DESC, t.index_in_job LIMIT 1"
         )
+        # Blocklist entries are few (a table of exceptions); one read per attempt covers every job.
+        blocked = {
+            (r[0], r[1])
+            for r in self.conn.execute(
+                "SELECT job_id, task_type FROM job_blocks WHERE worker_id = ?", (worker.id,)
+            )
+        }
         # The job cursor is read lazily: usually the first job in priority order has a task to give.
         for (job_id,) in jobs:
-            blocked = {
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT task_type FROM job_blocks WHERE job_id = ? AND worker_id = ?", (job_id, worker.id)
-                )
-            }
             best: sqlite3.Row | None = None
             for task_type in types:
-                if task_type in blocked:
+                if (job_id, task_type) in blocked:
                     continue
                 row = self.conn.execute(query, (job_id, task_type, worker.id)).fetchone()
                 if row is not None and (
