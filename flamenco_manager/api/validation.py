@@ -20,7 +20,33 @@ async def json_body(request: web.Request, kind: type = dict) -> Any:
         raise HTTPError(400, f"body: not valid JSON ({exc})") from exc
     if not isinstance(body, kind):
         raise HTTPError(400, f"body: expected a JSON {'object' if kind is dict else 'array'}")
+    bad = _invalid_text(body, "")
+    if bad is not None:
+        raise Invalid(bad or "body", "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text")
     return body
+
+
+def _invalid_text(value: Any, path: str) -> str | None:
+    """The path of the first string JSON allowed but UTF-8 cannot hold (lone surrogates), if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _invalid_text(key, path) is not None:
+                return path or "body"
+            found = _invalid_text(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _invalid_text(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def field(

@@ -18,6 +18,9 @@ from flamenco_manager.services.thumbnails import ACCEPTED_TYPES, MAX_UPLOAD_BYTE
 
 routes = web.RouteTableDef()
 
+# bcrypt reads no further than 72 bytes and stops at NUL; a longer secret would silently be cut short.
+SECRET_MAX_BYTES = 72
+
 
 def manager_of(request: web.Request) -> Manager:
     return request.app["manager"]
@@ -55,6 +58,8 @@ async def register_worker(request: web.Request) -> web.Response:
     types = string_list(body, "supported_task_types")
     if not secret:
         raise HTTPError(400, "secret: must not be empty")
+    if "\x00" in secret or len(secret.encode("utf-8", "surrogatepass")) > SECRET_MAX_BYTES:
+        raise HTTPError(400, f"secret: must be at most {SECRET_MAX_BYTES} bytes without NUL characters")
     worker = await manager_of(request).workers.register(
         name=name, platform=platform, secret=secret, supported_task_types=types, address=request.remote or ""
     )

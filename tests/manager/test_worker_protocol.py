@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from tests.manager.conftest import API, Farm
@@ -269,3 +270,29 @@ async def test_variables_expanded_for_the_worker_platform(farm: Farm) -> None:
     assert params["exe"] == "blender"
     assert params["exeArgs"] == "-b -y"
     assert "{" not in repr(list(params.values()))
+
+
+async def test_register_refuses_secrets_bcrypt_would_mangle(farm: Farm) -> None:
+    base = {"name": "x", "platform": "linux", "supported_task_types": ["misc"]}
+    for secret in ("a\x00b", "x" * 73, "\udcff" * 5):
+        reply = await farm.client.request(
+            "POST",
+            f"{API}/worker/register-worker",
+            data=json.dumps({**base, "secret": secret}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert reply.status == 400, (secret[:5], reply.status)
+        assert reply.body["message"].startswith("secret:")
+
+
+async def test_lone_surrogates_in_names_are_refused_not_crashing(farm: Farm) -> None:
+    body = (
+        '{"name": "bad \\udc80 name", "platform": "linux", "secret": "s", "supported_task_types": ["misc"]}'
+    )
+    reply = await farm.client.request(
+        "POST",
+        f"{API}/worker/register-worker",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert reply.status == 400
