@@ -15,6 +15,7 @@ from aiohttp import web
 
 from flamenco_manager import __version__, logsetup
 from flamenco_manager.api import build_app
+from flamenco_manager.api.slow_clients import GuardedAppRunner
 from flamenco_manager.config import ConfigError, ManagerConfig, load_config, parse_listen
 from flamenco_manager.services import Manager
 from flamenco_manager.store import StoreError
@@ -89,7 +90,7 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
     app = build_app(manager)
     # The access log costs ~25 µs per request even when filtered out, so it only exists with -debug.
     access_log = logging.getLogger("aiohttp.access") if debug else None
-    runner = web.AppRunner(app, access_log=access_log)
+    runner = GuardedAppRunner(app, access_log=access_log)
     await runner.setup()
     try:
         await manager.start()

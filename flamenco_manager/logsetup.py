@@ -22,6 +22,23 @@ class JournalFormatter(logging.Formatter):
         return f"<{_PRIORITY[level]}>{super().format(record)}"
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a client's malformed HTTP (it already answered 400) as an error with a traceback;
+    that is the client's problem, so it becomes one warning line naming the peer's mistake."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__module__ == "aiohttp.http_exceptions":
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "malformed HTTP request refused (400): %s",
+                (getattr(exc, "message", exc),),
+                None,
+                None,
+            )
+        return True
+
+
 def setup(*, quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
@@ -34,3 +51,4 @@ def setup(*, quiet: bool, debug: bool) -> None:
     root.setLevel(level)
     # aiohttp's access log is one line per request: useful when debugging, noise otherwise.
     logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())

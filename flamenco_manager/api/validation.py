@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -11,11 +12,19 @@ from aiohttp import web
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.services.errors import Invalid
 
+#: Longest a client may take to send a JSON body; a stalled upload must not hold a handler forever.
+BODY_READ_TIMEOUT = 60.0
+
 
 async def json_body(request: web.Request, kind: type = dict) -> Any:
     try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            raw = await request.read()
+    except TimeoutError:
+        raise HTTPError(408, f"body: not received within {BODY_READ_TIMEOUT:.0f}s") from None
+    try:
         # Bytes straight to json.loads: aiohttp's text() parses the Content-Type charset at some cost.
-        body = json.loads(await request.read())
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPError(400, f"body: not valid JSON ({exc})") from exc
     if not isinstance(body, kind):
