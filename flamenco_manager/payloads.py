@@ -24,12 +24,17 @@ def status_change(worker: Worker) -> dict[str, Any] | None:
     return {"status": worker.status_requested, "is_lazy": worker.lazy_status_request}
 
 
+def shown_status(worker: Worker) -> str:
+    """A registered worker that never signed on has no status yet; to everyone else it is offline."""
+    return worker.status or "offline"
+
+
 def worker_summary(worker: Worker, last_seen: float | None) -> dict[str, Any]:
     return _drop_none(
         {
             "id": worker.uuid,
             "name": worker.name,
-            "status": worker.status,
+            "status": shown_status(worker),
             "status_change": status_change(worker),
             "last_seen": timestamp(last_seen),
             "version": worker.software,
@@ -47,8 +52,8 @@ def worker_event(
             "name": worker.name,
             "updated": timestamp(worker.updated_at),
             "last_seen": timestamp(last_seen),
-            "status": worker.status,
-            "previous_status": previous_status,
+            "status": shown_status(worker),
+            "previous_status": previous_status or None,
             "status_change": status_change(worker),
             "version": worker.software,
             "deleted_at": timestamp(worker.deleted_at),
