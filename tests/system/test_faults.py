@@ -242,3 +242,33 @@ def test_damaged_credentials_stop_the_worker_with_78(farm: Farm, fault) -> None:
     out = worker.output()
     assert "flamenco-worker-credentials.yaml" in out and "delete the file" in out
     row.figure = "exit 78"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_manager_storage_full_keeps_the_farm_running(short_dir: Path, session_bus: PrivateBus, fault) -> None:
+    row = fault("manager storage full", "task logs fail loudly; tasks and jobs still complete")
+    from tests.support.manager_process import ManagerProcess
+
+    storage = short_dir / "mgr" / "storage"
+    storage.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(storage)], check=True)
+    manager = ManagerProcess(short_dir / "mgr", extra_yaml=blender_yaml()).start()
+    farm = Farm(short_dir, session_bus, manager)
+    try:
+        farm.start_worker("w1", env={"FAKE_BLENDER_LINES": "4000"})
+        job = submit_render(farm, short_dir / "full", frames="1-8", chunk=2, fmt="EXR")
+        wait_job(farm, job["id"], timeout=60)
+        assert manager.request("GET", "/api/v3/version")[0] == 200
+        log = manager.log()
+        assert "cannot write task log" in log and "No space left on device" in log, log[-3000:]
+        assert "Traceback" not in log  # reported as a clear line, not a crash
+        errors = [line for line in log.splitlines() if "No space left" in line]
+        row.figure = (
+            f"job of {len(manager.tasks(job['id']))} tasks completed on a full 256 KiB disk; "
+            f"{len(errors)} error lines"
+        )
+    finally:
+        for w in farm.workers:
+            w.stop()
+        manager.kill()
+        subprocess.run(["umount", "-l", str(storage)], check=False)
