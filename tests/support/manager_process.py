@@ -148,6 +148,17 @@ class ManagerProcess:
     def tasks(self, job_id: str) -> list[dict[str, Any]]:
         return self.get(f"/api/v3/jobs/{job_id}/tasks")["tasks"]
 
+    def running_sleep_task(self, job_id: str, timeout: float = 20) -> dict[str, Any]:
+        """An echo-sleep job's sleep task, once a worker runs it."""
+        return self.wait_until(
+            "a sleep task to run",
+            lambda: next(
+                (t for t in self.tasks(job_id) if t["name"].startswith("sleep") and t["status"] == "active"),
+                None,
+            ),
+            timeout,
+        )
+
     def task(self, task_id: str) -> dict[str, Any]:
         return self.get(f"/api/v3/tasks/{task_id}")
 

@@ -61,13 +61,7 @@ def test_workers_need_no_token_and_may_mirror_their_own_requests(guarded: Farm) 
     other = guarded.start_worker("w2")
     wid = guarded.worker_id(worker)
     job = guarded.manager.submit_echo_sleep(seconds=3, repeats=2)
-    guarded.manager.wait_until(
-        "a sleep task running",
-        lambda: any(
-            t["name"].startswith("sleep") and t["status"] == "active"
-            for t in guarded.manager.tasks(job["id"])
-        ),
-    )
+    guarded.manager.running_sleep_task(job["id"])
     worker.call("Sleep", "b", "false")
     # mirrored with the worker's own credentials: the Manager shows the local request
     guarded.wait_worker_status(worker, "asleep")

@@ -179,17 +179,7 @@ def test_worker_killed_mid_task_gets_its_task_back(farm: Farm, fault) -> None:
     row = fault("worker kill -9, restarted", "its active task is re-delivered to it")
     worker = farm.start_worker("w1")
     job = farm.manager.submit_echo_sleep(seconds=30)
-    task = farm.manager.wait_until(
-        "sleep task active",
-        lambda: next(
-            (
-                t
-                for t in farm.manager.tasks(job["id"])
-                if t["name"].startswith("sleep") and t["status"] == "active"
-            ),
-            None,
-        ),
-    )
+    task = farm.manager.running_sleep_task(job["id"])
     worker.process.send_signal(signal.SIGKILL)
     worker.wait_exit(5)
     again = farm.start_worker("w1")  # same FLAMENCO_HOME: same worker
@@ -224,12 +214,7 @@ def test_latest_request_wins_between_manager_and_dbus(farm: Farm) -> None:
     worker = farm.start_worker("w1")
     wid = farm.worker_id(worker)
     job = farm.manager.submit_echo_sleep(seconds=4)
-    farm.manager.wait_until(
-        "sleep task active",
-        lambda: any(
-            t["name"].startswith("sleep") and t["status"] == "active" for t in farm.manager.tasks(job["id"])
-        ),
-    )
+    farm.manager.running_sleep_task(job["id"])
     # the Manager asks for a lazy shutdown, then a local operator sends the worker to sleep instead
     assert farm.manager.set_worker_status(wid, "offline", True)[0] == 204
     time.sleep(0.3)

@@ -67,17 +67,7 @@ def test_worker_killed_and_not_restarted_its_task_moves_on(farm_factory, fault) 
     )
     doomed = farm.start_worker("doomed")
     job = farm.manager.submit_echo_sleep(seconds=1)
-    task = farm.manager.wait_until(
-        "sleep task active on the doomed worker",
-        lambda: next(
-            (
-                t
-                for t in farm.manager.tasks(job["id"])
-                if t["name"].startswith("sleep") and t["status"] == "active"
-            ),
-            None,
-        ),
-    )
+    task = farm.manager.running_sleep_task(job["id"])
     doomed.process.send_signal(signal.SIGKILL)
     doomed.wait_exit(5)
     started = time.monotonic()
@@ -155,12 +145,7 @@ def test_sighup_during_a_task_does_not_disturb_it(farm: Farm, fault) -> None:
     count = int(scale(5, 50))
     worker = farm.start_worker("w1")
     job = farm.manager.submit_echo_sleep(seconds=2)
-    farm.manager.wait_until(
-        "sleep task active",
-        lambda: any(
-            t["name"].startswith("sleep") and t["status"] == "active" for t in farm.manager.tasks(job["id"])
-        ),
-    )
+    farm.manager.running_sleep_task(job["id"])
     for _ in range(count):
         worker.signal(signal.SIGHUP)
         time.sleep(0.05)

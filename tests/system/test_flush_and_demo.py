@@ -17,17 +17,7 @@ from tests.system.conftest import Farm
 def test_flush_delivers_what_was_queued_while_the_manager_was_down(farm: Farm) -> None:
     worker = farm.start_worker("w1")
     job = farm.manager.submit_echo_sleep(seconds=2)
-    task = farm.manager.wait_until(
-        "sleep task active",
-        lambda: next(
-            (
-                t
-                for t in farm.manager.tasks(job["id"])
-                if t["name"].startswith("sleep") and t["status"] == "active"
-            ),
-            None,
-        ),
-    )
+    task = farm.manager.running_sleep_task(job["id"])
     farm.manager.kill()
     time.sleep(3)  # the task completes; its last updates can only go to the outbox
     worker.signal(signal.SIGTERM)

@@ -28,17 +28,7 @@ def request(farm: Farm, worker: WorkerProcess, via: str, status: str, lazy: bool
 def start_sleep_task(farm: Farm) -> tuple[str, str]:
     """Submit an echo-sleep job and wait until its sleep task runs; returns (job id, sleep task id)."""
     job = farm.manager.submit_echo_sleep(seconds=SLEEP_SECONDS)
-    sleep_task = farm.manager.wait_until(
-        "the sleep task to run",
-        lambda: next(
-            (
-                t
-                for t in farm.manager.tasks(job["id"])
-                if t["name"].startswith("sleep") and t["status"] == "active"
-            ),
-            None,
-        ),
-    )
+    sleep_task = farm.manager.running_sleep_task(job["id"])
     return job["id"], sleep_task["id"]
 
 
