@@ -131,6 +131,7 @@ class Task:
     steps_total: int
     created_at: float
     updated_at: float
+    last_update_key: str = ""  # Idempotency-Key of the last update applied (see task_updates)
 
     @property
     def commands(self) -> list[dict]:

@@ -27,6 +27,8 @@ LONG_POLL_MARGIN = 5.0
 LONG_POLL_WAIT = 25
 
 USER_AGENT = f"Flamenco-Worker/{__version__} (python)"
+#: Where an update carries its idempotency key until it is sent (as a header, never in the body).
+UPDATE_KEY = "_update_key"
 
 
 class ManagerUnreachable(Exception):
@@ -232,8 +234,16 @@ class ManagerClient:
         return TaskAnswer(task=task, long_polled=held)
 
     async def task_update(self, task_id: str, payload: dict[str, Any]) -> int:
-        """POST /worker/task/{id}; returns the HTTP status (204 ok, 409 reassigned, others are errors)."""
-        status, _, _ = await self._call("POST", f"/api/v3/worker/task/{task_id}", json_body=payload)
+        """POST /worker/task/{id}; returns the HTTP status (204 ok, 409 reassigned, others are errors).
+
+        The payload's UPDATE_KEY entry, if any, goes out as the Idempotency-Key header: a Manager that
+        knows it applies a resent update once; others ignore the header."""
+        body = dict(payload)
+        key = body.pop(UPDATE_KEY, None)
+        headers = {"Idempotency-Key": key} if key else None
+        status, _, _ = await self._call(
+            "POST", f"/api/v3/worker/task/{task_id}", json_body=body, headers=headers
+        )
         return status
 
     async def may_i_run(self, task_id: str, wait: float | None) -> MayKeepRunning:

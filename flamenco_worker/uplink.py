@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable
+from flamenco_worker.manager_client import UPDATE_KEY, ManagerClient, ManagerUnreachable
 from flamenco_worker.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,11 @@ class Uplink:
         self._reassigned_listeners.append(listener)
 
     async def send(self, task_id: str, payload: dict[str, Any]) -> None:
-        """Deliver or queue; raises TaskReassigned on 409. Order per worker is kept."""
+        """Deliver or queue; raises TaskReassigned on 409. Order per worker is kept.
+
+        Each update gets a key that stays with it through the outbox, so a resend after a lost answer
+        (the Manager died after applying it) is recognised as one."""
+        payload = {**payload, UPDATE_KEY: uuid.uuid4().hex}
         async with self._lock:
             if len(self._outbox):
                 # Behind queued updates: wait in line. Only the retry loop talks to a Manager known to be

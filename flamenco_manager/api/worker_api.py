@@ -20,6 +20,9 @@ routes = web.RouteTableDef()
 
 # bcrypt reads no further than 72 bytes and stops at NUL; a longer secret would silently be cut short.
 SECRET_MAX_BYTES = 72
+# Our workers mark each task update with an Idempotency-Key, so a resent one is applied once; any
+# client may, none must. Longer keys than this are not keys.
+UPDATE_KEY_MAX = 128
 
 
 def manager_of(request: web.Request) -> Manager:
@@ -186,10 +189,13 @@ async def task_update(request: web.Request) -> web.Response:
         log=field(body, "log", str, required=False),
         steps_completed=field(body, "steps_completed", int, required=False),
     )
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > UPDATE_KEY_MAX:
+        raise HTTPError(400, f"Idempotency-Key: at most {UPDATE_KEY_MAX} characters")
     m = manager_of(request)
     m.workers.seen(worker)
     task = _task_or_404(m, task_uuid)
-    m.task_updates.apply(worker, task, update)
+    m.task_updates.apply(worker, task, update, key=key)
     return web.Response(status=204)
 
 

@@ -43,9 +43,13 @@ class TaskUpdates:
         self.blocklist_threshold = blocklist_threshold
         self.fail_after = fail_after_softfail_count
 
-    def apply(self, worker: Worker, task: Task, update: TaskUpdate) -> None:
+    def apply(self, worker: Worker, task: Task, update: TaskUpdate, *, key: str = "") -> bool:
+        """Apply a worker's update; False when `key` says it was applied already (a resend)."""
         if task.worker_id != worker.id:
             raise Conflict("task is not assigned to you")
+        if key and key == task.last_update_key:
+            log.info("ignoring a resent task update worker=%s task=%s key=%s", worker.uuid, task.uuid, key)
+            return False
         if update.status == TaskStatus.SOFT_FAILED:
             raise Invalid("taskStatus", "workers report 'failed'; the Manager decides about soft failure")
         job = self.store.get_job_by_id(task.job_id)
@@ -60,13 +64,16 @@ class TaskUpdates:
             )
         if len(fields) > 1:
             fields["updated_at"] = task.updated_at = now
+        publish = len(fields) > 1
+        if key:
+            fields["last_update_key"] = task.last_update_key = key
         changes_status = update.status is not None and update.status != task.status
         with self.store.transaction():
             if update.log:
                 self.logs.append(job.uuid, task.uuid, update.log, from_worker=True)
             if not changes_status:
                 self.store.update_task(task.id, **fields)
-                if len(fields) > 1:
+                if publish:
                     self._publish(task, job, worker)
             elif task.status != TaskStatus.ACTIVE:
                 # The Manager already took the task away (cancel, pause, timeout); the worker's view is stale.
@@ -85,6 +92,7 @@ class TaskUpdates:
             else:
                 assert update.status is not None
                 self.machine.task_status_change(task, update.status, job=job, also=fields)
+        return True
 
     def _publish(self, task: Task, job: Job, worker: Worker) -> None:
         self.hub.publish(

@@ -17,6 +17,7 @@ _TASK_COLUMNS = frozenset(
     {
         "status",
         "activity",
+        "last_update_key",
         "worker_id",
         "last_touched_at",
         "steps_completed",
@@ -68,6 +69,7 @@ def _task(row: sqlite3.Row) -> Task:
         steps_total=row["steps_total"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        last_update_key=row["last_update_key"],
     )
 
 

@@ -296,3 +296,32 @@ async def test_lone_surrogates_in_names_are_refused_not_crashing(farm: Farm) -> 
         headers={"Content-Type": "application/json"},
     )
     assert reply.status == 400
+
+
+async def test_resent_update_with_the_same_key_is_applied_once(farm: Farm) -> None:
+    worker = await farm.awake_worker()
+    await farm.submit_echo(repeats=0)
+    task = (await worker.fetch()).body
+
+    async def send(text: str, key: str) -> int:
+        reply = await farm.client.post(
+            f"{API}/worker/task/{task['uuid']}",
+            {"log": text},
+            auth=worker.auth,
+            headers={"Idempotency-Key": key},
+        )
+        return reply.status
+
+    assert await send("first line\n", "k1") == 204
+    assert await send("first line\n", "k1") == 204  # the answer was lost; the worker sends it again
+    assert await send("second line\n", "k2") == 204
+    assert await send("no key line\n", "") == 204
+    tail = (await farm.client.get(f"{API}/tasks/{task['uuid']}/logtail")).body
+    assert tail.count("first line") == 1 and "second line" in tail and "no key line" in tail
+    reply = await farm.client.post(
+        f"{API}/worker/task/{task['uuid']}",
+        {"log": "x"},
+        auth=worker.auth,
+        headers={"Idempotency-Key": "k" * 129},
+    )
+    assert reply.status == 400 and "Idempotency-Key" in reply.body["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -167,6 +168,12 @@ def test_manager_outage_mid_task_loses_no_update(farm_factory, short_dir: Path, 
     log = task_log(farm, task["id"])
     seen = [line.split("> ", 1)[1] for line in log.splitlines() if "> Fra:" in line]
     expected = [f"Fra:{f} line {i}" for f in range(1, 7) for i in range(40)]
+    if seen != expected:
+        worker.signal(signal.SIGTERM)
+        worker.wait_exit(20)
+        (Path("/tmp") / f"outage-{os.getpid()}.log").write_text(
+            farm.manager.log() + "\n=====\n" + worker.output()
+        )
     assert seen == expected, f"{len(seen)} of {len(expected)} lines, first difference at " + str(
         next((i for i, (a, b) in enumerate(zip(seen, expected, strict=False)) if a != b), len(seen))
     )

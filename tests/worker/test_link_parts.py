@@ -131,6 +131,7 @@ class FakeManager:
     def __init__(self) -> None:
         self.answers: list[int] = []  # status codes for the next task updates; default 204
         self.received: list[tuple[str, dict]] = []
+        self.keys: list[str] = []  # Idempotency-Key of every update request, in order
         self.app = web.Application()
         self.app.router.add_post("/api/v3/worker/task/{task_id}", self.update)
         self.app.router.add_post("/api/v3/worker/task", self.fetch)
@@ -142,6 +143,7 @@ class FakeManager:
     async def update(self, request: web.Request) -> web.Response:
         self.auth_header = request.headers.get("Authorization", "")
         code = self.answers.pop(0) if self.answers else 204
+        self.keys.append(request.headers.get("Idempotency-Key", ""))
         if code == 204:
             self.received.append((request.match_info["task_id"], await request.json()))
         return web.Response(status=code)
@@ -247,4 +249,18 @@ async def test_refused_update_is_dropped_not_retried_forever(
     fake_manager.answers = [400]
     await uplink.send("t1", {"taskStatus": "bogus"})
     assert uplink.queued == 0
+    await client.close()
+
+
+async def test_each_update_keeps_one_key_through_retries(fake_manager: FakeManager, tmp_path: Path) -> None:
+    client = ManagerClient(await fake_manager.start())
+    uplink = Uplink(client, Outbox(tmp_path))
+    fake_manager.answers = [503]  # not taken: queued, then sent again by the flush
+    await uplink.send("t1", {"log": "a\n"})
+    await uplink.send("t1", {"log": "b\n"})
+    assert await uplink.flush(5) is True
+    first, again, second = fake_manager.keys
+    assert len(first) == 32 and first == again and second not in ("", first)
+    assert all("_update_key" not in body for _, body in fake_manager.received)
+    await uplink.close()
     await client.close()
