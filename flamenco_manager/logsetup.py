@@ -19,7 +19,9 @@ _PRIORITY = {
 class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = max((lvl for lvl in _PRIORITY if lvl <= record.levelno), default=logging.DEBUG)
-        return f"<{_PRIORITY[level]}>{super().format(record)}"
+        # every line of a multi-line record (a traceback) carries the priority, or journald files the
+        # continuation lines at the default level
+        return "\n".join(f"<{_PRIORITY[level]}>{line}" for line in super().format(record).splitlines())
 
 
 class MalformedRequestFilter(logging.Filter):

@@ -5,7 +5,6 @@ Knows nothing of worker states; `link.py` decides what an answer means for the w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -149,12 +148,6 @@ class ManagerClient:
 
     # --- endpoints ---
 
-    async def version(self) -> dict[str, Any]:
-        status, body, _ = await self._call("GET", "/api/v3/version", auth=False)
-        if status != 200:
-            raise self._fail("version", status, body)
-        return self._json(body, "version")
-
     async def register(self, name: str, secret: str, task_types: list[str]) -> str:
         payload = {
             "name": name,
@@ -278,11 +271,3 @@ class ManagerClient:
             json_body={"status": status, "is_lazy": lazy},
         )
         return code
-
-
-async def close_quietly(client: ManagerClient) -> None:
-    try:
-        await client.close()
-    except Exception:  # closing must never turn a clean exit into a crash
-        log.debug("closing the HTTP session failed", exc_info=True)
-    await asyncio.sleep(0)

@@ -7,6 +7,11 @@ import os
 import pathlib
 import re
 import stat
+from typing import Any
+
+import pytest
+
+from flamenco_worker.execution import Command, CommandError, Executor
 
 #: How long a test waits for a child to say something before failing; generous for a loaded machine.
 WAIT_FOR_LINE = 10.0
@@ -93,3 +98,17 @@ async def wait_until_gone(pid: int) -> dict[str, str] | None:
             return None
         await asyncio.sleep(_POLL)
     return proc_status(pid)
+
+
+async def run(name: str, parameters: dict[str, Any]) -> RecordingListener:
+    """Run one command with a fresh recording listener."""
+    listener = RecordingListener()
+    await Executor(listener).run([Command(name, parameters)])
+    return listener
+
+
+async def fails(name: str, parameters: dict[str, Any]) -> CommandError:
+    """Run one command that must fail; its error."""
+    with pytest.raises(CommandError) as caught:
+        await run(name, parameters)
+    return caught.value

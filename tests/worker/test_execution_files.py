@@ -10,21 +10,9 @@ from typing import Any
 
 import pytest
 
-from flamenco_worker.execution import Command, CommandError, Executor
+from flamenco_worker.execution import Command, Executor
 from flamenco_worker.execution.commands import files
-from tests.worker.execution_fakes import RecordingListener
-
-
-async def run(name: str, parameters: dict[str, Any]) -> RecordingListener:
-    listener = RecordingListener()
-    await Executor(listener).run([Command(name, parameters)])
-    return listener
-
-
-async def fails(name: str, parameters: dict[str, Any]) -> CommandError:
-    with pytest.raises(CommandError) as caught:
-        await run(name, parameters)
-    return caught.value
+from tests.worker.execution_fakes import RecordingListener, fails, run
 
 
 def stamp_of(path: pathlib.Path, when: datetime.datetime) -> None:

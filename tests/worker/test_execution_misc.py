@@ -8,20 +8,8 @@ from typing import Any
 
 import pytest
 
-from flamenco_worker.execution import Command, CommandError, Executor
-from tests.worker.execution_fakes import RecordingListener, write_script
-
-
-async def run(name: str, parameters: dict[str, Any]) -> RecordingListener:
-    listener = RecordingListener()
-    await Executor(listener).run([Command(name, parameters)])
-    return listener
-
-
-async def fails(name: str, parameters: dict[str, Any]) -> CommandError:
-    with pytest.raises(CommandError) as caught:
-        await run(name, parameters)
-    return caught.value
+from flamenco_worker.execution import Command, Executor
+from tests.worker.execution_fakes import RecordingListener, fails, run, write_script
 
 
 async def test_exec_runs_without_a_shell(tmp_path: pathlib.Path) -> None:
