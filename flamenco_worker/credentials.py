@@ -50,11 +50,14 @@ def load_credentials(home: Path) -> Credentials | None:
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected worker_id and worker_secret; delete the file to register anew")
-    worker_id, secret = data.get("worker_id"), data.get("worker_secret")
-    for key, value in (("worker_id", worker_id), ("worker_secret", secret)):
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{path}: {key}: missing or not a string; delete the file to register anew")
-    return Credentials(worker_id, secret)
+    return Credentials(_text(data, "worker_id", path), _text(data, "worker_secret", path))
+
+
+def _text(data: dict[object, object], key: str, path: Path) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: {key}: missing or not a string; delete the file to register anew")
+    return value
 
 
 def save_credentials(home: Path, creds: Credentials) -> Path:

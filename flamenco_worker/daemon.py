@@ -9,17 +9,19 @@ import logging
 import os
 from collections.abc import Mapping
 
+from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
 from flamenco_worker.credentials import load_credentials
 from flamenco_worker.dbus_service import DbusService
-from flamenco_worker.link import SIGN_OFF_TIMEOUT, ManagerLink
+from flamenco_worker.link import ManagerLink
 from flamenco_worker.logs import set_level
 from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable, UnexpectedAnswer
 from flamenco_worker.outbox import Outbox
 from flamenco_worker.signals import SignalAdapter
+from flamenco_worker.signon import SIGN_OFF_TIMEOUT
 from flamenco_worker.status import ExitCode, Origin, WorkerStatus
 from flamenco_worker.systemd import SystemdNotifier
-from flamenco_worker.uplink import Uplink
+from flamenco_worker.task_updates_sender import TaskUpdatesSender
 from flamenco_worker.worker import RequestRefused, Worker
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,7 @@ class Daemon:
     ) -> None:
         self._flags = flags
         self._env = env
-        self._link: ManagerLink | None = None
-        if settings.manager_url:
-            outbox = Outbox(settings.flamenco_home)
-            self._link = ManagerLink(settings, ManagerClient(settings.manager_url), outbox)
+        self._link = ManagerLink(settings) if settings.manager_url else None
         self.worker = Worker(settings, task_source=self._link)
         if self._link is not None:
             self._link.attach(self.worker)
@@ -83,9 +82,7 @@ class Daemon:
         finally:
             self._notifier.stopping()
             if connecting is not None:
-                connecting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await connecting
+                await cancel_and_wait(connecting)
             if self._link is not None:
                 await self._link.close()
             if self._dbus is not None:
@@ -157,8 +154,11 @@ async def flush_and_sign_off(settings: WorkerSettings) -> int:
             log.warning("no credentials in %s: this worker never registered", settings.flamenco_home)
             return ExitCode.OK if queued == 0 else EXIT_FLUSH_INCOMPLETE
         client.set_credentials(creds.worker_id, creds.worker_secret)
-        uplink = Uplink(client, outbox)
-        done = await uplink.flush(FLUSH_TIMEOUT)
+        sender = TaskUpdatesSender(client, outbox)
+        try:
+            done = await sender.flush(FLUSH_TIMEOUT)
+        finally:
+            await sender.close()
         left = len(outbox)
         log.info("flushed %d of %d queued task updates to %s", queued - left, queued, settings.manager_url)
         with contextlib.suppress(ManagerUnreachable, UnexpectedAnswer):

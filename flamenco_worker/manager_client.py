@@ -1,6 +1,8 @@
 """HTTP client for Flamenco v3's worker API: one coroutine per endpoint, typed answers, explicit timeouts.
 
-Knows nothing of worker states; `link.py` decides what an answer means for the worker.
+Knows nothing of worker states; the Manager link's parts (`signon`, `task_fetch`, `request_watch`, the
+senders) decide what an answer means for the worker. Every answer says whether the Manager honoured
+`Prefer: wait` (its `Preference-Applied` header): that is how the worker tells our Manager from a stock one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ REQUEST_TIMEOUT = 15.0
 LONG_POLL_MARGIN = 5.0
 #: How long the Manager may hold our long-poll requests (`Prefer: wait=N`); below its worker timeout.
 LONG_POLL_WAIT = 25
+
+#: The answer header (RFC 7240) by which a Manager says it held the request as `Prefer: wait` asked.
+PREFERENCE_APPLIED = "Preference-Applied"
 
 USER_AGENT = f"Flamenco-Worker/{__version__} (python)"
 #: Where an update carries its idempotency key until it is sent (as a header, never in the body).
@@ -55,13 +60,46 @@ class AssignedTask:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskAnswer:
-    """POST /worker/task: exactly one of the fields says what happened."""
+class TaskAssigned:
+    """200: run this task."""
 
-    task: AssignedTask | None = None
-    status_requested: str | None = None  # 423
-    conflict: str | None = None  # 409: the Manager thinks we are not awake
-    long_polled: bool = False  # the Manager honoured `Prefer: wait` (so 204 may be retried at once)
+    task: AssignedTask
+    long_polled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoTask:
+    """204: nothing to do now; after a held request (`long_polled`) it is fine to ask again at once."""
+
+    long_polled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequested:
+    """423: the Manager wants the worker in another status first."""
+
+    status: str
+    long_polled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotAwake:
+    """409: the Manager does not think this worker is awake (e.g. a timeout marked it `error`)."""
+
+    message: str
+    long_polled: bool
+
+
+#: What `POST /worker/task` can answer, one type per meaning.
+TaskAnswer = TaskAssigned | NoTask | StatusRequested | NotAwake
+
+
+@dataclass(frozen=True, slots=True)
+class StateAnswer:
+    """GET /worker/state: the requested status (None: no request) and whether the request was held."""
+
+    requested: str | None
+    long_polled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +110,12 @@ class MayKeepRunning:
     long_polled: bool
 
 
-def go_platform() -> str:
+def go_platform(platform: str = sys.platform) -> str:
     """The platform name as Go's GOOS spells it (what the Manager expects)."""
-    if sys.platform.startswith("win"):
-        return "windows"
-    if sys.platform.startswith("linux"):
-        return "linux"
-    return sys.platform
+    for prefix, goos in (("win", "windows"), ("linux", "linux"), ("freebsd", "freebsd")):
+        if platform.startswith(prefix):
+            return goos
+    return platform
 
 
 class ManagerClient:
@@ -189,27 +226,24 @@ class ManagerClient:
         if status not in (200, 204):
             raise self._fail("state-changed", status, body)
 
-    async def state(self, wait: float | None) -> tuple[str | None, bool]:
-        """GET /worker/state → (requested status or None, whether the Manager long-polled)."""
+    async def state(self, wait: float | None) -> StateAnswer:
         status, body, headers = await self._call("GET", "/api/v3/worker/state", wait=wait)
-        held = "Preference-Applied" in headers
+        held = PREFERENCE_APPLIED in headers
         if status == 204:
-            return None, held
+            return StateAnswer(None, held)
         if status != 200:
             raise self._fail("state", status, body)
-        return self._json(body, "state").get("status_requested") or None, held
+        return StateAnswer(self._json(body, "state").get("status_requested") or None, held)
 
     async def fetch_task(self, wait: float | None) -> TaskAnswer:
         status, body, headers = await self._call("POST", "/api/v3/worker/task", wait=wait)
-        held = "Preference-Applied" in headers
+        held = PREFERENCE_APPLIED in headers
         if status == 204:
-            return TaskAnswer(long_polled=held)
+            return NoTask(held)
         if status == 423:
-            return TaskAnswer(
-                status_requested=str(self._json(body, "task").get("status_requested")), long_polled=held
-            )
+            return StatusRequested(str(self._json(body, "task").get("status_requested")), held)
         if status == 409:
-            return TaskAnswer(conflict=body.decode("utf-8", "replace"), long_polled=held)
+            return NotAwake(body.decode("utf-8", "replace"), held)
         if status != 200:
             raise self._fail("task", status, body)
         raw = self._json(body, "task")
@@ -224,7 +258,7 @@ class ManagerClient:
             )
         except (KeyError, TypeError) as exc:
             raise UnexpectedAnswer("task", status, f"malformed AssignedTask: {exc}") from None
-        return TaskAnswer(task=task, long_polled=held)
+        return TaskAssigned(task, held)
 
     async def task_update(self, task_id: str, payload: dict[str, Any]) -> int:
         """POST /worker/task/{id}; returns the HTTP status (204 ok, 409 reassigned, others are errors).
@@ -248,7 +282,7 @@ class ManagerClient:
             may_keep_running=bool(raw.get("mayKeepRunning")),
             reason=str(raw.get("reason") or ""),
             status_change_requested=bool(raw.get("statusChangeRequested")),
-            long_polled="Preference-Applied" in headers,
+            long_polled=PREFERENCE_APPLIED in headers,
         )
 
     async def output_produced(self, task_id: str, image: bytes, content_type: str) -> int:

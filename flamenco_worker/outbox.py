@@ -3,10 +3,14 @@
 Rows are `(id, created_at, task_id, payload)` with the payload as JSON text, the front being the lowest id.
 When the file cannot be written (read-only or full disk) the queue carries on in memory, says so loudly,
 and keeps what the file already holds in front, so nothing is reordered or lost while the process lives.
+When the file cannot even be read any more (damaged while open), the queue carries on in memory as well;
+what the file held stays there for the next start. Callers never see `sqlite3` errors: only `OutboxError`,
+from opening with `required=True` or from using a closed queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -63,6 +67,7 @@ class Outbox:
         # everything up to this id is done and skipped, and deleted once there is room again.
         self._disk_floor = 0
         self._stuck_rows_reported = False
+        self._closed = False
         try:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._disk = _open(str(self.path))
@@ -92,7 +97,24 @@ class Outbox:
             log.error("%s; task updates are now kept in memory and do not survive a restart", reason)
             self._memory = _open(":memory:")
 
+    def _disk_unreadable(self, exc: sqlite3.Error) -> None:
+        """The file failed a read: leave it alone (it keeps what it holds) and carry on in memory."""
+        if self._disk is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._disk.close()
+            self._disk = None
+        reason = f"{self.path}: cannot read the task-update queue ({exc}); what it holds stays there"
+        if self._memory is None:
+            self._fall_back(reason)
+        else:
+            log.error("%s", reason)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OutboxError(f"{self.path}: the task-update queue is already closed")
+
     def _stores(self) -> list[tuple[sqlite3.Connection, bool]]:
+        self._check_open()
         stores = []
         if self._disk is not None:
             stores.append((self._disk, False))
@@ -104,19 +126,22 @@ class Outbox:
         return 0 if in_memory else self._disk_floor
 
     def __len__(self) -> int:
-        return sum(
-            int(
-                db.execute("SELECT COUNT(*) FROM task_updates WHERE id > ?", (self._floor(mem),)).fetchone()[
-                    0
-                ]
-            )
-            for db, mem in self._stores()
-        )
+        total = 0
+        for db, in_memory in self._stores():
+            sql = "SELECT COUNT(*) FROM task_updates WHERE id > ?"
+            try:
+                total += int(db.execute(sql, (self._floor(in_memory),)).fetchone()[0])
+            except sqlite3.Error as exc:
+                if in_memory:
+                    raise
+                self._disk_unreadable(exc)
+        return total
 
     def push(self, task_id: str, payload: dict[str, Any]) -> None:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         row = (created, task_id, json.dumps(payload, separators=(",", ":")))
         sql = "INSERT INTO task_updates (created_at, task_id, payload) VALUES (?, ?, ?)"
+        self._check_open()
         if self._memory is None and self._disk is not None:
             try:
                 self._disk.execute(sql, row)
@@ -128,10 +153,14 @@ class Outbox:
 
     def front(self) -> QueuedUpdate | None:
         for db, in_memory in self._stores():
-            row = db.execute(
-                "SELECT id, task_id, payload FROM task_updates WHERE id > ? ORDER BY id LIMIT 1",
-                (self._floor(in_memory),),
-            ).fetchone()
+            sql = "SELECT id, task_id, payload FROM task_updates WHERE id > ? ORDER BY id LIMIT 1"
+            try:
+                row = db.execute(sql, (self._floor(in_memory),)).fetchone()
+            except sqlite3.Error as exc:
+                if in_memory:
+                    raise
+                self._disk_unreadable(exc)
+                continue
             if row is None:
                 continue
             try:
@@ -149,7 +178,8 @@ class Outbox:
             assert self._memory is not None
             self._memory.execute("DELETE FROM task_updates WHERE id = ?", (item.id,))
             return
-        assert self._disk is not None
+        if self._disk is None:
+            return  # the file became unreadable since; the row stays in it for the next start
         self._disk_floor = max(self._disk_floor, item.id)
         try:
             self._disk.execute("DELETE FROM task_updates WHERE id <= ?", (self._disk_floor,))
@@ -176,5 +206,12 @@ class Outbox:
         return dropped
 
     def close(self) -> None:
-        for db, _ in self._stores():
-            db.close()
+        """Close the file (idempotent); using the queue afterwards raises OutboxError."""
+        if self._closed:
+            return
+        for db in (self._disk, self._memory):
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+        self._disk = self._memory = None
+        self._closed = True

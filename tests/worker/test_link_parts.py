@@ -13,9 +13,15 @@ from aiohttp import web
 
 from flamenco_worker.config import ConfigError
 from flamenco_worker.credentials import Credentials, load_credentials, new_secret, save_credentials
-from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable, Unauthorised
+from flamenco_worker.manager_client import (
+    ManagerClient,
+    ManagerUnreachable,
+    StateAnswer,
+    StatusRequested,
+    Unauthorised,
+)
 from flamenco_worker.outbox import Outbox, OutboxError
-from flamenco_worker.uplink import TaskReassigned, Uplink
+from flamenco_worker.task_updates_sender import TaskReassigned, TaskUpdatesSender
 
 # --- credentials ---
 
@@ -183,11 +189,10 @@ async def test_client_reads_status_request_and_long_poll(fake_manager: FakeManag
     client = ManagerClient(await fake_manager.start())
     client.set_credentials("id", "secret")
     answer = await client.fetch_task(wait=5)
-    assert answer.status_requested == "asleep" and answer.long_polled
+    assert answer == StatusRequested("asleep", long_polled=True)
     with pytest.raises(Unauthorised):
         await client.fetch_task(wait=None)
-    requested, held = await client.state(wait=None)
-    assert requested is None and not held
+    assert await client.state(wait=None) == StateAnswer(None, long_polled=False)
     await client.close()
 
 
@@ -202,42 +207,42 @@ async def test_client_unreachable_is_one_clear_error() -> None:
 async def test_updates_survive_an_outage_in_order(
     fake_manager: FakeManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("flamenco_worker.uplink.RETRY_INTERVAL", 0.05)
+    monkeypatch.setattr("flamenco_worker.task_updates_sender.RETRY_INTERVAL", 0.05)
     url = await fake_manager.start()
     client = ManagerClient(url)
     client.set_credentials("wid", "s3cret")
-    uplink = Uplink(client, Outbox(tmp_path))
-    await uplink.send("t1", {"log": "0\n"})
+    sender = TaskUpdatesSender(client, Outbox(tmp_path))
+    await sender.send("t1", {"log": "0\n"})
     await fake_manager.stop()  # the Manager goes away
     for i in range(1, 4):
-        await uplink.send("t1", {"log": f"{i}\n"})
-    assert uplink.queued == 3
+        await sender.send("t1", {"log": f"{i}\n"})
+    assert sender.queued == 3
     fake_manager.answers = [503]  # comes back busy first
     await fake_manager.start(fake_manager.port)
-    await uplink.send("t1", {"log": "4\n"})  # queued behind the others, never ahead of them
+    await sender.send("t1", {"log": "4\n"})  # queued behind the others, never ahead of them
     for _ in range(100):
-        if uplink.queued == 0:
+        if sender.queued == 0:
             break
         await asyncio.sleep(0.05)
     assert [p["log"] for _, p in fake_manager.received] == [f"{i}\n" for i in range(5)]
     assert fake_manager.auth_header.startswith("Basic ")
-    await uplink.close()
+    await sender.close()
     await client.close()
 
 
 async def test_409_means_reassigned(fake_manager: FakeManager, tmp_path: Path) -> None:
     client = ManagerClient(await fake_manager.start())
-    uplink = Uplink(client, Outbox(tmp_path))
+    sender = TaskUpdatesSender(client, Outbox(tmp_path))
     fake_manager.answers = [409]
     with pytest.raises(TaskReassigned):
-        await uplink.send("t1", {"taskStatus": "completed"})
+        await sender.send("t1", {"taskStatus": "completed"})
     # a queued update that learns the same is dropped, and whoever runs the task is told
     told: list[str] = []
-    uplink.on_reassigned(told.append)
+    sender.on_reassigned(told.append)
     Outbox(tmp_path).push("t2", {"log": "x"})
     fake_manager.answers = [409]
-    assert await uplink.flush(5) is True
-    assert told == ["t2"] and uplink.queued == 0
+    assert await sender.flush(5) is True
+    assert told == ["t2"] and sender.queued == 0
     await client.close()
 
 
@@ -245,22 +250,22 @@ async def test_refused_update_is_dropped_not_retried_forever(
     fake_manager: FakeManager, tmp_path: Path
 ) -> None:
     client = ManagerClient(await fake_manager.start())
-    uplink = Uplink(client, Outbox(tmp_path))
+    sender = TaskUpdatesSender(client, Outbox(tmp_path))
     fake_manager.answers = [400]
-    await uplink.send("t1", {"taskStatus": "bogus"})
-    assert uplink.queued == 0
+    await sender.send("t1", {"taskStatus": "bogus"})
+    assert sender.queued == 0
     await client.close()
 
 
 async def test_each_update_keeps_one_key_through_retries(fake_manager: FakeManager, tmp_path: Path) -> None:
     client = ManagerClient(await fake_manager.start())
-    uplink = Uplink(client, Outbox(tmp_path))
+    sender = TaskUpdatesSender(client, Outbox(tmp_path))
     fake_manager.answers = [503]  # not taken: queued, then sent again by the flush
-    await uplink.send("t1", {"log": "a\n"})
-    await uplink.send("t1", {"log": "b\n"})
-    assert await uplink.flush(5) is True
+    await sender.send("t1", {"log": "a\n"})
+    await sender.send("t1", {"log": "b\n"})
+    assert await sender.flush(5) is True
     first, again, second = fake_manager.keys
     assert len(first) == 32 and first == again and second not in ("", first)
     assert all("_update_key" not in body for _, body in fake_manager.received)
-    await uplink.close()
+    await sender.close()
     await client.close()

@@ -1,16 +1,27 @@
-"""Delivering task updates in order: straight to the Manager when it answers, through the outbox when not."""
+"""Worker → Manager: task updates, in order; straight to the Manager when it answers, through the outbox
+when not.
+
+* One update at a time per worker, in the order they were made; an update never overtakes a queued one.
+* While updates are queued, only the retry loop (and `flush`) talk to the Manager about them, so a
+  partitioned network cannot stall the task's own reporting.
+* Each update carries one idempotency key for life, so a resend after a lost answer counts once.
+* 409 means the task is no longer ours: `send` raises `TaskReassigned`; a queued update that learns it
+  drops the task's other queued updates and tells the `on_reassigned` listeners.
+* The outbox belongs to whoever made it; this sender only uses it, and never lets its trouble (a damaged
+  or closed file) stop a shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.manager_client import UPDATE_KEY, ManagerClient, ManagerUnreachable
-from flamenco_worker.outbox import Outbox
+from flamenco_worker.outbox import Outbox, OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +40,7 @@ def _retry_later(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
 
-class Uplink:
+class TaskUpdatesSender:
     def __init__(self, client: ManagerClient, outbox: Outbox) -> None:
         self._client = client
         self._outbox = outbox
@@ -105,10 +116,11 @@ class Uplink:
                     return await self._flush_locked()
         except TimeoutError:
             log.warning(
-                "%d task updates still queued after %.0fs; they go out on the next start",
-                len(self._outbox),
-                time_limit or 0,
+                "task updates still queued after %.0fs; they go out on the next start", time_limit or 0
             )
+            return False
+        except OutboxError as exc:
+            log.error("queued task updates cannot be delivered: %s", exc)
             return False
 
     async def _flush_locked(self) -> bool:
@@ -136,10 +148,9 @@ class Uplink:
         return True
 
     async def close(self) -> None:
+        """Stop the retry loop; what is still queued stays in the outbox."""
         if self._retry is not None:
-            self._retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retry
+            await cancel_and_wait(self._retry)
 
 
 def _summary(payload: dict[str, Any]) -> str:
