@@ -14,13 +14,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from flamenco_worker import __version__
+from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.config import WorkerSettings
 from flamenco_worker.status import FINAL, REQUESTABLE, ExitCode, Origin, StatusRequest, WorkerStatus
 
@@ -308,9 +308,7 @@ class Worker:
         finally:
             changed.cancel()
             if not work.done():
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
+                await cancel_and_wait(work)
         return work.result() if not work.cancelled() else None
 
     async def _run_task(self, task: TaskHandle) -> None:
@@ -331,20 +329,20 @@ class Worker:
                         TASK_ABORT_TIMEOUT,
                     )
                     task.abort("abort timed out", force=True)
-                    runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+                    await cancel_and_wait(runner, TASK_ABORT_TIMEOUT)
         except asyncio.CancelledError:
+            # The core itself is stopped: kill the task, and let it hand itself back before going on.
             task.abort("worker stopping", force=True)
-            runner.cancel()
+            if not await cancel_and_wait(runner, TASK_ABORT_TIMEOUT):
+                log.error("task=%s still running %.0fs after it was killed", task.task_id, TASK_ABORT_TIMEOUT)
             raise
-        except Exception:
-            log.exception("task=%s failed inside the worker", task.task_id)
         finally:
             aborted.cancel()
             self._task = None
             log.info("task=%s ended", task.task_id)
             self._notify()
+        if runner.done() and not runner.cancelled() and (exc := runner.exception()) is not None:
+            log.error("task=%s failed inside the worker", task.task_id, exc_info=exc)
 
     def _abort_task(self, reason: str) -> None:
         if self._task is not None and not self._abort_requested.is_set():

@@ -296,3 +296,29 @@ async def test_request_listeners_hear_changes_only(harness: Harness) -> None:
     harness.worker.request_status(AWAKE, lazy=False, origin=Origin.LOCAL)  # cancels the pending request
     assert heard == [("asleep", True), ("awake", False)]
     task.finish()
+
+
+async def test_cancelling_the_core_waits_for_the_task_to_hand_itself_back() -> None:
+    class SlowToStop(StandInTask):
+        """Needs a few loop turns to hand the task back once cancelled (as sending its last log does)."""
+
+        handed_back = False
+
+        async def run(self) -> None:
+            self.started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                self.handed_back = True
+                raise
+
+    h = Harness()
+    await h.start()
+    task = SlowToStop("s1")
+    await h.source.queue.put(task)
+    await asyncio.wait_for(task.started.wait(), 1)
+    await h.stop()  # cancels the core's run() and expects its CancelledError
+    assert task.aborted == "worker stopping"
+    assert task.handed_back, "the core returned before its task had stopped"
