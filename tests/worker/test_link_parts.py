@@ -74,7 +74,8 @@ def test_outbox_drop_task(tmp_path: Path) -> None:
     box.push("b", {"log": "2"})
     box.push("a", {"log": "3"})
     assert box.drop_task("a") == 2
-    assert [box.front().task_id] == ["b"]
+    front = box.front()
+    assert front is not None and front.task_id == "b"
 
 
 def test_outbox_unusable_home_falls_back_to_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -104,6 +105,42 @@ def test_outbox_damaged_file_is_left_alone_and_named(
     assert damaged.read_bytes() == b"this is not a database" * 100  # nothing stored is overwritten
 
 
+def test_outbox_damaged_while_open_carries_on_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = Outbox(tmp_path)
+    box.push("t", {"log": "before\n"})
+    for path in tmp_path.glob("flamenco-worker.sqlite*"):
+        path.write_bytes(b"not a database" * 1000)
+    assert len(box) == 0  # what the file held cannot be read; no sqlite3 error escapes
+    assert not box.durable and "cannot read the task-update queue" in caplog.text
+    box.push("t", {"log": "after\n"})
+    item = box.front()
+    assert item is not None and item.payload == {"log": "after\n"}
+    box.remove(item)
+    assert box.front() is None
+    box.close()
+
+
+def test_closed_outbox_says_so(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.close()
+    box.close()  # closing twice is harmless
+    for use in (lambda: len(box), box.front, lambda: box.push("t", {})):
+        with pytest.raises(OutboxError, match="already closed"):
+            use()
+
+
+async def test_flush_of_a_closed_outbox_fails_cleanly(fake_manager: FakeManager, tmp_path: Path) -> None:
+    client = ManagerClient(await fake_manager.start())
+    box = Outbox(tmp_path)
+    sender = TaskUpdatesSender(client, box)
+    box.close()
+    assert await sender.flush(1) is False
+    await sender.close()
+    await client.close()
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or not Path("/bin/mount").exists(), reason="needs root to mount a tmpfs"
 )
@@ -115,11 +152,11 @@ def test_outbox_full_disk_keeps_order_in_memory(tmp_path: Path) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(home)], check=True)
     try:
         box = Outbox(home)
-        assert box.durable
+        durable_at_first = box.durable
         big = "y" * 4000
         for i in range(100):  # far more than 128 KiB
             box.push("t", {"log": f"{i} {big}"})
-        assert not box.durable
+        assert durable_at_first and not box.durable
         seen = []
         while (item := box.front()) is not None:
             seen.append(int(item.payload["log"].split()[0]))
