@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 from pathlib import Path
 
+from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,6 @@ class OutputUploader:
                 log.info("task=%s preview refused by the Manager (HTTP %d)", task_id, status)
 
     async def close(self) -> None:
+        """Stop uploading; a preview still waiting is dropped."""
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait(self._worker)

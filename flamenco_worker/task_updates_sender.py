@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 #: Pause between attempts to deliver queued updates while the Manager is away.
 RETRY_INTERVAL = 5.0
-#: How long shutdown may spend delivering queued updates before leaving them for the next start.
-SHUTDOWN_FLUSH_TIMEOUT = 5.0
 
 
 class TaskReassigned(Exception):
