@@ -73,10 +73,10 @@ class SignOn:
 
     async def sign_on(self) -> WorkerStatus:
         """Sign on (registering first if needed); retries until the Manager answers. Returns its request."""
+        self._worker.set_detail(f"signing on at Manager {self._worker.settings.manager_url}")
         while True:
             settings = self._worker.settings  # a reload may change the Manager while we retry
             url = settings.manager_url
-            self._worker.set_detail(f"signing on at Manager {url}")
             try:
                 if self._creds is None:
                     self._creds = load_credentials(settings.flamenco_home) or await self._register()
