@@ -27,10 +27,6 @@ class TroubleLog:
         self._set_detail = set_detail
         self._current: Trouble | None = None
 
-    @property
-    def current(self) -> Trouble | None:
-        return self._current
-
     def report(self, kind: Trouble, text: str) -> None:
         """Log `text` unless this kind of trouble is already known; show it as the detail line either way."""
         if kind is not self._current:

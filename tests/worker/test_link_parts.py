@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from flamenco_worker.manager_client import (
 )
 from flamenco_worker.outbox import Outbox, OutboxError
 from flamenco_worker.task_updates_sender import TaskReassigned, TaskUpdatesSender
+from flamenco_worker.trouble import Trouble, TroubleLog
 
 # --- credentials ---
 
@@ -306,3 +308,23 @@ async def test_each_update_keeps_one_key_through_retries(fake_manager: FakeManag
     assert all("_update_key" not in body for _, body in fake_manager.received)
     await sender.close()
     await client.close()
+
+
+# --- trouble, told once per kind ---
+
+
+def test_trouble_is_logged_once_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+    details: list[str] = []
+    trouble = TroubleLog(details.append)
+    with caplog.at_level(logging.INFO, logger="flamenco_worker.trouble"):
+        trouble.report(Trouble.TASK_FETCH, "cannot fetch a task (HTTP 503); retrying in 10s")
+        trouble.report(Trouble.TASK_FETCH, "cannot fetch a task (connection refused); retrying in 2s")
+        trouble.report(Trouble.UPDATES_QUEUED, "3 task updates still queued")
+        trouble.clear("Manager reachable again")
+        trouble.clear("Manager reachable again")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "cannot fetch a task (HTTP 503); retrying in 10s"),
+        ("WARNING", "3 task updates still queued"),
+        ("INFO", "Manager reachable again (after: task updates are still queued)"),
+    ]
+    assert len(details) == 3  # the detail line shows every retry's own text
