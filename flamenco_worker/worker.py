@@ -8,7 +8,8 @@
 * with a task running, a *lazy* request waits for the task to end and no new task is taken meanwhile;
   an *immediate* one aborts the task first (it is handed back; the Manager requeues it).
 
-`offline` and `restart` end `run()`, which returns the process exit code.
+`offline` and `restart` end `run()`, which returns the process exit code. Cancelling `run()` kills the
+running task and waits (bounded by TASK_ABORT_TIMEOUT) for it to hand itself back before propagating.
 """
 
 from __future__ import annotations
