@@ -41,6 +41,9 @@ class SleepScheduler:
         self.store = store
         self.workers = workers
 
+    def get(self, worker_id: int) -> SleepSchedule | None:
+        return self.store.get_sleep_schedule(worker_id)
+
     def apply(self, schedule: SleepSchedule, now: float | None = None) -> None:
         """Request the scheduled status (non-lazy: renders can take hours) and plan the next check."""
         now = time.time() if now is None else now
