@@ -1,11 +1,15 @@
-"""Request parsing helpers: every failure names the bad field."""
+"""Request parsing: the one place that checks the shape of what clients send; every failure names the field.
+
+Handlers turn bodies into typed values with these helpers before calling a service; services check rules
+(ranges, known names, states), not JSON types.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from typing import Any
+from typing import Any, Literal, overload
 
 from aiohttp import web
 
@@ -73,13 +77,17 @@ def field(
     return value
 
 
-def string_list(body: dict, name: str) -> list[str]:
+def string_list(body: dict, name: str, *, what: str = "a list of strings") -> list[str]:
     value = field(body, name, list)
     if not all(isinstance(item, str) for item in value):
-        raise Invalid(name, "must be a list of strings")
+        raise Invalid(name, f"must be {what}")
     return value
 
 
+@overload
+def enum_field(body: dict, name: str, allowed: frozenset[str]) -> str: ...
+@overload
+def enum_field(body: dict, name: str, allowed: frozenset[str], *, required: Literal[False]) -> str | None: ...
 def enum_field(body: dict, name: str, allowed: frozenset[str], *, required: bool = True) -> str | None:
     value = field(body, name, str, required=required)
     if value is not None and value not in allowed:

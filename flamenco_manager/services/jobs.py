@@ -90,6 +90,10 @@ class Jobs:
             raise NotFound(f"job {job_uuid} not found")
         return job
 
+    def last_rendered(self) -> Job | None:
+        """The job whose image was uploaded last, if it still exists."""
+        return self.store.get_last_rendered()
+
     def tag_uuid(self, job: Job) -> str | None:
         if job.worker_tag_id is None:
             return None
