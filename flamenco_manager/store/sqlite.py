@@ -153,6 +153,7 @@ class SQLiteStore(WorkerQueries, JobQueries):
             f"sqlite_store_wrote_in_{id(self)}", default=0
         )
         self._open_unit: _Unit | None = None
+        self._commit_due = False
         self._batch_open = False
         self._batch_seq = 0
         self._last_failure: _BatchFailure | None = None
@@ -256,6 +257,9 @@ class SQLiteStore(WorkerQueries, JobQueries):
 
     def _end_unit(self, unit: _Unit, token: contextvars.Token[_Unit | None]) -> None:
         self._open_unit = None
+        if self._commit_due and self._loop is not None:
+            self._commit_due = False
+            self._loop.call_soon(self.commit)
         try:
             self._unit.reset(token)
         except ValueError:  # left in another context than entered (a generator closed elsewhere)
@@ -275,7 +279,13 @@ class SQLiteStore(WorkerQueries, JobQueries):
         self._loop.call_soon(self.commit)
 
     def commit(self) -> None:
-        """Commit the open batch, if any, and tell everyone waiting for it."""
+        """Commit the open batch, if any, and tell everyone waiting for it.
+
+        Not while a unit is open (its task awaited inside it): the commit follows when the unit ends.
+        """
+        if self._open_unit is not None:
+            self._commit_due = True
+            return
         waiters, self._commit_waiters = self._commit_waiters, []
         if not self._batch_open:
             for fut in waiters:
