@@ -1,4 +1,5 @@
-"""Job submission and job management (reference §5.3, §5.7, §4.8 blocklist)."""
+"""Job submission (what the Blender add-on sends), job management from the web interface, and a job's
+blocklist of workers, with Flamenco v3's rules."""
 
 from __future__ import annotations
 

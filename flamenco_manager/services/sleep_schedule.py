@@ -1,4 +1,5 @@
-"""Worker sleep schedules: validation, storage and the status a schedule asks for (reference §4.6)."""
+"""Worker sleep schedules: validation, and the status a schedule asks for at a moment (Flamenco v3's rules:
+asleep inside [start, end) on the listed days, local time, awake otherwise)."""
 
 from __future__ import annotations
 

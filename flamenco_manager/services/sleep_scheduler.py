@@ -1,4 +1,7 @@
-"""Applies workers' sleep schedules at their transitions (reference §4.6)."""
+"""Applies workers' sleep schedules at their transitions (start, end, midnight), as Flamenco v3 does.
+
+Only at transitions: a worker woken by hand during its sleep hours stays awake until the next one.
+"""
 
 from __future__ import annotations
 

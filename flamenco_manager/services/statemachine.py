@@ -1,4 +1,4 @@
-"""Job and task state machine: every status change and its cascades (reference §5.2).
+"""Job and task state machine: every status change and its cascades, as Flamenco v3 defines them.
 
 All methods run inside a store transaction on the event loop, so a change and its cascade are atomic.
 """
@@ -103,7 +103,7 @@ class StateMachine:
         self.hub.publish("/jobs", build, job_id=job.uuid)
 
     def _job_reacts(self, job: Job, task_status: str) -> None:
-        """How a task's new status moves its job (reference §5.2, first table)."""
+        """How a task's new status moves its job (a task becoming active makes its job active, …)."""
         status = job.status
         if task_status == TaskStatus.QUEUED:
             if status == JobStatus.COMPLETED:

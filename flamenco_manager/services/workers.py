@@ -1,4 +1,5 @@
-"""Worker registry, sign-on/off, status requests (reference §3.2, §3.5, §4, §10)."""
+"""Worker registry, sign-on/off and status requests, following Flamenco v3's status-change protocol:
+the Manager stores a requested status, the worker acts on it and acknowledges with state-changed."""
 
 from __future__ import annotations
 

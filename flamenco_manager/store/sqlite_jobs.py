@@ -261,7 +261,7 @@ class JobQueries:
         return _task(row) if row else None
 
     def find_runnable_task(self, worker: Worker) -> Task | None:
-        """The best queued or soft-failed task this worker may run, or None (see reference §5.5)."""
+        """The best queued or soft-failed task this worker may run, or None (rules: `services.scheduler`)."""
         types = worker.supported_task_types
         if not types:
             return None

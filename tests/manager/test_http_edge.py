@@ -41,7 +41,7 @@ async def test_client_gone_mid_body_is_one_warning(farm: Farm, caplog: pytest.Lo
     caplog.set_level(logging.DEBUG)
     url = urlsplit(farm.client.base)
     assert url.hostname is not None and url.port is not None
-    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    _, writer = await asyncio.open_connection(url.hostname, url.port)
     head = (
         f"POST {API}/worker-mgt/tags HTTP/1.1\r\nHost: {url.netloc}\r\n"
         "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
@@ -71,7 +71,8 @@ async def test_answers_keep_coming_after_a_vanished_client(farm: Farm) -> None:
     assert url.hostname is not None and url.port is not None
     for _ in range(3):
         _, writer = await asyncio.open_connection(url.hostname, url.port)
-        writer.write(f"PUT {API}/worker-mgt/tag/x HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\n{{".encode())
+        head = f"PUT {API}/worker-mgt/tag/x HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\n"
+        writer.write(head.encode() + b"{")
         writer.close()
     async with aiohttp.ClientSession() as session, session.get(farm.client.base + f"{API}/version") as resp:
         assert resp.status == 200

@@ -1,4 +1,4 @@
-"""Job types, submission and job/task management endpoints (reference §5.3–5.7)."""
+"""Job types, submission (as the Blender add-on sends it) and the web UI's job and task endpoints."""
 
 from __future__ import annotations
 

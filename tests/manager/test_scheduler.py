@@ -1,4 +1,4 @@
-"""Scheduler rules (reference §5.5) as a table, and many concurrent workers never sharing a task."""
+"""Flamenco v3's scheduling rules as a table, and many concurrent workers never sharing a task."""
 
 from __future__ import annotations
 

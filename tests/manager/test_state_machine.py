@@ -1,4 +1,4 @@
-"""Job and task status cascades (reference §5.2) as tables, driven through the web-UI endpoints."""
+"""Flamenco v3's job and task status cascades as tables, driven through the web-UI endpoints."""
 
 from __future__ import annotations
 

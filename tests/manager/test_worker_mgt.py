@@ -1,4 +1,4 @@
-"""Worker management endpoints for the web UI (reference §3.5)."""
+"""Worker management endpoints of the web UI (Flamenco v3's worker-mgt API)."""
 
 from __future__ import annotations
 
