@@ -59,8 +59,8 @@ class Client:
             self._templates = []
             for template in spec.get("paths", {}):
                 full = template if template.startswith(API) else API + template
-                pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
-                self._templates.append((re.compile(pattern), template))
+                regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
+                self._templates.append((re.compile(regex), template))
             # A literal path segment beats a parameter: /jobs/last-rendered is not /jobs/{job_id}.
             self._templates.sort(key=lambda item: item[1].count("{"))
         for pattern, template in self._templates:
@@ -235,6 +235,13 @@ class Farm:
         return reply.body
 
 
+def bound_port(site: web.TCPSite) -> int:
+    """The port a TCPSite started on port 0 was given."""
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    return server.sockets[0].getsockname()[1]
+
+
 def make_config(tmp_path: pathlib.Path, **overrides: Any) -> ManagerConfig:
     base = ManagerConfig(
         database=str(tmp_path / "manager.sqlite"),
@@ -259,7 +266,7 @@ async def farm(tmp_path: pathlib.Path, config_overrides: dict[str, Any]) -> Asyn
     await manager.start()
     site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = bound_port(site)
     async with aiohttp.ClientSession() as session:
         yield Farm(manager, Client(session, f"http://127.0.0.1:{port}", _spec_checker()))
         manager.stop_holding()

@@ -11,7 +11,7 @@ from tests.manager.conftest import API, Farm
 
 
 async def _task_names_in_order(farm: Farm, worker) -> list[str]:
-    names = []
+    names: list[str] = []
     while True:
         reply = await worker.fetch()
         if reply.status != 200:

@@ -6,24 +6,24 @@ import pathlib
 
 import pytest
 
-from flamenco_manager.store import StoreError, open_store
+from flamenco_manager.store import SQLiteStore, StoreError
 from flamenco_manager.store.sqlite import migrations
 from tests.manager.conftest import API, Farm
 
 
 def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "m.sqlite"
-    store = open_store(path)
+    store = SQLiteStore.open(path)
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(migrations())
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     store.close()
-    open_store(path).close()  # reopening applies nothing and fails on nothing
-    store = open_store(path)
+    SQLiteStore.open(path).close()  # reopening applies nothing and fails on nothing
+    store = SQLiteStore.open(path)
     store.conn.execute("PRAGMA user_version = 999")
     store.close()
     with pytest.raises(StoreError, match="newer"):
-        open_store(path)
+        SQLiteStore.open(path)
 
 
 def _recount(conn) -> tuple[list, list]:
@@ -58,6 +58,8 @@ async def test_trigger_counters_match_a_recount(farm: Farm) -> None:
     )
     task = (await worker.fetch()).body
     await worker.update(task["uuid"], taskStatus="failed")
-    kept, counted = _recount(farm.manager.store.conn)
+    store = farm.manager.store
+    assert isinstance(store, SQLiteStore)
+    kept, counted = _recount(store.conn)
     # group_concat order of the kept counts follows the primary key (status), as the recount does.
     assert kept == counted
