@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -53,7 +54,12 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+class Middleware(Protocol):
+    """A new-style aiohttp middleware (the parameter names are part of aiohttp's own type)."""
+
+    def __call__(self, request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]: ...
 
 
 def _client_gone(request: web.Request) -> bool:

@@ -15,7 +15,7 @@ from flamenco_manager.model import Job, JobStatus
 from flamenco_manager.services.errors import Invalid
 from flamenco_manager.services.jobs import DEFAULT_PRIORITY, JobSubmission
 from flamenco_manager.services.thumbnails import thumbnail_info
-from flamenco_manager.store import Store
+from flamenco_manager.store import Store, StoreReads
 
 routes = web.RouteTableDef()
 
@@ -24,7 +24,7 @@ def _job(request: web.Request) -> Job:
     return need(request, JOBS).get(path_uuid(request, "job_id"))
 
 
-def job_json(store: Store, job: Job) -> dict:
+def job_json(store: StoreReads, job: Job) -> dict:
     tag = store.get_tag_by_id(job.worker_tag_id) if job.worker_tag_id is not None else None
     return payloads.job(job, tag.uuid if tag else None)
 

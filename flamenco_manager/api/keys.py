@@ -26,7 +26,7 @@ from flamenco_manager.services.tasklogs import TaskLogs
 from flamenco_manager.services.tasks import Tasks
 from flamenco_manager.services.thumbnails import Thumbnails
 from flamenco_manager.services.workers import Workers
-from flamenco_manager.store import Store
+from flamenco_manager.store import StoreReads
 
 T = TypeVar("T")
 
@@ -65,8 +65,8 @@ def need(request: web.Request, key: _Key[T]) -> T:
 
 
 CONFIG = AppKey("config", ManagerConfig)
-#: Reads for answers (lists, details); every write goes through a service.
-STORE = AppKey("store", Store)
+#: Reads for big answers (lists built off the event loop); every write goes through a service.
+STORE = AppKey("store", StoreReads)
 STORAGE = AppKey("storage", pathlib.Path)
 HUB = AppKey("hub", Hub)
 DURABILITY = AppKey("durability", Durability)

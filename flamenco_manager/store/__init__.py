@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from flamenco_manager.store.interface import Store, StoreBusy, StoreConflict, StoreError
+from flamenco_manager.store.interface import Store, StoreBusy, StoreConflict, StoreError, StoreReads
 from flamenco_manager.store.sqlite import SQLiteStore
 
 
@@ -17,4 +17,4 @@ def open_store(database: str | pathlib.Path) -> Store:
     return SQLiteStore.open(pathlib.Path(database))
 
 
-__all__ = ["SQLiteStore", "Store", "StoreBusy", "StoreConflict", "StoreError", "open_store"]
+__all__ = ["SQLiteStore", "Store", "StoreBusy", "StoreConflict", "StoreError", "StoreReads", "open_store"]
