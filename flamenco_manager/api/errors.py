@@ -99,13 +99,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except StoreError as exc:
         log.exception("database error method=%s path=%s", request.method, request.path)
         return error_response(500, f"database error: {exc}")
-    except ConnectionResetError:
+    except ConnectionResetError as exc:
         # aiohttp ≥ 3.10 raises ClientConnectionResetError (a ConnectionResetError) from a body read once
         # the peer has closed; the answer below goes nowhere, aiohttp drops it quietly.
-        if not _client_gone(request):
-            raise
-        _log_disconnect(request)
-        return error_response(400, "client disconnected")
+        if _client_gone(request):
+            _log_disconnect(request)
+            return error_response(400, "client disconnected")
+        log.exception("unexpected error method=%s path=%s", request.method, request.path)
+        return error_response(500, f"internal error: {type(exc).__name__}")
     except asyncio.CancelledError:
         # aiohttp < 3.9 cancels the handler when the peer closes the connection.
         if _client_gone(request):

@@ -244,8 +244,11 @@ class SQLiteStore(WorkerQueries, JobQueries):
             yield
         except BaseException:
             self._end_unit(unit, token)
-            self.conn.execute("ROLLBACK TO unit")
-            self.conn.execute("RELEASE unit")
+            try:
+                self.conn.execute("ROLLBACK TO unit")
+                self.conn.execute("RELEASE unit")
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
             raise
         self._end_unit(unit, token)
         try:
