@@ -114,11 +114,10 @@ def _split_statements(script: str) -> Iterator[str]:
 class _Unit:
     """An open unit of writes, owned by the asyncio task that opened it."""
 
-    __slots__ = ("depth", "task")
+    __slots__ = ("task",)
 
     def __init__(self, task: asyncio.Task[object] | None) -> None:
         self.task = task
-        self.depth = 1
 
 
 def _current_task() -> asyncio.Task[object] | None:
@@ -221,11 +220,7 @@ class SQLiteStore(WorkerQueries, JobQueries):
         task = _current_task()
         mine = self._unit.get()
         if mine is not None and mine is self._open_unit and mine.task is task:
-            mine.depth += 1
-            try:
-                yield
-            finally:
-                mine.depth -= 1
+            yield  # nested: part of the unit already open, which commits or rolls back as a whole
             return
         if self._open_unit is not None:
             holder = self._open_unit.task.get_name() if self._open_unit.task is not None else "-"
@@ -249,6 +244,8 @@ class SQLiteStore(WorkerQueries, JobQueries):
                 self.conn.execute("RELEASE unit")
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
+            if self._loop is None:
+                self.commit()  # ends the batch (and its lock) that this unit opened
             raise
         self._end_unit(unit, token)
         try:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 
 import pytest
 
-from flamenco_manager.store import SQLiteStore, StoreError
+from flamenco_manager.store import SQLiteStore, StoreBusy, StoreConflict, StoreError
 from flamenco_manager.store.sqlite import migrations
 from tests.manager.conftest import API, Farm
 
@@ -63,3 +64,23 @@ async def test_trigger_counters_match_a_recount(farm: Farm) -> None:
     kept, counted = _recount(store.conn)
     # group_concat order of the kept counts follows the primary key (status), as the recount does.
     assert kept == counted
+
+
+def test_failures_come_out_as_store_errors(tmp_path: pathlib.Path) -> None:
+    """Callers see the store's own error types, never the database driver's."""
+    path = tmp_path / "e.sqlite"
+    store = SQLiteStore.open(path)
+    with store.transaction():
+        store.create_tag(uuid="1", name="gpu", description="")
+    with pytest.raises(StoreConflict), store.transaction():
+        store.create_tag(uuid="2", name="gpu", description="")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(StoreBusy), store.transaction():
+            store.create_tag(uuid="3", name="cpu", description="")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert [t.name for t in store.list_tags()] == ["gpu"]
+    store.close()
