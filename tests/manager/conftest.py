@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import importlib
 import pathlib
@@ -30,6 +31,12 @@ def _spec_checker() -> Any:
     except ImportError:
         return None
     return check.assert_response_valid, load_spec()
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """HTTP Basic credentials as a header (aiohttp's BasicAuth helper is deprecated in newer releases)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 @dataclasses.dataclass
@@ -80,12 +87,12 @@ class Client:
         validate: bool = True,
         limit: float = 30.0,
     ) -> Reply:
-        basic = aiohttp.BasicAuth(*auth) if auth else None
+        if auth:
+            headers = {**(headers or {}), **basic_auth(*auth)}
         async with self.session.request(
             method,
             self.base + path,
             json=json,
-            auth=basic,
             headers=headers,
             data=data,
             timeout=aiohttp.ClientTimeout(total=limit),

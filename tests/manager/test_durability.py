@@ -13,7 +13,7 @@ from flamenco_manager.api import build_app
 from flamenco_manager.api.durable import is_durable
 from flamenco_manager.services import Manager
 from flamenco_manager.store import SQLiteStore, StoreBusy
-from tests.manager.conftest import API, make_config
+from tests.manager.conftest import API, basic_auth, make_config
 from tests.manager.manager_process import ManagerProcess, write_config
 
 # Requests that change nothing durable although they are not GETs: a dry-run check, and an image for the
@@ -99,10 +99,10 @@ async def _task_done_then_kill(manager: ManagerProcess) -> dict[str, str]:
             json={"name": "w", "platform": "linux", "secret": "s", "supported_task_types": ["misc"]},
         )
         worker = (await reply.json())["uuid"]
-        auth = aiohttp.BasicAuth(worker, "s")
+        auth = basic_auth(worker, "s")
         body = {"name": "w", "supported_task_types": ["misc"], "software_version": "1"}
-        assert (await session.post(f"{API}/worker/sign-on", json=body, auth=auth)).status == 200
-        awake = await session.post(f"{API}/worker/state-changed", json={"status": "awake"}, auth=auth)
+        assert (await session.post(f"{API}/worker/sign-on", json=body, headers=auth)).status == 200
+        awake = await session.post(f"{API}/worker/state-changed", json={"status": "awake"}, headers=auth)
         assert awake.status == 204
         job = {
             "name": "j",
@@ -111,9 +111,9 @@ async def _task_done_then_kill(manager: ManagerProcess) -> dict[str, str]:
             "settings": {"message": "m", "sleep_repeats": 1},
         }
         job_id = (await (await session.post(f"{API}/jobs", json=job)).json())["id"]
-        task = await (await session.post(f"{API}/worker/task", auth=auth)).json()
+        task = await (await session.post(f"{API}/worker/task", headers=auth)).json()
         update = {"taskStatus": "completed", "log": "the last words\n"}
-        done = await session.post(f"{API}/worker/task/{task['uuid']}", json=update, auth=auth)
+        done = await session.post(f"{API}/worker/task/{task['uuid']}", json=update, headers=auth)
         assert done.status == 204
         # SIGKILL the moment the acknowledgement arrived: nothing after it may be needed to keep it.
         manager.proc.send_signal(signal.SIGKILL)
