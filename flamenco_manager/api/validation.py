@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 from aiohttp import web
 
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.services.errors import Invalid
+
+T = TypeVar("T")
 
 #: Longest a client may take to send a JSON body; a stalled upload must not hold a handler forever.
 BODY_READ_TIMEOUT = 60.0
@@ -62,18 +64,23 @@ def _invalid_text(value: Any, path: str) -> str | None:
     return None
 
 
+@overload
+def field(body: dict, name: str, kind: type[T]) -> T: ...
+@overload
+def field(body: dict, name: str, kind: type[T], *, required: Literal[False], default: T) -> T: ...
+@overload
+def field(body: dict, name: str, kind: type[T], *, required: bool) -> T | None: ...
 def field(
-    body: dict, name: str, kind: type | tuple[type, ...], *, required: bool = True, default: Any = None
-) -> Any:
+    body: dict, name: str, kind: type[T], *, required: bool = True, default: T | None = None
+) -> T | None:
+    """`body[name]` checked to be a `kind` (a bool is not an int); absent or null: required, or `default`."""
     if name not in body or body[name] is None:
         if required:
             raise Invalid(name, "is required")
         return default
     value = body[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise Invalid(name, f"must be of type {names}, not {type(value).__name__}")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise Invalid(name, f"must be of type {kind.__name__}, not {type(value).__name__}")
     return value
 
 
