@@ -90,7 +90,7 @@ class Manager:
         self.tasks = Tasks(self.store, self.machine, self.logs)
         self.durability = Durability(self.store, self.logs)
         self.hub.status_hooks.append(self.farm_status.changed_soon)
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._loops: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
         self.store.start()
@@ -106,7 +106,7 @@ class Manager:
         self.hub.publish("/lifecycle", {"type": "manager-startup"})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+        self._loops.append(asyncio.create_task(coro, name=name))
 
     @staticmethod
     async def _every(interval: float, fn: Callable[[], object]) -> None:
@@ -128,12 +128,12 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop the loops, write what is pending, close the database."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        for loop in self._loops:
+            loop.cancel()
+        for loop in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+                await loop
+        self._loops.clear()
         self.farm_status.close()
         self.hub.close_all()
         try:
