@@ -13,7 +13,7 @@ import re
 
 from aiohttp import web
 
-from flamenco_manager.api.errors import Handler, HTTPError
+from flamenco_manager.api.errors import Handler, HTTPError, Middleware
 from flamenco_manager.api.worker_api import authenticated
 
 #: The web interface keeps the token for the browser session in this cookie (SameSite=Strict).
@@ -37,7 +37,7 @@ def offered_token(request: web.Request) -> str:
     return request.cookies.get(TOKEN_COOKIE, "")
 
 
-def token_middleware(token: str) -> web.middleware:
+def token_middleware(token: str) -> Middleware:
     expected = token.encode()
 
     @web.middleware

@@ -1,4 +1,7 @@
-"""`GET /api/v3/events`: Server-Sent Events carrying Flamenco's event payloads (reference §6.4)."""
+"""`GET /api/v3/events`: Server-Sent Events carrying the payloads of Flamenco v3's web-interface events.
+
+Flamenco v3 itself pushes these over socket.io; a plain SSE stream carries the same topics and bodies.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import json
 from aiohttp import web
 
 from flamenco_manager.api.errors import HTTPError
-from flamenco_manager.api.worker_api import manager_of
+from flamenco_manager.api.keys import HUB, need
 from flamenco_manager.services.events import TOPICS
 
 routes = web.RouteTableDef()
@@ -35,9 +38,9 @@ def _topics(raw: str | None) -> frozenset[str]:
 
 @routes.get("/api/v3/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    m = manager_of(request)
+    hub = need(request, HUB)
     topics = _topics(request.query.get("topics"))
-    sub = m.hub.subscribe(topics, request.query.get("job") or None, request.query.get("task") or None)
+    sub = hub.subscribe(topics, request.query.get("job") or None, request.query.get("task") or None)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
@@ -59,7 +62,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         return response
     finally:
-        m.hub.unsubscribe(sub)
+        hub.unsubscribe(sub)
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response

@@ -1,4 +1,4 @@
-"""Job types, submission and job management: `/api/v3/jobs/...` (reference §5.3, §5.4, §5.7)."""
+"""Job types, submission and job management: `/api/v3/jobs/...`, as the Blender add-on and web UI use them."""
 
 from __future__ import annotations
 
@@ -7,22 +7,24 @@ import json
 from aiohttp import web
 
 from flamenco_manager import jobtypes, payloads
+from flamenco_manager.api.durable import durable
 from flamenco_manager.api.errors import HTTPError
+from flamenco_manager.api.keys import JOBS, STORAGE, STORE, need
 from flamenco_manager.api.validation import field, json_body, path_uuid
-from flamenco_manager.api.worker_api import manager_of
-from flamenco_manager.model import Job
-from flamenco_manager.services import Manager
+from flamenco_manager.model import Job, JobStatus
+from flamenco_manager.services.errors import Invalid
+from flamenco_manager.services.jobs import DEFAULT_PRIORITY, JobSubmission
 from flamenco_manager.services.thumbnails import thumbnail_info
-from flamenco_manager.store import Store
+from flamenco_manager.store import Store, StoreReads
 
 routes = web.RouteTableDef()
 
 
-def _job(m: Manager, request: web.Request) -> Job:
-    return m.jobs.get(path_uuid(request, "job_id"))
+def _job(request: web.Request) -> Job:
+    return need(request, JOBS).get(path_uuid(request, "job_id"))
 
 
-def job_json(store: Store, job: Job) -> dict:
+def job_json(store: StoreReads, job: Job) -> dict:
     tag = store.get_tag_by_id(job.worker_tag_id) if job.worker_tag_id is not None else None
     return payloads.job(job, tag.uuid if tag else None)
 
@@ -40,113 +42,142 @@ async def job_type(request: web.Request) -> web.Response:
     return web.json_response(info, headers={"ETag": f'"{info["etag"]}"'})
 
 
+def _submission(body: dict) -> JobSubmission:
+    """A SubmittedJob body as typed values; the service applies the rules."""
+    storage = field(body, "storage", dict, required=False, default={})
+    checkout = storage.get("shaman_checkout_id") or ""
+    if not isinstance(checkout, str):
+        raise Invalid("storage.shaman_checkout_id", "must be a string")
+    return JobSubmission(
+        name=field(body, "name", str),
+        type=field(body, "type", str),
+        submitter_platform=field(body, "submitter_platform", str),
+        priority=field(body, "priority", int, required=False, default=DEFAULT_PRIORITY),
+        settings=field(body, "settings", dict, required=False, default={}),
+        metadata=field(body, "metadata", dict, required=False, default={}),
+        initial_status=field(body, "initial_status", str, required=False, default="") or JobStatus.QUEUED,
+        shaman_checkout_id=checkout,
+        worker_tag=field(body, "worker_tag", str, required=False, default=""),
+        type_etag=field(body, "type_etag", str, required=False, default=""),
+    )
+
+
 @routes.post("/api/v3/jobs")
+@durable
 async def submit_job(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    job = await m.jobs.submit(await json_body(request))
+    job = await need(request, JOBS).submit(_submission(await json_body(request)))
     assert job is not None
-    return web.json_response(job_json(m.store, job))
+    return web.json_response(job_json(need(request, STORE), job))
 
 
 @routes.post("/api/v3/jobs/check")
 async def check_job(request: web.Request) -> web.Response:
-    await manager_of(request).jobs.submit(await json_body(request), store=False)
+    await need(request, JOBS).submit(_submission(await json_body(request)), store=False)
     return web.Response(status=204)
 
 
 @routes.get("/api/v3/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    body = await m.store.offloop(lambda s: json.dumps({"jobs": [job_json(s, j) for j in s.list_jobs()]}))
+    body = await need(request, STORE).offloop(
+        lambda s: json.dumps({"jobs": [job_json(s, j) for j in s.list_jobs()]})
+    )
     return web.Response(text=body, content_type="application/json")
 
 
 @routes.get("/api/v3/jobs/last-rendered")
 async def global_last_rendered(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    job = m.store.get_last_rendered()
-    info = thumbnail_info(m.storage, job.uuid) if job else None
+    job = need(request, JOBS).last_rendered()
+    info = thumbnail_info(need(request, STORAGE), job.uuid) if job else None
     return web.json_response(info) if info else web.Response(status=204)
 
 
 @routes.get("/api/v3/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    return web.json_response(job_json(m.store, _job(m, request)))
+    return web.json_response(job_json(need(request, STORE), _job(request)))
 
 
 @routes.delete("/api/v3/jobs/{job_id}")
+@durable
 async def delete_job(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    m.jobs.request_delete(_job(m, request))
+    need(request, JOBS).request_delete(_job(request))
     return web.Response(status=204)
 
 
 @routes.get("/api/v3/jobs/{job_id}/what-would-delete-do")
 async def what_would_delete_do(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    _job(m, request)
+    _job(request)
     return web.json_response({"shaman_checkout": False})
 
 
 @routes.get("/api/v3/jobs/{job_id}/tasks")
 async def job_tasks(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    job = _job(m, request)
+    job = _job(request)
 
     def summaries(s: Store) -> str:
         # Built and serialised on the reader thread: a large job's list is tens of milliseconds of work.
         workers = {w.id: w for w in s.list_workers()}
-        tasks = [payloads.task_summary(t, workers.get(t.worker_id)) for t in s.tasks_of_job(job.id)]
+        tasks = [
+            payloads.task_summary(t, workers.get(t.worker_id) if t.worker_id is not None else None)
+            for t in s.tasks_of_job(job.id)
+        ]
         return json.dumps({"tasks": tasks})
 
-    return web.Response(text=await m.store.offloop(summaries), content_type="application/json")
+    return web.Response(text=await need(request, STORE).offloop(summaries), content_type="application/json")
 
 
 @routes.post("/api/v3/jobs/{job_id}/setstatus")
+@durable
 async def set_job_status(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    job = _job(m, request)
+    job = _job(request)
     body = await json_body(request)
     status = field(body, "status", str)
     reason = field(body, "reason", str, required=False, default="")
-    m.jobs.set_status(job, status, reason)
+    need(request, JOBS).set_status(job, status, reason)
     return web.Response(status=204)
 
 
 @routes.post("/api/v3/jobs/{job_id}/setpriority")
+@durable
 async def set_job_priority(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    job = _job(m, request)
+    job = _job(request)
     body = await json_body(request)
-    m.jobs.set_priority(job, field(body, "priority", int))
+    need(request, JOBS).set_priority(job, field(body, "priority", int))
     return web.Response(status=204)
 
 
 @routes.post("/api/v3/jobs/{job_id}/settag")
+@durable
 async def set_job_tag(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    job = _job(m, request)
-    m.jobs.set_tag(job, await json_body(request))
+    job = _job(request)
+    body = await json_body(request)
+    tag_uuid = field(body, "id", str, required=False, default="")
+    tag_name = field(body, "name", str, required=False, default="")
+    need(request, JOBS).set_tag(job, tag_uuid=tag_uuid, tag_name=tag_name)
     return web.Response(status=204)
 
 
 @routes.get("/api/v3/jobs/{job_id}/last-rendered")
 async def job_last_rendered(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    info = thumbnail_info(m.storage, _job(m, request).uuid)
+    info = thumbnail_info(need(request, STORAGE), _job(request).uuid)
     return web.json_response(info) if info else web.Response(status=204)
 
 
 @routes.get("/api/v3/jobs/{job_id}/blocklist")
 async def get_blocklist(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    return web.json_response(m.jobs.blocklist(_job(m, request)))
+    return web.json_response(need(request, JOBS).blocklist(_job(request)))
 
 
 @routes.delete("/api/v3/jobs/{job_id}/blocklist")
+@durable
 async def delete_blocklist(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    job = _job(m, request)
-    m.jobs.remove_from_blocklist(job, await json_body(request, list))
+    job = _job(request)
+    entries = []
+    for index, entry in enumerate(await json_body(request, list)):
+        if not isinstance(entry, dict):
+            raise Invalid(f"[{index}]", "must be an object with worker_id and task_type")
+        worker_uuid, task_type = entry.get("worker_id"), entry.get("task_type")
+        if not isinstance(worker_uuid, str) or not isinstance(task_type, str):
+            raise Invalid(f"[{index}]", "worker_id and task_type must be strings")
+        entries.append((worker_uuid, task_type))
+    need(request, JOBS).remove_from_blocklist(job, entries)
     return web.Response(status=204)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from flamenco_manager import __version__
 from flamenco_manager.api.errors import HTTPError
-from flamenco_manager.api.worker_api import manager_of
+from flamenco_manager.api.keys import CONFIG, FARM_STATUS, need
 from flamenco_manager.variables import CONCRETE_AUDIENCES, SUBMITTER_IS_MANAGER
 
 routes = web.RouteTableDef()
@@ -20,9 +20,9 @@ SHORT_VERSION = __version__.rsplit("-", 1)[0]
 
 @routes.get("/api/v3/version")
 async def version(request: web.Request) -> web.Response:
-    m = manager_of(request)
+    config = need(request, CONFIG)
     return web.json_response(
-        {"version": __version__, "shortversion": SHORT_VERSION, "name": m.config.manager_name, "git": ""}
+        {"version": __version__, "shortversion": SHORT_VERSION, "name": config.manager_name, "git": ""}
     )
 
 
@@ -35,8 +35,7 @@ def _audience_platform(request: web.Request) -> tuple[str, str]:
 
 @routes.get("/api/v3/configuration")
 async def configuration(request: web.Request) -> web.Response:
-    m = manager_of(request)
-    location = m.config.shared_storage_path
+    location = need(request, CONFIG).shared_storage_path
     return web.json_response(
         {"storageLocation": location, "shamanEnabled": False, "isFirstRun": not location}
     )
@@ -44,12 +43,12 @@ async def configuration(request: web.Request) -> web.Response:
 
 @routes.get("/api/v3/configuration/shared-storage/{audience}/{platform}")
 async def shared_storage(request: web.Request) -> web.Response:
-    m = manager_of(request)
+    config = need(request, CONFIG)
     audience, platform = _audience_platform(request)
-    variables = m.config.variables
+    variables = config.variables
     # Seen from another platform, the storage path is what the two-way variables make of it there.
     as_variable = variables.replace_two_way_at_submission(
-        {"p": m.config.shared_storage_path}, SUBMITTER_IS_MANAGER
+        {"p": config.shared_storage_path}, SUBMITTER_IS_MANAGER
     )
     location = variables.expand_string(as_variable["p"], audience, platform)
     return web.json_response(
@@ -59,14 +58,13 @@ async def shared_storage(request: web.Request) -> web.Response:
 
 @routes.get("/api/v3/configuration/variables/{audience}/{platform}")
 async def variables(request: web.Request) -> web.Response:
-    m = manager_of(request)
     audience, platform = _audience_platform(request)
-    return web.json_response(m.config.variables.for_audience(audience, platform))
+    return web.json_response(need(request, CONFIG).variables.for_audience(audience, platform))
 
 
 @routes.get("/api/v3/status")
 async def farm_status(request: web.Request) -> web.Response:
-    return web.json_response({"status": manager_of(request).farm_status.refresh()})
+    return web.json_response({"status": need(request, FARM_STATUS).refresh()})
 
 
 @functools.cache

@@ -1,16 +1,22 @@
-"""Request parsing helpers: every failure names the bad field."""
+"""Request parsing: the one place that checks the shape of what clients send; every failure names the field.
+
+Handlers turn bodies into typed values with these helpers before calling a service; services check rules
+(ranges, known names, states), not JSON types.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from aiohttp import web
 
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.services.errors import Invalid
+
+T = TypeVar("T")
 
 #: Longest a client may take to send a JSON body; a stalled upload must not hold a handler forever.
 BODY_READ_TIMEOUT = 60.0
@@ -58,28 +64,37 @@ def _invalid_text(value: Any, path: str) -> str | None:
     return None
 
 
+@overload
+def field(body: dict, name: str, kind: type[T]) -> T: ...
+@overload
+def field(body: dict, name: str, kind: type[T], *, required: Literal[False], default: T) -> T: ...
+@overload
+def field(body: dict, name: str, kind: type[T], *, required: bool) -> T | None: ...
 def field(
-    body: dict, name: str, kind: type | tuple[type, ...], *, required: bool = True, default: Any = None
-) -> Any:
+    body: dict, name: str, kind: type[T], *, required: bool = True, default: T | None = None
+) -> T | None:
+    """`body[name]` checked to be a `kind` (a bool is not an int); absent or null: required, or `default`."""
     if name not in body or body[name] is None:
         if required:
             raise Invalid(name, "is required")
         return default
     value = body[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise Invalid(name, f"must be of type {names}, not {type(value).__name__}")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise Invalid(name, f"must be of type {kind.__name__}, not {type(value).__name__}")
     return value
 
 
-def string_list(body: dict, name: str) -> list[str]:
+def string_list(body: dict, name: str, *, what: str = "a list of strings") -> list[str]:
     value = field(body, name, list)
     if not all(isinstance(item, str) for item in value):
-        raise Invalid(name, "must be a list of strings")
+        raise Invalid(name, f"must be {what}")
     return value
 
 
+@overload
+def enum_field(body: dict, name: str, allowed: frozenset[str]) -> str: ...
+@overload
+def enum_field(body: dict, name: str, allowed: frozenset[str], *, required: Literal[False]) -> str | None: ...
 def enum_field(body: dict, name: str, allowed: frozenset[str], *, required: bool = True) -> str | None:
     value = field(body, name, str, required=required)
     if value is not None and value not in allowed:

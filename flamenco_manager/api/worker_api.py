@@ -1,4 +1,4 @@
-"""The worker protocol: `/api/v3/worker/...` (reference §3.1–3.4, §10), with long-poll."""
+"""The worker protocol: `/api/v3/worker/...` as Flamenco v3 workers speak it, with long-poll."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import binascii
 from aiohttp import web
 
 from flamenco_manager import payloads
+from flamenco_manager.api.durable import durable
 from flamenco_manager.api.errors import HTTPError, error_response
+from flamenco_manager.api.keys import CONFIG, HUB, SCHEDULER, TASK_UPDATES, TASKS, THUMBNAILS, WORKERS, need
 from flamenco_manager.api.longpoll import Hold
 from flamenco_manager.api.validation import enum_field, field, json_body, path_uuid, string_list
+from flamenco_manager.config import ManagerConfig
 from flamenco_manager.model import TASK_STATUSES, WORKER_STATUSES, Job, Task, Worker, WorkerStatus
-from flamenco_manager.services import Manager
 from flamenco_manager.services.task_updates import TaskUpdate
 from flamenco_manager.services.thumbnails import ACCEPTED_TYPES, MAX_UPLOAD_BYTES, QueueFull
 
@@ -25,10 +27,6 @@ SECRET_MAX_BYTES = 72
 UPDATE_KEY_MAX = 128
 
 
-def manager_of(request: web.Request) -> Manager:
-    return request.app["manager"]
-
-
 async def authenticated(request: web.Request) -> Worker:
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
@@ -38,21 +36,21 @@ async def authenticated(request: web.Request) -> Worker:
         username, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise HTTPError(403, "security requirements failed: malformed Authorization header") from exc
-    worker = await manager_of(request).workers.authenticate(username, password)
+    worker = await need(request, WORKERS).authenticate(username, password)
     if worker is None:
         raise HTTPError(403, "security requirements failed: unknown worker or wrong secret")
     return worker
 
 
-def _refresh(m: Manager, worker: Worker) -> Worker:
-    fresh = m.store.get_worker(worker.uuid)
+def _refresh(request: web.Request, worker: Worker) -> Worker:
+    fresh = need(request, WORKERS).current(worker)
     if fresh is None:
         raise HTTPError(403, "security requirements failed: worker was deleted")
-    m.workers.seen(fresh)
     return fresh
 
 
 @routes.post("/api/v3/worker/register-worker")
+@durable
 async def register_worker(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = field(body, "name", str)
@@ -63,7 +61,7 @@ async def register_worker(request: web.Request) -> web.Response:
         raise HTTPError(400, "secret: must not be empty")
     if "\x00" in secret or len(secret.encode("utf-8", "surrogatepass")) > SECRET_MAX_BYTES:
         raise HTTPError(400, f"secret: must be at most {SECRET_MAX_BYTES} bytes without NUL characters")
-    worker = await manager_of(request).workers.register(
+    worker = await need(request, WORKERS).register(
         name=name, platform=platform, secret=secret, supported_task_types=types, address=request.remote or ""
     )
     return web.json_response(
@@ -80,6 +78,7 @@ async def register_worker(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v3/worker/sign-on")
+@durable
 async def sign_on(request: web.Request) -> web.Response:
     worker = await authenticated(request)
     body = await json_body(request)
@@ -87,9 +86,9 @@ async def sign_on(request: web.Request) -> web.Response:
     types = string_list(body, "supported_task_types")
     software = field(body, "software_version", str)
     can_restart = field(body, "can_restart", bool, required=False, default=False)
-    m = manager_of(request)
-    m.workers.seen(worker)
-    requested = m.workers.sign_on(
+    workers = need(request, WORKERS)
+    workers.seen(worker)
+    requested = workers.sign_on(
         worker,
         name=name,
         software=software,
@@ -101,40 +100,42 @@ async def sign_on(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v3/worker/sign-off")
+@durable
 async def sign_off(request: web.Request) -> web.Response:
     worker = await authenticated(request)
-    m = manager_of(request)
-    m.workers.seen(worker)
-    m.workers.sign_off(worker)
+    workers = need(request, WORKERS)
+    workers.seen(worker)
+    workers.sign_off(worker)
     return web.Response(status=204)
 
 
 @routes.get("/api/v3/worker/state")
-async def worker_state(request: web.Request) -> web.Response:
+async def worker_state(request: web.Request) -> web.StreamResponse:
     worker = await authenticated(request)
-    m = manager_of(request)
-    hold = Hold(request, m.config.long_poll_max)
-    m.workers.seen(worker)
-    while not worker.status_requested and hold.remaining() > 0 and not m.hub.closing:
-        await hold.wait(m.hub.waiter(worker.id, work=False))
-        worker = _refresh(m, worker)
+    hub = need(request, HUB)
+    hold = Hold(request, need(request, CONFIG).long_poll_max)
+    need(request, WORKERS).seen(worker)
+    while not worker.status_requested and hold.remaining() > 0 and not hub.closing:
+        await hold.wait(hub.waiter(worker.id, work=False))
+        worker = _refresh(request, worker)
     if worker.status_requested:
         return hold.decorate(web.json_response({"status_requested": worker.status_requested}))
     return hold.decorate(web.Response(status=204))
 
 
 @routes.post("/api/v3/worker/state-changed")
+@durable
 async def state_changed(request: web.Request) -> web.Response:
     worker = await authenticated(request)
     body = await json_body(request)
     status = enum_field(body, "status", WORKER_STATUSES)
-    m = manager_of(request)
-    m.workers.seen(worker)
-    m.workers.state_changed(worker, status)
+    workers = need(request, WORKERS)
+    workers.seen(worker)
+    workers.state_changed(worker, status)
     return web.Response(status=204)
 
 
-def assigned_task(m: Manager, worker: Worker, task: Task, job: Job) -> dict:
+def assigned_task(config: ManagerConfig, worker: Worker, task: Task, job: Job) -> dict:
     return {
         "uuid": task.uuid,
         "job": job.uuid,
@@ -144,41 +145,36 @@ def assigned_task(m: Manager, worker: Worker, task: Task, job: Job) -> dict:
         "job_priority": job.priority,
         "job_type": job.job_type,
         "task_type": task.type,
-        "commands": payloads.commands(m.config.variables.expand_for_worker(task.commands, worker.platform)),
+        "commands": payloads.commands(config.variables.expand_for_worker(task.commands, worker.platform)),
         "steps_completed": task.steps_completed,
         "steps_total": task.steps_total,
     }
 
 
 @routes.post("/api/v3/worker/task")
-async def schedule_task(request: web.Request) -> web.Response:
+@durable
+async def schedule_task(request: web.Request) -> web.StreamResponse:
     worker = await authenticated(request)
-    m = manager_of(request)
-    hold = Hold(request, m.config.long_poll_max)
-    m.workers.seen(worker)
+    config, hub, scheduler = need(request, CONFIG), need(request, HUB), need(request, SCHEDULER)
+    hold = Hold(request, config.long_poll_max)
+    need(request, WORKERS).seen(worker)
     while True:
         if worker.status_requested:
             return hold.decorate(web.json_response({"status_requested": worker.status_requested}, status=423))
         if worker.status != WorkerStatus.AWAKE:
             message = f'worker is in state "{worker.status}", requires state "awake" to execute tasks'
             return hold.decorate(error_response(409, message))
-        assigned = m.scheduler.assign(worker)
+        assigned = scheduler.assign(worker)
         if assigned is not None:
-            return hold.decorate(web.json_response(assigned_task(m, worker, *assigned)))
-        if hold.remaining() <= 0 or m.hub.closing:
+            return hold.decorate(web.json_response(assigned_task(config, worker, *assigned)))
+        if hold.remaining() <= 0 or hub.closing:
             return hold.decorate(web.Response(status=204))
-        await hold.wait(m.hub.waiter(worker.id, work=True))
-        worker = _refresh(m, worker)
-
-
-def _task_or_404(m: Manager, task_uuid: str) -> Task:
-    task = m.store.get_task(task_uuid)
-    if task is None:
-        raise HTTPError(404, f"task {task_uuid} not found")
-    return task
+        await hold.wait(hub.waiter(worker.id, work=True))
+        worker = _refresh(request, worker)
 
 
 @routes.post("/api/v3/worker/task/{task_id}")
+@durable
 async def task_update(request: web.Request) -> web.Response:
     worker = await authenticated(request)
     task_uuid = path_uuid(request, "task_id")
@@ -192,10 +188,9 @@ async def task_update(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key", "")
     if len(key) > UPDATE_KEY_MAX:
         raise HTTPError(400, f"Idempotency-Key: at most {UPDATE_KEY_MAX} characters")
-    m = manager_of(request)
-    m.workers.seen(worker)
-    task = _task_or_404(m, task_uuid)
-    m.task_updates.apply(worker, task, update, key=key)
+    need(request, WORKERS).seen(worker)
+    task, _ = need(request, TASKS).get(task_uuid, missing=f"task {task_uuid} not found")
+    need(request, TASK_UPDATES).apply(worker, task, update, key=key)
     return web.Response(status=204)
 
 
@@ -216,21 +211,22 @@ def _may_keep_running(worker: Worker, task: Task | None) -> dict:
 
 
 @routes.get("/api/v3/worker/task/{task_id}/may-i-run")
-async def may_i_run(request: web.Request) -> web.Response:
+@durable
+async def may_i_run(request: web.Request) -> web.StreamResponse:
     worker = await authenticated(request)
     task_uuid = path_uuid(request, "task_id")
-    m = manager_of(request)
-    hold = Hold(request, m.config.long_poll_max)
-    m.workers.seen(worker)
-    task = m.store.get_task(task_uuid)
+    hub, tasks = need(request, HUB), need(request, TASKS)
+    hold = Hold(request, need(request, CONFIG).long_poll_max)
+    need(request, WORKERS).seen(worker)
+    task = tasks.find(task_uuid)
     answer = _may_keep_running(worker, task)
-    while answer["mayKeepRunning"] and hold.remaining() > 0 and not m.hub.closing:
-        await hold.wait(m.hub.waiter(worker.id, work=False))
-        worker = _refresh(m, worker)
-        task = m.store.get_task(task_uuid)
+    while answer["mayKeepRunning"] and hold.remaining() > 0 and not hub.closing:
+        await hold.wait(hub.waiter(worker.id, work=False))
+        worker = _refresh(request, worker)
+        task = tasks.find(task_uuid)
         answer = _may_keep_running(worker, task)
     if answer["mayKeepRunning"] and task is not None:
-        m.touch_task(task)
+        tasks.touch(task)
     return hold.decorate(web.json_response(answer))
 
 
@@ -238,8 +234,7 @@ async def may_i_run(request: web.Request) -> web.Response:
 async def output_produced(request: web.Request) -> web.Response:
     worker = await authenticated(request)
     task_uuid = path_uuid(request, "task_id")
-    m = manager_of(request)
-    m.workers.seen(worker)
+    need(request, WORKERS).seen(worker)
     length = request.content_length
     if length is None or length <= 0:
         raise HTTPError(411, "Content-Length is required and must be positive")
@@ -247,15 +242,13 @@ async def output_produced(request: web.Request) -> web.Response:
         raise HTTPError(413, f"image is larger than {MAX_UPLOAD_BYTES} bytes")
     if request.content_type not in ACCEPTED_TYPES:
         raise HTTPError(415, f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}")
-    task = _task_or_404(m, task_uuid)
-    job = m.store.get_job_by_id(task.job_id)
-    if job is None:
-        raise HTTPError(404, f"job of task {task_uuid} not found")
-    if m.thumbnails.full(job):
+    _, job = need(request, TASKS).get(task_uuid, missing=f"task {task_uuid} not found")
+    thumbnails = need(request, THUMBNAILS)
+    if thumbnails.full(job):
         raise HTTPError(429, "too many images waiting to be processed; try again later")
     data = await request.read()
     try:
-        m.thumbnails.submit(job, data)
+        thumbnails.submit(job, data)
     except QueueFull as exc:
         raise HTTPError(429, str(exc)) from exc
     return web.Response(status=202)

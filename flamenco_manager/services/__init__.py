@@ -1,4 +1,9 @@
-"""The Manager's services wired together, with the background loops they need."""
+"""The Manager's services wired together, with the background loops they need.
+
+`Manager` is the composition root: it builds each service once, starts and stops the background loops,
+and holds nothing of its own domain; rules live in the services. The HTTP edge hands each handler only the
+services it uses (see `api.keys`).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,21 @@ import asyncio
 import contextlib
 import logging
 import pathlib
-import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from flamenco_manager.config import ManagerConfig, current_platform
-from flamenco_manager.model import Task
+from flamenco_manager.services.durability import Durability
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.farm_status import FarmStatus
 from flamenco_manager.services.jobs import Jobs
 from flamenco_manager.services.scheduler import Scheduler
 from flamenco_manager.services.sleep_scheduler import SleepScheduler
 from flamenco_manager.services.statemachine import StateMachine
+from flamenco_manager.services.tags import Tags
 from flamenco_manager.services.task_updates import TaskUpdates
 from flamenco_manager.services.tasklogs import TaskLogs
+from flamenco_manager.services.tasks import Tasks
 from flamenco_manager.services.thumbnails import Thumbnails
 from flamenco_manager.services.timeouts import TimeoutChecker
 from flamenco_manager.services.workers import Workers
@@ -80,11 +86,14 @@ class Manager:
         self.sleep_scheduler = SleepScheduler(self.store, self.workers)
         self.thumbnails = Thumbnails(self.store, self.hub, self.storage)
         self.farm_status = FarmStatus(self.store, self.hub)
+        self.tags = Tags(self.store, self.hub)
+        self.tasks = Tasks(self.store, self.machine, self.logs)
+        self.durability = Durability(self.store, self.logs)
         self.hub.status_hooks.append(self.farm_status.changed_soon)
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._loops: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
-        self.store.start_checkpointer()
+        self.store.start()
         fixed = self.machine.check_stuck()
         if fixed:
             log.info("repaired jobs stuck in a transitional status count=%d", fixed)
@@ -97,10 +106,10 @@ class Manager:
         self.hub.publish("/lifecycle", {"type": "manager-startup"})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+        self._loops.append(asyncio.create_task(coro, name=name))
 
     @staticmethod
-    async def _every(interval: float, fn: Any) -> None:
+    async def _every(interval: float, fn: Callable[[], object]) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
@@ -109,11 +118,6 @@ class Manager:
                     await result
             except Exception:
                 log.exception("background job failed job=%s", getattr(fn, "__name__", fn))
-
-    def touch_task(self, task: Task) -> None:
-        """A worker showed it is still running this task; restarts its timeout clock."""
-        with self.store.transaction():
-            self.store.update_task(task.id, last_touched_at=time.time())
 
     def stop_holding(self) -> None:
         """Answer held long-polls now and hold no new ones: the first step of a shutdown."""
@@ -124,12 +128,12 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop the loops, write what is pending, close the database."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        for loop in self._loops:
+            loop.cancel()
+        for loop in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+                await loop
+        self._loops.clear()
         self.farm_status.close()
         self.hub.close_all()
         try:

@@ -1,4 +1,5 @@
-"""Job submission and job management (reference §5.3, §5.7, §4.8 blocklist)."""
+"""Job submission (what the Blender add-on sends), job management from the web interface, and a job's
+blocklist of workers, with Flamenco v3's rules."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import shutil
 import time
 import uuid as uuidlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from flamenco_manager import jobtypes
@@ -48,15 +50,20 @@ def _new_tasks(compiled: list[jobtypes.CompiledTask]) -> list[NewTask]:
     ]
 
 
-def _require(body: dict, key: str, kind: type, *, required: bool = True) -> Any:
-    value = body.get(key)
-    if value is None:
-        if required:
-            raise Invalid(key, "is required")
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise Invalid(key, f"must be of type {kind.__name__}")
-    return value
+@dataclass(frozen=True, slots=True)
+class JobSubmission:
+    """A SubmittedJob as the HTTP edge parsed it: types checked, rules not yet applied."""
+
+    name: str
+    type: str
+    submitter_platform: str
+    priority: int = DEFAULT_PRIORITY
+    settings: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    initial_status: str = JobStatus.QUEUED
+    shaman_checkout_id: str = ""
+    worker_tag: str = ""
+    type_etag: str = ""
 
 
 class Jobs:
@@ -84,6 +91,10 @@ class Jobs:
             raise NotFound(f"job {job_uuid} not found")
         return job
 
+    def last_rendered(self) -> Job | None:
+        """The job whose image was uploaded last, if it still exists."""
+        return self.store.get_last_rendered()
+
     def tag_uuid(self, job: Job) -> str | None:
         if job.worker_tag_id is None:
             return None
@@ -92,49 +103,42 @@ class Jobs:
 
     # Submission.
 
-    async def submit(self, body: dict[str, Any], *, store: bool = True) -> Job | None:
+    async def submit(self, submission: JobSubmission, *, store: bool = True) -> Job | None:
         """Validate and compile a SubmittedJob; store it unless only checking.
 
         Compiling runs on a thread and the tasks are inserted in chunks, one per event-loop turn, while
         the job is `under-construction` (which the scheduler ignores): a 50,000-task job does not stall
         the loop. A job left under construction by a crash is removed at the next start.
         """
-        name = _require(body, "name", str)
+        name = submission.name
         if not name.strip():
             raise Invalid("name", "must not be empty")
-        type_name = _require(body, "type", str)
-        priority = _require(body, "priority", int, required=False)
-        priority = DEFAULT_PRIORITY if priority is None else priority
+        type_name = submission.type
+        priority = submission.priority
         if priority not in PRIORITY_RANGE:
             raise Invalid("priority", "must be between 0 and 100")
-        platform = _require(body, "submitter_platform", str).lower()
+        platform = submission.submitter_platform.lower()
         if platform == SUBMITTER_IS_MANAGER:
             platform = self.manager_platform
-        settings = _require(body, "settings", dict, required=False) or {}
-        metadata = _require(body, "metadata", dict, required=False) or {}
-        initial = _require(body, "initial_status", str, required=False) or JobStatus.QUEUED
+        initial = submission.initial_status
         if initial not in INITIAL_STATUSES:
             raise Invalid("initial_status", f"must be one of {', '.join(INITIAL_STATUSES)}")
-        storage = _require(body, "storage", dict, required=False) or {}
-        checkout = storage.get("shaman_checkout_id") or ""
-        if not isinstance(checkout, str):
-            raise Invalid("storage.shaman_checkout_id", "must be a string")
-        tag = self._tag_of_submission(body)
+        checkout = submission.shaman_checkout_id
+        tag = self._tag_of_submission(submission.worker_tag)
 
         job_type = jobtypes.get_job_type(type_name)
         if job_type is None:
             raise Invalid("type", f"unknown job type {type_name!r}")
-        etag = _require(body, "type_etag", str, required=False)
+        etag = submission.type_etag
         if etag and etag != job_type["etag"]:
             raise PreconditionFailed(
                 f"job type {type_name!r} changed on the Manager (etag {job_type['etag']}, submitted {etag});"
                 " refresh the job types and submit again"
             )
         submitted = {
-            **body,
-            "settings": self.variables.replace_two_way_at_submission(settings, platform),
-            "metadata": self.variables.replace_two_way_at_submission(metadata, platform),
-            "submitter_platform": platform,
+            "type": type_name,
+            "settings": self.variables.replace_two_way_at_submission(submission.settings, platform),
+            "metadata": self.variables.replace_two_way_at_submission(submission.metadata, platform),
         }
         created = datetime.datetime.now(datetime.UTC)
         try:
@@ -178,8 +182,9 @@ class Jobs:
             await asyncio.sleep(0)
         with self.store.transaction():
             self.store.update_job(job.id, status=initial, updated_at=time.time())
-            job = self.store.get_job_by_id(job.id)
-        assert job is not None
+            stored = self.store.get_job_by_id(job.id)
+        assert stored is not None
+        job = stored
         log.info(
             "job submitted job=%s name=%r type=%s tasks=%d status=%s",
             job.uuid,
@@ -192,8 +197,7 @@ class Jobs:
         self.hub.work_available()
         return job
 
-    def _tag_of_submission(self, body: dict[str, Any]) -> Tag | None:
-        tag_uuid = _require(body, "worker_tag", str, required=False)
+    def _tag_of_submission(self, tag_uuid: str) -> Tag | None:
         if not tag_uuid:
             return None
         tag = self.store.get_tag(tag_uuid)
@@ -221,10 +225,8 @@ class Jobs:
         self.machine.publish_job(job)
         self.hub.work_available()
 
-    def set_tag(self, job: Job, body: dict[str, Any]) -> None:
-        tag_uuid, tag_name = body.get("id") or "", body.get("name") or ""
-        if not isinstance(tag_uuid, str) or not isinstance(tag_name, str):
-            raise Invalid("id", "id and name must be strings")
+    def set_tag(self, job: Job, *, tag_uuid: str, tag_name: str) -> None:
+        """Limit the job to the workers of a tag given by id or name; neither: any worker may run it."""
         tag = None
         if tag_uuid:
             tag = self.store.get_tag(tag_uuid)
@@ -268,14 +270,10 @@ class Jobs:
             for e in self.store.job_blocklist(job.id)
         ]
 
-    def remove_from_blocklist(self, job: Job, entries: list[dict[str, Any]]) -> None:
+    def remove_from_blocklist(self, job: Job, entries: list[tuple[str, str]]) -> None:
+        """Forget blocklist entries given as (worker UUID, task type); unknown workers are skipped."""
         pairs = []
-        for index, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise Invalid(f"[{index}]", "must be an object with worker_id and task_type")
-            worker_uuid, task_type = entry.get("worker_id"), entry.get("task_type")
-            if not isinstance(worker_uuid, str) or not isinstance(task_type, str):
-                raise Invalid(f"[{index}]", "worker_id and task_type must be strings")
+        for worker_uuid, task_type in entries:
             worker = self.store.get_worker(worker_uuid)
             if worker is not None:
                 pairs.append((worker.id, task_type))

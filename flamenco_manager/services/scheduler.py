@@ -1,4 +1,8 @@
-"""Task scheduling (reference §5.5): pick, assign and activate in one transaction."""
+"""Task scheduling with Flamenco v3's rules: pick, assign and activate in one transaction.
+
+A worker gets its own active task again (after a crash) or the best runnable one: highest job priority,
+then task priority, of a type it supports, not failed by it, not blocklisted for it, dependencies done.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Worker sleep schedules: validation, storage and the status a schedule asks for (reference §4.6)."""
+"""Worker sleep schedules: validation, and the status a schedule asks for at a moment (Flamenco v3's rules:
+asleep inside [start, end) on the listed days, local time, awake otherwise)."""
 
 from __future__ import annotations
 
@@ -22,23 +23,19 @@ def _parse_time(field: str, value: str) -> str:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
-def normalise(worker_id: int, body: dict) -> SleepSchedule:
-    """Validate a `WorkerSleepSchedule` body: HH:MM times (swapped if reversed), 2-letter days."""
-    is_active = body.get("is_active")
-    if not isinstance(is_active, bool):
-        raise Invalid("is_active", "must be true or false")
-    for key in ("days_of_week", "start_time", "end_time"):
-        if not isinstance(body.get(key, ""), str):
-            raise Invalid(key, "must be a string")
+def normalise(
+    worker_id: int, *, is_active: bool, days_of_week: str, start_time: str, end_time: str
+) -> SleepSchedule:
+    """A `WorkerSleepSchedule` made canonical: HH:MM times (swapped if reversed), 2-letter days."""
     days = []
-    for token in body.get("days_of_week", "").lower().split():
+    for token in days_of_week.lower().split():
         code = token[:2]
         if code not in DAY_CODES:
             raise Invalid("days_of_week", f"{token!r} is not a day (use mo tu we th fr sa su)")
         if code not in days:
             days.append(code)
-    start = _parse_time("start_time", body.get("start_time", ""))
-    end = _parse_time("end_time", body.get("end_time", ""))
+    start = _parse_time("start_time", start_time)
+    end = _parse_time("end_time", end_time)
     if start and end and end < start:
         start, end = end, start
     return SleepSchedule(worker_id, is_active, " ".join(days), start, end, None)

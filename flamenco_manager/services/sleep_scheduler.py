@@ -1,4 +1,7 @@
-"""Applies workers' sleep schedules at their transitions (reference §4.6)."""
+"""Applies workers' sleep schedules at their transitions (start, end, midnight), as Flamenco v3 does.
+
+Only at transitions: a worker woken by hand during its sleep hours stays awake until the next one.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ class SleepScheduler:
     def __init__(self, store: Store, workers: Workers) -> None:
         self.store = store
         self.workers = workers
+
+    def get(self, worker_id: int) -> SleepSchedule | None:
+        return self.store.get_sleep_schedule(worker_id)
 
     def apply(self, schedule: SleepSchedule, now: float | None = None) -> None:
         """Request the scheduled status (non-lazy: renders can take hours) and plan the next check."""

@@ -1,4 +1,4 @@
-"""Job and task state machine: every status change and its cascades (reference §5.2).
+"""Job and task state machine: every status change and its cascades, as Flamenco v3 defines them.
 
 All methods run inside a store transaction on the event loop, so a change and its cascade are atomic.
 """
@@ -47,12 +47,12 @@ class StateMachine:
             job = self.store.get_job_by_id(task.job_id)
             assert job is not None
         if old == new:
-            fields = dict(also or {})
+            same: dict = dict(also or {})
             if activity is not None and activity != task.activity:
-                fields.update(activity=activity, updated_at=now)
+                same.update(activity=activity, updated_at=now)
                 task.activity, task.updated_at = activity, now
-            if fields:
-                self.store.update_task(task.id, **fields)
+            if same:
+                self.store.update_task(task.id, **same)
             if activity is not None:
                 self._publish_task(task, job, None)
             return
@@ -103,7 +103,7 @@ class StateMachine:
         self.hub.publish("/jobs", build, job_id=job.uuid)
 
     def _job_reacts(self, job: Job, task_status: str) -> None:
-        """How a task's new status moves its job (reference §5.2, first table)."""
+        """How a task's new status moves its job (a task becoming active makes its job active, …)."""
         status = job.status
         if task_status == TaskStatus.QUEUED:
             if status == JobStatus.COMPLETED:
@@ -147,7 +147,7 @@ class StateMachine:
             self.hub.status_changed()
             follow_up, refreshed = self._cascade(job, old, new)
             self.publish_job(job, previous=old, refresh_tasks=refreshed)
-            if follow_up is None or follow_up == new:
+            if follow_up is None or follow_up[0] == new:
                 return
             new, reason = follow_up
 

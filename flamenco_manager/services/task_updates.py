@@ -1,4 +1,9 @@
-"""Task updates sent by workers, and the failure / blocklist rules (reference §3.2, §4.8)."""
+"""Task updates sent by workers, and the failure and blocklist rules, as Flamenco v3 applies them.
+
+A `failed` report adds the worker to the task's failure list; a worker that failed too many tasks of one
+type in a job is blocklisted for that type in that job; a task failed by enough distinct workers, or with
+no other capable worker left, fails for good, otherwise it is soft-failed and may run elsewhere.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Worker and task timeouts (reference §4.7)."""
+"""Worker and task timeouts, as Flamenco v3 has them: a task untouched for `task_timeout` fails, a worker
+unseen for `worker_timeout` goes to `error` and its tasks are requeued."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Worker registry, sign-on/off, status requests (reference §3.2, §3.5, §4, §10)."""
+"""Worker registry, sign-on/off and status requests, following Flamenco v3's status-change protocol:
+the Manager stores a requested status, the worker acts on it and acknowledges with state-changed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 import uuid as uuidlib
 
 from flamenco_manager import payloads
-from flamenco_manager.model import Worker, WorkerStatus
+from flamenco_manager.model import Job, Tag, Task, Worker, WorkerStatus
 from flamenco_manager.services import auth
 from flamenco_manager.services.errors import NotFound, PreconditionFailed
 from flamenco_manager.services.events import Hub
@@ -208,6 +209,22 @@ class Workers:
         log.info("worker deleted worker=%s", worker.uuid)
         self.publish(worker)
         self.hub.wake_worker(worker.id)
+
+    def current(self, worker: Worker) -> Worker | None:
+        """The worker as stored now (None once deleted), counted as seen: a held request re-reads it."""
+        fresh = self.store.get_worker(worker.uuid)
+        if fresh is not None:
+            self.seen(fresh)
+        return fresh
+
+    def details(self, worker: Worker) -> tuple[list[Tag], Task | None, Job | None]:
+        """What the web interface shows beside a worker: its tags, its last task and that task's job."""
+        task = self.store.last_task_of_worker(worker.id)
+        job = self.store.get_job_by_id(task.job_id) if task is not None else None
+        return self.store.worker_tags(worker.id), task, job
+
+    def all(self) -> list[Worker]:
+        return self.store.list_workers()
 
     def set_tags(self, worker: Worker, tag_uuids: list[str]) -> None:
         tag_ids = []

@@ -1,8 +1,12 @@
-"""The store interface the services depend on; a second backend implements the same methods."""
+"""The store interface the services depend on; a second backend implements the same methods.
+
+Everything a backend needs for its own upkeep (SQLite's WAL checkpointer and the reader connection behind
+`offloop`, say) stays behind `start`, `close` and `offloop`: services never learn which backend they have.
+Failures surface as the `StoreError` family below, never as a database driver's exception types.
+"""
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
@@ -11,23 +15,36 @@ from flamenco_manager.model import BlockEntry, Job, NewTask, SleepSchedule, Tag,
 
 T = TypeVar("T")
 
-# Set in the context (the request's task) of whoever opened a write transaction: a request that only
-# read need not wait for the next commit before it answers.
-wrote: contextvars.ContextVar[bool] = contextvars.ContextVar("store_wrote", default=False)
-
 
 class StoreError(Exception):
-    """The database could not do what was asked (corrupt file, unknown migration, …)."""
+    """The database could not do what was asked (corrupt file, unknown migration, I/O error, …)."""
+
+
+class StoreBusy(StoreError):
+    """The database is locked or busy right now (another process writes, another unit is open): try
+    again shortly. Nothing of the failed unit was written."""
+
+
+class StoreConflict(StoreError):
+    """A write would break a uniqueness or reference rule (a duplicate name, say); nothing was written."""
 
 
 class Store(Protocol):
-    # Lifecycle and transactions.
+    # Lifecycle.
+    def start(self) -> None:
+        """Begin the backend's background upkeep, if it has any (called once the Manager runs)."""
+
     def close(self) -> None: ...
-    def start_checkpointer(self) -> None: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
-    def committed(self) -> Awaitable[None] | None: ...
-    def commit(self) -> None: ...
-    def offloop(self, fn: Callable[[Store], T]) -> Awaitable[T]: ...
+
+    # Transactions and durability.
+    def transaction(self) -> AbstractContextManager[None]:
+        """One atomic unit of writes; a nested use by the same asyncio task joins the open unit."""
+
+    def committed(self) -> Awaitable[None] | None:
+        """Resolves once every write of the calling asyncio task is durable; None if already so."""
+
+    def offloop(self, fn: Callable[[Store], T]) -> Awaitable[T]:
+        """Run a read-only function off the event loop (a big list, say) and give back its result."""
 
     # Workers.
     def create_worker(
@@ -107,3 +124,10 @@ class Store(Protocol):
     # Last rendered.
     def set_last_rendered(self, job_id: int) -> None: ...
     def get_last_rendered(self) -> Job | None: ...
+
+
+class StoreReads(Protocol):
+    """The part of the store the HTTP edge may use to build big answers: reads only, no transactions."""
+
+    def offloop(self, fn: Callable[[Store], T]) -> Awaitable[T]: ...
+    def get_tag_by_id(self, tag_id: int) -> Tag | None: ...

@@ -1,10 +1,20 @@
-"""SQLite implementation of the store: connection setup, migrations, transactions, off-loop reads."""
+"""SQLite implementation of the store: connection setup, migrations, transactions, off-loop reads.
+
+Writes are group-committed: each `transaction()` is a savepoint inside one batch transaction that is
+committed once per event-loop turn, so a turn's requests share one WAL write. Whoever acknowledges a
+write to a client first awaits `committed()`, which knows (per asyncio task) which batch that task wrote
+in. A unit of writes is synchronous: one connection cannot keep two interleaved units apart, so a unit
+belongs to the asyncio task that opened it, nesting is counted per task (a context variable), and a
+second task that wants a unit while another task's unit is still open (it awaited inside its
+`transaction()`) gets `StoreBusy` instead of silently joining it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import importlib.resources
 import logging
 import pathlib
@@ -12,9 +22,11 @@ import re
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
-from flamenco_manager.store.interface import StoreError, wrote
+from flamenco_manager.store.interface import StoreBusy, StoreError
+from flamenco_manager.store.sqlite_errors import translate
 from flamenco_manager.store.sqlite_jobs import JobQueries
 from flamenco_manager.store.sqlite_workers import WorkerQueries
 
@@ -99,18 +111,51 @@ def _split_statements(script: str) -> Iterator[str]:
         raise StoreError("migration script ends with an incomplete statement")
 
 
+class _Unit:
+    """An open unit of writes, owned by the asyncio task that opened it."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: asyncio.Task[object] | None) -> None:
+        self.task = task
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None  # no event loop (tools, tests)
+
+
+@dataclass
+class _BatchFailure:
+    seq: int
+    error: StoreError
+
+
 class SQLiteStore(WorkerQueries, JobQueries):
     """All SQL of the Manager. Called on the event loop; `offloop` runs big reads on a reader thread."""
 
     def __init__(self, conn: sqlite3.Connection, path: pathlib.Path, *, reader: bool = False) -> None:
         self.conn = conn
         self.path = path
-        self._depth = 0
         self._reader: SQLiteStore | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._is_reader = reader
         self._reader_lock = threading.Lock()
+        # The unit of writes of the current asyncio task (context variable: each task sees its own).
+        self._unit: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
+            f"sqlite_store_unit_{id(self)}", default=None
+        )
+        # The number of the batch the current task last wrote in; 0: none.
+        self._wrote_in: contextvars.ContextVar[int] = contextvars.ContextVar(
+            f"sqlite_store_wrote_in_{id(self)}", default=0
+        )
+        self._open_unit: _Unit | None = None
+        self._commit_due = False
         self._batch_open = False
+        self._batch_seq = 0
+        self._last_failure: _BatchFailure | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commit_waiters: list[asyncio.Future[None]] = []
         self._checkpointer: threading.Thread | None = None
@@ -127,7 +172,7 @@ class SQLiteStore(WorkerQueries, JobQueries):
             raise StoreError(f"database {path}: {exc}") from exc
         return cls(conn, path)
 
-    def start_checkpointer(self) -> None:
+    def start(self) -> None:
         """Checkpoint the WAL on a thread from now on, instead of inside commits on the event loop."""
         if self._checkpointer is not None:
             return
@@ -166,40 +211,66 @@ class SQLiteStore(WorkerQueries, JobQueries):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic unit of writes; nested uses join the outer one.
+        """One atomic unit of writes; a nested use by the same asyncio task joins the open unit.
 
         Units are savepoints inside a batch transaction that is committed once per event-loop
         iteration (group commit): one WAL write for every request handled in that iteration. Callers
         that acknowledge something to a client first await `committed()`.
         """
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+        task = _current_task()
+        mine = self._unit.get()
+        if mine is not None and mine is self._open_unit and mine.task is task:
+            yield  # nested: part of the unit already open, which commits or rolls back as a whole
             return
-        self._begin_batch()
-        wrote.set(True)
-        self.conn.execute("SAVEPOINT unit")
-        self._depth = 1
+        if self._open_unit is not None:
+            holder = self._open_unit.task.get_name() if self._open_unit.task is not None else "-"
+            log.error("a store unit was held across an await holder=%s", holder)
+            raise StoreBusy(f"another task's unit of writes is still open (task {holder})")
+        try:
+            self._begin_batch()
+            self.conn.execute("SAVEPOINT unit")
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        self._wrote_in.set(self._batch_seq)
+        unit = _Unit(task)
+        token = self._unit.set(unit)
+        self._open_unit = unit
         try:
             yield
         except BaseException:
-            self._depth = 0
-            self.conn.execute("ROLLBACK TO unit")
-            self.conn.execute("RELEASE unit")
+            self._end_unit(unit, token)
+            try:
+                self.conn.execute("ROLLBACK TO unit")
+                self.conn.execute("RELEASE unit")
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            if self._loop is None:
+                self.commit()  # ends the batch (and its lock) that this unit opened
             raise
-        self._depth = 0
-        self.conn.execute("RELEASE unit")
+        self._end_unit(unit, token)
+        try:
+            self.conn.execute("RELEASE unit")
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
         if self._loop is None:
             self.commit()
+
+    def _end_unit(self, unit: _Unit, token: contextvars.Token[_Unit | None]) -> None:
+        self._open_unit = None
+        if self._commit_due and self._loop is not None:
+            self._commit_due = False
+            self._loop.call_soon(self.commit)
+        try:
+            self._unit.reset(token)
+        except ValueError:  # left in another context than entered (a generator closed elsewhere)
+            self._unit.set(None)
 
     def _begin_batch(self) -> None:
         if self._batch_open:
             return
         self.conn.execute("BEGIN IMMEDIATE")
         self._batch_open = True
+        self._batch_seq += 1
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -208,7 +279,13 @@ class SQLiteStore(WorkerQueries, JobQueries):
         self._loop.call_soon(self.commit)
 
     def commit(self) -> None:
-        """Commit the open batch, if any, and tell everyone waiting for it."""
+        """Commit the open batch, if any, and tell everyone waiting for it.
+
+        Not while a unit is open (its task awaited inside it): the commit follows when the unit ends.
+        """
+        if self._open_unit is not None:
+            self._commit_due = True
+            return
         waiters, self._commit_waiters = self._commit_waiters, []
         if not self._batch_open:
             for fut in waiters:
@@ -222,21 +299,31 @@ class SQLiteStore(WorkerQueries, JobQueries):
             log.error("commit failed, the batch is rolled back error=%s", exc)
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
+            error = translate(exc)
+            self._last_failure = _BatchFailure(self._batch_seq, error)
             for fut in waiters:
                 if not fut.done():
-                    fut.set_exception(StoreError(f"commit failed: {exc}"))
+                    fut.set_exception(type(error)(f"commit failed: {exc}"))
             return
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
     def committed(self) -> Awaitable[None] | None:
-        """A future that resolves once the writes made so far are on disk, or None if none are pending."""
-        if not self._batch_open:
+        """Resolves once the calling task's writes are on disk; None when they already are."""
+        seq = self._wrote_in.get()
+        if seq == 0:
             return None
-        fut = asyncio.get_running_loop().create_future()
-        self._commit_waiters.append(fut)
-        return fut
+        if self._batch_open and seq == self._batch_seq:
+            fut = asyncio.get_running_loop().create_future()
+            self._commit_waiters.append(fut)
+            return fut
+        failure = self._last_failure
+        if failure is not None and failure.seq == seq:
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(type(failure.error)(f"commit failed: {failure.error}"))
+            return failed
+        return None
 
     async def offloop(self, fn: Callable[[SQLiteStore], T]) -> T:
         """Run a read-only function against a second connection on a worker thread."""
@@ -245,11 +332,14 @@ class SQLiteStore(WorkerQueries, JobQueries):
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run_reader, fn)
 
     def _run_reader(self, fn: Callable[[SQLiteStore], T]) -> T:
-        if self._reader is None:
-            self._reader = SQLiteStore(_connect(self.path, readonly=True), self.path, reader=True)
-        with self._reader_lock:
-            self._reader.conn.execute("BEGIN")
-            try:
-                return fn(self._reader)
-            finally:
-                self._reader.conn.execute("COMMIT")
+        try:
+            if self._reader is None:
+                self._reader = SQLiteStore(_connect(self.path, readonly=True), self.path, reader=True)
+            with self._reader_lock:
+                self._reader.conn.execute("BEGIN")
+                try:
+                    return fn(self._reader)
+                finally:
+                    self._reader.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc

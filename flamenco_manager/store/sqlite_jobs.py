@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from flamenco_manager.model import TASK_STATUSES, BlockEntry, Job, NewTask, Task, Worker
-from flamenco_manager.store.sqlite_workers import worker_from_row
+from flamenco_manager.store.sqlite_errors import translating
+from flamenco_manager.store.sqlite_workers import inserted_id, worker_from_row
 
 _JOB_COLUMNS = frozenset(
     {"status", "activity", "priority", "worker_tag_id", "updated_at", "delete_requested_at", "name"}
@@ -77,6 +78,7 @@ def _marks(values: list) -> str:
     return ",".join("?" * len(values))
 
 
+@translating
 class JobQueries:
     conn: sqlite3.Connection
 
@@ -103,7 +105,7 @@ class JobQueries:
                 job.updated_at,
             ),
         )
-        job_id = cur.lastrowid
+        job_id = inserted_id(cur)
         self.conn.executemany(
             "INSERT INTO job_task_counts (job_id, status, n) VALUES (?, ?, 0)",
             [(job_id, status) for status in sorted(TASK_STATUSES)],
@@ -259,7 +261,7 @@ class JobQueries:
         return _task(row) if row else None
 
     def find_runnable_task(self, worker: Worker) -> Task | None:
-        """The best queued or soft-failed task this worker may run, or None (see reference §5.5)."""
+        """The best queued or soft-failed task this worker may run, or None (rules: `services.scheduler`)."""
         types = worker.supported_task_types
         if not types:
             return None

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flamenco_manager.model import SleepSchedule, Tag, Worker
+from flamenco_manager.store.sqlite_errors import translating
 
 _WORKER_COLUMNS = frozenset(
     {
@@ -25,6 +26,12 @@ _WORKER_COLUMNS = frozenset(
         "secret_hash",
     }
 )
+
+
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The row id an INSERT just gave (always set after a one-row INSERT)."""
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 def worker_from_row(row: sqlite3.Row) -> Worker:
@@ -64,6 +71,7 @@ def _tag(row: sqlite3.Row) -> Tag:
     return Tag(id=row["id"], uuid=row["uuid"], name=row["name"], description=row["description"])
 
 
+@translating
 class WorkerQueries:
     conn: sqlite3.Connection
 
@@ -83,7 +91,7 @@ class WorkerQueries:
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (uuid, secret_hash, name, address, platform, ",".join(supported_task_types), now, now),
         )
-        worker = self.get_worker_by_id(cur.lastrowid)
+        worker = self.get_worker_by_id(inserted_id(cur))
         assert worker is not None
         return worker
 
@@ -146,7 +154,7 @@ class WorkerQueries:
         cur = self.conn.execute(
             "INSERT INTO worker_tags (uuid, name, description) VALUES (?, ?, ?)", (uuid, name, description)
         )
-        return Tag(id=cur.lastrowid, uuid=uuid, name=name, description=description)
+        return Tag(id=inserted_id(cur), uuid=uuid, name=name, description=description)
 
     def get_tag(self, uuid: str) -> Tag | None:
         row = self.conn.execute("SELECT * FROM worker_tags WHERE uuid = ?", (uuid,)).fetchone()

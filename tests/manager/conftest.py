@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import importlib
 import pathlib
@@ -32,6 +33,12 @@ def _spec_checker() -> Any:
     return check.assert_response_valid, load_spec()
 
 
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """HTTP Basic credentials as a header (aiohttp's BasicAuth helper is deprecated in newer releases)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 @dataclasses.dataclass
 class Reply:
     status: int
@@ -59,8 +66,8 @@ class Client:
             self._templates = []
             for template in spec.get("paths", {}):
                 full = template if template.startswith(API) else API + template
-                pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
-                self._templates.append((re.compile(pattern), template))
+                regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
+                self._templates.append((re.compile(regex), template))
             # A literal path segment beats a parameter: /jobs/last-rendered is not /jobs/{job_id}.
             self._templates.sort(key=lambda item: item[1].count("{"))
         for pattern, template in self._templates:
@@ -80,12 +87,12 @@ class Client:
         validate: bool = True,
         limit: float = 30.0,
     ) -> Reply:
-        basic = aiohttp.BasicAuth(*auth) if auth else None
+        if auth:
+            headers = {**(headers or {}), **basic_auth(*auth)}
         async with self.session.request(
             method,
             self.base + path,
             json=json,
-            auth=basic,
             headers=headers,
             data=data,
             timeout=aiohttp.ClientTimeout(total=limit),
@@ -235,6 +242,13 @@ class Farm:
         return reply.body
 
 
+def bound_port(site: web.TCPSite) -> int:
+    """The port a TCPSite started on port 0 was given."""
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    return server.sockets[0].getsockname()[1]
+
+
 def make_config(tmp_path: pathlib.Path, **overrides: Any) -> ManagerConfig:
     base = ManagerConfig(
         database=str(tmp_path / "manager.sqlite"),
@@ -259,7 +273,7 @@ async def farm(tmp_path: pathlib.Path, config_overrides: dict[str, Any]) -> Asyn
     await manager.start()
     site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = bound_port(site)
     async with aiohttp.ClientSession() as session:
         yield Farm(manager, Client(session, f"http://127.0.0.1:{port}", _spec_checker()))
         manager.stop_holding()

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs in the test needs; only used here
 
 # How many schema violations one failure message lists; the first few are enough to find the cause.
 MAX_REPORTED_ERRORS = 5

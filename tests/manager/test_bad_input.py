@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.manager.conftest import API, Farm
 
-RENDER = {
+RENDER: dict[str, Any] = {
     "name": "shot",
     "type": "simple-blender-render",
     "priority": 50,

@@ -1,4 +1,4 @@
-"""Job types, submission and job/task management endpoints (reference §5.3–5.7)."""
+"""Job types, submission (as the Blender add-on sends it) and the web UI's job and task endpoints."""
 
 from __future__ import annotations
 
@@ -164,7 +164,9 @@ async def test_output_queue_keeps_the_latest_image_per_job_and_answers_429_when_
     from flamenco_manager.services.thumbnails import QUEUE_SIZE, QueueFull
 
     thumbs = farm.manager.thumbnails
-    jobs = [farm.manager.store.get_job((await farm.submit_echo())["id"]) for _ in range(QUEUE_SIZE + 1)]
+    found = [farm.manager.store.get_job((await farm.submit_echo())["id"]) for _ in range(QUEUE_SIZE + 1)]
+    jobs = [job for job in found if job is not None]
+    assert len(jobs) == QUEUE_SIZE + 1
     # Nothing is processed until the loop runs again, so the queue fills within this turn.
     for job in jobs[:QUEUE_SIZE]:
         thumbs.submit(job, b"old")

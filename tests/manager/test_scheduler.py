@@ -1,4 +1,4 @@
-"""Scheduler rules (reference §5.5) as a table, and many concurrent workers never sharing a task."""
+"""Flamenco v3's scheduling rules as a table, and many concurrent workers never sharing a task."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.manager.conftest import API, Farm
 
 
 async def _task_names_in_order(farm: Farm, worker) -> list[str]:
-    names = []
+    names: list[str] = []
     while True:
         reply = await worker.fetch()
         if reply.status != 200:

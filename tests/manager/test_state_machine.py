@@ -1,10 +1,11 @@
-"""Job and task status cascades (reference §5.2) as tables, driven through the web-UI endpoints."""
+"""Flamenco v3's job and task status cascades as tables, driven through the web-UI endpoints."""
 
 from __future__ import annotations
 
 import pytest
 
 from flamenco_manager.services import Manager
+from flamenco_manager.services.jobs import JobSubmission
 from tests.manager.conftest import API, Farm, make_config
 
 
@@ -132,28 +133,23 @@ async def test_task_setstatus_validation(farm: Farm) -> None:
     assert reply.status == 400 and "status" in reply.body["message"]
 
 
+def _echo(name: str) -> JobSubmission:
+    return JobSubmission(
+        name=name,
+        type="echo-sleep-test",
+        submitter_platform="linux",
+        settings={"message": "x", "sleep_repeats": 1},
+    )
+
+
 async def test_stuck_jobs_are_repaired_at_start(tmp_path) -> None:
     manager = Manager(make_config(tmp_path))
-    job = await manager.jobs.submit(
-        {
-            "name": "j",
-            "type": "echo-sleep-test",
-            "priority": 50,
-            "submitter_platform": "linux",
-            "settings": {"message": "x", "sleep_repeats": 1},
-        }
-    )
+    job = await manager.jobs.submit(_echo("j"))
+    assert job is not None
     with manager.store.transaction():
         manager.store.update_job(job.id, status="cancel-requested")  # as if killed mid-cascade
-    half = await manager.jobs.submit(
-        {
-            "name": "h",
-            "type": "echo-sleep-test",
-            "priority": 50,
-            "submitter_platform": "linux",
-            "settings": {"message": "x", "sleep_repeats": 1},
-        }
-    )
+    half = await manager.jobs.submit(_echo("h"))
+    assert half is not None
     with manager.store.transaction():
         manager.store.update_job(half.id, status="under-construction")  # as if killed while storing
     manager.logs.close()
@@ -162,7 +158,8 @@ async def test_stuck_jobs_are_repaired_at_start(tmp_path) -> None:
     restarted = Manager(make_config(tmp_path))
     await restarted.start()
     try:
-        assert restarted.store.get_job(job.uuid).status == "canceled"
+        repaired = restarted.store.get_job(job.uuid)
+        assert repaired is not None and repaired.status == "canceled"
         assert {t.status for t in restarted.store.tasks_of_job(job.id)} == {"canceled"}
         assert restarted.store.get_job(half.uuid) is None
     finally:

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 
 import pytest
 
-from flamenco_manager.store import StoreError, open_store
+from flamenco_manager.store import SQLiteStore, StoreBusy, StoreConflict, StoreError
 from flamenco_manager.store.sqlite import migrations
 from tests.manager.conftest import API, Farm
 
 
 def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "m.sqlite"
-    store = open_store(path)
+    store = SQLiteStore.open(path)
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(migrations())
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     store.close()
-    open_store(path).close()  # reopening applies nothing and fails on nothing
-    store = open_store(path)
+    SQLiteStore.open(path).close()  # reopening applies nothing and fails on nothing
+    store = SQLiteStore.open(path)
     store.conn.execute("PRAGMA user_version = 999")
     store.close()
     with pytest.raises(StoreError, match="newer"):
-        open_store(path)
+        SQLiteStore.open(path)
 
 
 def _recount(conn) -> tuple[list, list]:
@@ -58,6 +59,28 @@ async def test_trigger_counters_match_a_recount(farm: Farm) -> None:
     )
     task = (await worker.fetch()).body
     await worker.update(task["uuid"], taskStatus="failed")
-    kept, counted = _recount(farm.manager.store.conn)
+    store = farm.manager.store
+    assert isinstance(store, SQLiteStore)
+    kept, counted = _recount(store.conn)
     # group_concat order of the kept counts follows the primary key (status), as the recount does.
     assert kept == counted
+
+
+def test_failures_come_out_as_store_errors(tmp_path: pathlib.Path) -> None:
+    """Callers see the store's own error types, never the database driver's."""
+    path = tmp_path / "e.sqlite"
+    store = SQLiteStore.open(path)
+    with store.transaction():
+        store.create_tag(uuid="1", name="gpu", description="")
+    with pytest.raises(StoreConflict), store.transaction():
+        store.create_tag(uuid="2", name="gpu", description="")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(StoreBusy), store.transaction():
+            store.create_tag(uuid="3", name="cpu", description="")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert [t.name for t in store.list_tags()] == ["gpu"]
+    store.close()

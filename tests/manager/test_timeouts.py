@@ -1,4 +1,4 @@
-"""Worker and task timeouts with short intervals (reference §4.7)."""
+"""Worker and task timeouts (Flamenco v3's rules) with short intervals."""
 
 from __future__ import annotations
 

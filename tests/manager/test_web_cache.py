@@ -10,7 +10,7 @@ from aiohttp import web
 
 import flamenco_manager.api
 from flamenco_manager.services import Manager
-from tests.manager.conftest import make_config
+from tests.manager.conftest import bound_port, make_config
 
 
 async def test_web_files_are_revalidated_and_api_answers_are_left_alone(
@@ -26,7 +26,7 @@ async def test_web_files_are_revalidated_and_api_answers_are_left_alone(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    base = f"http://127.0.0.1:{bound_port(site)}"
     try:
         async with aiohttp.ClientSession() as session:
             for path in ("/", "/js/main.js"):

@@ -10,7 +10,7 @@ from aiohttp import web
 
 import flamenco_manager.api
 from flamenco_manager.services import Manager
-from tests.manager.conftest import make_config
+from tests.manager.conftest import bound_port, make_config
 
 
 async def test_static_web_directory_is_served(
@@ -26,7 +26,7 @@ async def test_static_web_directory_is_served(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = bound_port(site)
     try:
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/") as resp:

@@ -1,4 +1,4 @@
-"""Worker management endpoints for the web UI (reference §3.5)."""
+"""Worker management endpoints of the web UI (Flamenco v3's worker-mgt API)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,10 @@ async def test_due_schedules_are_applied_by_the_loop(farm: Farm) -> None:
     )
     await worker.ack("awake")
     with farm.manager.store.transaction():
-        schedule = farm.manager.store.get_sleep_schedule(farm.manager.store.get_worker(worker.uuid).id)
+        stored = farm.manager.store.get_worker(worker.uuid)
+        assert stored is not None
+        schedule = farm.manager.store.get_sleep_schedule(stored.id)
+        assert schedule is not None
         schedule.next_check = 0.0
         farm.manager.store.set_sleep_schedule(schedule)
     farm.manager.sleep_scheduler.check()

@@ -1,4 +1,4 @@
-"""The worker protocol, replayed the way the Go worker drives it (reference §3, §10)."""
+"""The worker protocol, replayed the way Flamenco v3's Go worker drives it, status changes included."""
 
 from __future__ import annotations
 
