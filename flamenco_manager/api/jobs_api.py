@@ -92,7 +92,10 @@ async def what_would_delete_do(request: web.Request) -> web.Response:
 @routes.get("/api/v3/jobs/{job_id}/tasks")
 async def job_tasks(request: web.Request) -> web.Response:
     m = manager_of(request)
-    job = _job(m, request)
+    # Like Flamenco, an unknown job has no tasks rather than being an error.
+    job = m.jobs.find(path_uuid(request, "job_id"))
+    if job is None:
+        return web.json_response({"tasks": []})
 
     def summaries(s: Store) -> str:
         # Built and serialised on the reader thread: a large job's list is tens of milliseconds of work.
@@ -134,19 +137,24 @@ async def set_job_tag(request: web.Request) -> web.Response:
 @routes.get("/api/v3/jobs/{job_id}/last-rendered")
 async def job_last_rendered(request: web.Request) -> web.Response:
     m = manager_of(request)
-    info = thumbnail_info(m.storage, _job(m, request).uuid)
+    # An unknown job has no image: 204, as Flamenco answers.
+    info = thumbnail_info(m.storage, path_uuid(request, "job_id"))
     return web.json_response(info) if info else web.Response(status=204)
 
 
 @routes.get("/api/v3/jobs/{job_id}/blocklist")
 async def get_blocklist(request: web.Request) -> web.Response:
     m = manager_of(request)
-    return web.json_response(m.jobs.blocklist(_job(m, request)))
+    # An unknown job has an empty blocklist, as Flamenco answers.
+    job = m.jobs.find(path_uuid(request, "job_id"))
+    return web.json_response(m.jobs.blocklist(job) if job is not None else [])
 
 
 @routes.delete("/api/v3/jobs/{job_id}/blocklist")
 async def delete_blocklist(request: web.Request) -> web.Response:
     m = manager_of(request)
-    job = _job(m, request)
-    m.jobs.remove_from_blocklist(job, await json_body(request, list))
+    job_uuid = path_uuid(request, "job_id")
+    entries = await json_body(request, list)
+    # Removing entries of an unknown job removes nothing and succeeds, as in Flamenco.
+    m.jobs.remove_from_blocklist(m.jobs.find(job_uuid), entries)
     return web.Response(status=204)

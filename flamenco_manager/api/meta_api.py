@@ -7,23 +7,18 @@ import json
 
 from aiohttp import web
 
-from flamenco_manager import __version__
+from flamenco_manager import buildinfo
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.api.worker_api import manager_of
 from flamenco_manager.variables import CONCRETE_AUDIENCES, SUBMITTER_IS_MANAGER
 
 routes = web.RouteTableDef()
 
-# What the add-on compares with its own version before submitting.
-SHORT_VERSION = __version__.rsplit("-", 1)[0]
-
 
 @routes.get("/api/v3/version")
 async def version(request: web.Request) -> web.Response:
     m = manager_of(request)
-    return web.json_response(
-        {"version": __version__, "shortversion": SHORT_VERSION, "name": m.config.manager_name, "git": ""}
-    )
+    return web.json_response(buildinfo.version_answer(m.config.flamenco_version, m.config.manager_name))
 
 
 def _audience_platform(request: web.Request) -> tuple[str, str]:

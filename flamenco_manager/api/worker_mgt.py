@@ -100,10 +100,9 @@ async def set_sleep_schedule(request: web.Request) -> web.Response:
 
 
 def _tag_body(body: dict) -> tuple[str, str]:
+    # Stored as sent, an empty name too: Flamenco does not check tag names either.
     name = field(body, "name", str)
-    if not name.strip():
-        raise Invalid("name", "must not be empty")
-    return name.strip(), field(body, "description", str, required=False, default="")
+    return name, field(body, "description", str, required=False, default="")
 
 
 def _tag(m: Manager, request: web.Request) -> Tag:

@@ -84,6 +84,10 @@ class Jobs:
             raise NotFound(f"job {job_uuid} not found")
         return job
 
+    def find(self, job_uuid: str) -> Job | None:
+        """The job, or None: its task list, blocklist and images answer empty for an unknown job."""
+        return self.store.get_job(job_uuid)
+
     def tag_uuid(self, job: Job) -> str | None:
         if job.worker_tag_id is None:
             return None
@@ -127,8 +131,8 @@ class Jobs:
         etag = _require(body, "type_etag", str, required=False)
         if etag and etag != job_type["etag"]:
             raise PreconditionFailed(
-                f"job type {type_name!r} changed on the Manager (etag {job_type['etag']}, submitted {etag});"
-                " refresh the job types and submit again"
+                f"job refused: its settings are outdated, job type {type_name!r} changed on the Manager"
+                f" (etag {job_type['etag']}, submitted {etag}); refresh the job type and submit again"
             )
         submitted = {
             **body,
@@ -268,7 +272,8 @@ class Jobs:
             for e in self.store.job_blocklist(job.id)
         ]
 
-    def remove_from_blocklist(self, job: Job, entries: list[dict[str, Any]]) -> None:
+    def remove_from_blocklist(self, job: Job | None, entries: list[dict[str, Any]]) -> None:
+        """Remove entries; for an unknown job (None) the entries are checked and nothing is removed."""
         pairs = []
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
@@ -279,6 +284,8 @@ class Jobs:
             worker = self.store.get_worker(worker_uuid)
             if worker is not None:
                 pairs.append((worker.id, task_type))
+        if job is None:
+            return
         with self.store.transaction():
             self.store.remove_job_blocks(job.id, pairs)
         self.hub.work_available()
