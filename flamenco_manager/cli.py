@@ -13,7 +13,7 @@ import sys
 import sdnotify
 from aiohttp import web
 
-from flamenco_manager import __version__, logsetup
+from flamenco_manager import __version__, buildinfo, logsetup
 from flamenco_manager.api import build_app
 from flamenco_manager.api.slow_clients import GuardedAppRunner
 from flamenco_manager.config import ConfigError, ManagerConfig, load_config, parse_listen
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         if args.version:
-            print(f"flamenco-manager {__version__}")
+            print(buildinfo.version_line())
             return 0
         logsetup.setup(quiet=args.quiet, debug=args.debug)
         config = configure(args)

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from flamenco_manager.buildinfo import DEFAULT_FLAMENCO_VERSION, FLAMENCO_VERSION_SHAPE
 from flamenco_manager.variables import VariableError, Variables
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ _USED_KEYS = frozenset(
         "variables",
         "api_token",
         "api_token_file",
+        "flamenco_version",
         *_DURATION_KEYS,
     }
 )
@@ -103,6 +105,8 @@ class ManagerConfig:
     source_path: pathlib.Path | None = None
     # Ours: when set, every endpoint but the worker protocol needs `Authorization: Bearer <token>`.
     api_token: str = field(default="", repr=False)
+    # Ours: the Flamenco release answered as `shortversion`, which the Blender add-on must match.
+    flamenco_version: str = DEFAULT_FLAMENCO_VERSION
 
     @property
     def listen(self) -> str:
@@ -308,6 +312,14 @@ class _Loader:
                 if count < 1:
                     raise self.error(key, f"must be at least 1, not {count}")
                 values[key] = count
+        flamenco_version = self._get("flamenco_version", str, "a string")
+        if flamenco_version is not None:
+            if not FLAMENCO_VERSION_SHAPE.fullmatch(flamenco_version):
+                raise self.error(
+                    "flamenco_version",
+                    f"{_describe(flamenco_version)} is not a Flamenco 3 release like 3.7 or 3.3.1",
+                )
+            values["flamenco_version"] = flamenco_version
         values["variables"] = self._variables(values.get("shared_storage_path", ""))
         token = self._api_token()
         if token:

@@ -111,7 +111,10 @@ async def what_would_delete_do(request: web.Request) -> web.Response:
 
 @routes.get("/api/v3/jobs/{job_id}/tasks")
 async def job_tasks(request: web.Request) -> web.Response:
-    job = _job(request)
+    # Like Flamenco, an unknown job has no tasks rather than being an error.
+    job = need(request, JOBS).find(path_uuid(request, "job_id"))
+    if job is None:
+        return web.json_response({"tasks": []})
 
     def summaries(s: Store) -> str:
         # Built and serialised on the reader thread: a large job's list is tens of milliseconds of work.
@@ -158,19 +161,24 @@ async def set_job_tag(request: web.Request) -> web.Response:
 
 @routes.get("/api/v3/jobs/{job_id}/last-rendered")
 async def job_last_rendered(request: web.Request) -> web.Response:
-    info = thumbnail_info(need(request, STORAGE), _job(request).uuid)
+    # An unknown job has no image: 204, as Flamenco answers.
+    info = thumbnail_info(need(request, STORAGE), path_uuid(request, "job_id"))
     return web.json_response(info) if info else web.Response(status=204)
 
 
 @routes.get("/api/v3/jobs/{job_id}/blocklist")
 async def get_blocklist(request: web.Request) -> web.Response:
-    return web.json_response(need(request, JOBS).blocklist(_job(request)))
+    # An unknown job has an empty blocklist, as Flamenco answers.
+    jobs = need(request, JOBS)
+    job = jobs.find(path_uuid(request, "job_id"))
+    return web.json_response(jobs.blocklist(job) if job is not None else [])
 
 
 @routes.delete("/api/v3/jobs/{job_id}/blocklist")
 @durable
 async def delete_blocklist(request: web.Request) -> web.Response:
-    job = _job(request)
+    jobs = need(request, JOBS)
+    job = jobs.find(path_uuid(request, "job_id"))
     entries = []
     for index, entry in enumerate(await json_body(request, list)):
         if not isinstance(entry, dict):
@@ -179,5 +187,7 @@ async def delete_blocklist(request: web.Request) -> web.Response:
         if not isinstance(worker_uuid, str) or not isinstance(task_type, str):
             raise Invalid(f"[{index}]", "worker_id and task_type must be strings")
         entries.append((worker_uuid, task_type))
-    need(request, JOBS).remove_from_blocklist(job, entries)
+    # Removing entries of an unknown job removes nothing and succeeds, as in Flamenco.
+    if job is not None:
+        jobs.remove_from_blocklist(job, entries)
     return web.Response(status=204)

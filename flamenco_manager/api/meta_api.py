@@ -7,23 +7,18 @@ import json
 
 from aiohttp import web
 
-from flamenco_manager import __version__
+from flamenco_manager import buildinfo
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.api.keys import CONFIG, FARM_STATUS, need
 from flamenco_manager.variables import CONCRETE_AUDIENCES, SUBMITTER_IS_MANAGER
 
 routes = web.RouteTableDef()
 
-# What the add-on compares with its own version before submitting.
-SHORT_VERSION = __version__.rsplit("-", 1)[0]
-
 
 @routes.get("/api/v3/version")
 async def version(request: web.Request) -> web.Response:
     config = need(request, CONFIG)
-    return web.json_response(
-        {"version": __version__, "shortversion": SHORT_VERSION, "name": config.manager_name, "git": ""}
-    )
+    return web.json_response(buildinfo.version_answer(config.flamenco_version, config.manager_name))
 
 
 def _audience_platform(request: web.Request) -> tuple[str, str]:

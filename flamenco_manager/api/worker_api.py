@@ -14,7 +14,15 @@ from flamenco_manager.api.keys import CONFIG, HUB, SCHEDULER, TASK_UPDATES, TASK
 from flamenco_manager.api.longpoll import Hold
 from flamenco_manager.api.validation import enum_field, field, json_body, path_uuid, string_list
 from flamenco_manager.config import ManagerConfig
-from flamenco_manager.model import TASK_STATUSES, WORKER_STATUSES, Job, Task, Worker, WorkerStatus
+from flamenco_manager.model import (
+    TASK_STATUSES,
+    WORKER_STATUSES,
+    Job,
+    Task,
+    TaskStatus,
+    Worker,
+    WorkerStatus,
+)
 from flamenco_manager.services.task_updates import TaskUpdate
 from flamenco_manager.services.thumbnails import ACCEPTED_TYPES, MAX_UPLOAD_BYTES, QueueFull
 
@@ -57,8 +65,6 @@ async def register_worker(request: web.Request) -> web.Response:
     platform = field(body, "platform", str)
     secret = field(body, "secret", str)
     types = string_list(body, "supported_task_types")
-    if not secret:
-        raise HTTPError(400, "secret: must not be empty")
     if "\x00" in secret or len(secret.encode("utf-8", "surrogatepass")) > SECRET_MAX_BYTES:
         raise HTTPError(400, f"secret: must be at most {SECRET_MAX_BYTES} bytes without NUL characters")
     worker = await need(request, WORKERS).register(
@@ -195,19 +201,19 @@ async def task_update(request: web.Request) -> web.Response:
 
 
 def _may_keep_running(worker: Worker, task: Task | None) -> dict:
+    """The MayKeepRunning answer; like Flamenco it always carries all three fields."""
+    allowed, reason, change = False, "", False
     if task is None:
-        return {"mayKeepRunning": False, "reason": "Task not found"}
-    if worker.status_requested and not worker.lazy_status_request:
-        return {
-            "mayKeepRunning": False,
-            "reason": "worker status change requested",
-            "statusChangeRequested": True,
-        }
-    if task.worker_id != worker.id:
-        return {"mayKeepRunning": False, "reason": "task not assigned to this worker"}
-    if task.status != "active":
-        return {"mayKeepRunning": False, "reason": f"task is in non-runnable status {task.status!r}"}
-    return {"mayKeepRunning": True}
+        reason = "Task not found"
+    elif worker.status_requested and not worker.lazy_status_request:
+        reason, change = "worker status change requested", True
+    elif task.worker_id != worker.id:
+        reason = "task not assigned to this worker"
+    elif task.status != TaskStatus.ACTIVE:
+        reason = f'task is in non-runnable status "{task.status}"'
+    else:
+        allowed = True
+    return {"mayKeepRunning": allowed, "reason": reason, "statusChangeRequested": change}
 
 
 @routes.get("/api/v3/worker/task/{task_id}/may-i-run")

@@ -98,6 +98,7 @@ async def set_sleep_schedule(request: web.Request) -> web.Response:
 
 
 def _tag_fields(body: dict) -> tuple[str, str]:
+    # Stored as sent, an empty name too: Flamenco does not check tag names either.
     return field(body, "name", str), field(body, "description", str, required=False, default="")
 
 

@@ -95,6 +95,10 @@ class Jobs:
         """The job whose image was uploaded last, if it still exists."""
         return self.store.get_last_rendered()
 
+    def find(self, job_uuid: str) -> Job | None:
+        """The job, or None: its task list, blocklist and images answer empty for an unknown job."""
+        return self.store.get_job(job_uuid)
+
     def tag_uuid(self, job: Job) -> str | None:
         if job.worker_tag_id is None:
             return None
@@ -132,8 +136,8 @@ class Jobs:
         etag = submission.type_etag
         if etag and etag != job_type["etag"]:
             raise PreconditionFailed(
-                f"job type {type_name!r} changed on the Manager (etag {job_type['etag']}, submitted {etag});"
-                " refresh the job types and submit again"
+                f"job refused: its settings are outdated, job type {type_name!r} changed on the Manager"
+                f" (etag {job_type['etag']}, submitted {etag}); refresh the job type and submit again"
             )
         submitted = {
             "type": type_name,

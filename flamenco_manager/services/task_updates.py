@@ -50,8 +50,10 @@ class TaskUpdates:
 
     def apply(self, worker: Worker, task: Task, update: TaskUpdate, *, key: str = "") -> bool:
         """Apply a worker's update; False when `key` says it was applied already (a resend)."""
+        if task.worker_id is None:
+            raise Conflict(f"task {task.uuid} is not assigned to any worker, so not to you either")
         if task.worker_id != worker.id:
-            raise Conflict("task is not assigned to you")
+            raise Conflict(f"task {task.uuid} is not assigned to you")
         if key and key == task.last_update_key:
             log.info("ignoring a resent task update worker=%s task=%s key=%s", worker.uuid, task.uuid, key)
             return False

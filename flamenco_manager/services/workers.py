@@ -22,7 +22,12 @@ _REMEMBERED_ON_SIGN_OFF = (WorkerStatus.AWAKE, WorkerStatus.ASLEEP)
 
 
 def normalise_task_types(types: list[str]) -> list[str]:
-    return sorted({t.strip().lower() for t in types if t.strip()})
+    """Each entry trimmed and lower-cased, in the order sent: what Flamenco stores at sign-on.
+
+    Registration stores the list exactly as sent (as Flamenco does); a worker gets no task before it
+    signs on, so scheduling always compares these normalised names.
+    """
+    return [t.strip().lower() for t in types]
 
 
 class Workers:
@@ -84,7 +89,7 @@ class Workers:
                 name=name,
                 address=address,
                 platform=platform,
-                supported_task_types=normalise_task_types(supported_task_types),
+                supported_task_types=list(supported_task_types),
                 now=time.time(),
             )
         log.info("worker registered worker=%s name=%r platform=%s", worker.uuid, name, platform)
@@ -183,7 +188,7 @@ class Workers:
         if status == worker.status:
             fields: dict = {"status_requested": "", "lazy_status_request": 0}
         elif status == WorkerStatus.RESTART and not worker.can_restart:
-            raise PreconditionFailed(f"worker {worker.name!r} does not know how to restart")
+            raise PreconditionFailed(f'worker "{worker.uuid}" does not know how to restart')
         else:
             fields = {"status_requested": status, "lazy_status_request": int(is_lazy)}
         fields["updated_at"] = time.time()

@@ -103,7 +103,7 @@ async def test_expiry_gives_the_normal_nothing_answer(farm: Farm) -> None:
     started = time.monotonic()
     reply = await worker.may_i_run(task["uuid"], wait=1)
     assert time.monotonic() - started > 0.9
-    assert reply.body == {"mayKeepRunning": True}
+    assert reply.body == {"mayKeepRunning": True, "reason": "", "statusChangeRequested": False}
 
 
 async def test_without_prefer_nothing_is_held(farm: Farm) -> None:

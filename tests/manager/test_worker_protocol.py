@@ -7,6 +7,9 @@ import uuid
 
 from tests.manager.conftest import API, Farm
 
+# What may-i-run answers while the task may go on.
+KEEP_RUNNING = {"mayKeepRunning": True, "reason": "", "statusChangeRequested": False}
+
 
 async def test_go_worker_sequence_register_to_completion(farm: Farm) -> None:
     worker = await farm.register(("misc",))
@@ -19,7 +22,7 @@ async def test_go_worker_sequence_register_to_completion(farm: Farm) -> None:
     task = first.body
     assert task["job"] == job["id"] and task["name"] == "echo" and task["task_type"] == "misc"
     assert task["commands"] == [{"name": "echo", "parameters": {"message": "hello"}, "total_step_count": 0}]
-    assert (await worker.may_i_run(task["uuid"])).body == {"mayKeepRunning": True}
+    assert (await worker.may_i_run(task["uuid"])).body == KEEP_RUNNING
 
     assert (await worker.update(task["uuid"], activity="Started", taskStatus="active")).status == 204
     assert (await worker.update(task["uuid"], log='pid=1 > echo: "hello"\n')).status == 204
@@ -68,7 +71,7 @@ async def test_lazy_request_lets_the_task_finish_immediate_one_stops_it(farm: Fa
     setstatus = f"{API}/worker-mgt/workers/{worker.uuid}/setstatus"
 
     await farm.client.post(setstatus, {"status": "asleep", "is_lazy": True})
-    assert (await worker.may_i_run(task["uuid"])).body == {"mayKeepRunning": True}
+    assert (await worker.may_i_run(task["uuid"])).body == KEEP_RUNNING
 
     await farm.client.post(setstatus, {"status": "asleep", "is_lazy": False})
     assert (await worker.may_i_run(task["uuid"])).body == {
@@ -200,11 +203,13 @@ async def test_may_i_run_answers(farm: Farm) -> None:
     assert (await worker.may_i_run(str(uuid.uuid4()))).body == {
         "mayKeepRunning": False,
         "reason": "Task not found",
+        "statusChangeRequested": False,
     }
     other = await farm.awake_worker()
     assert (await other.may_i_run(task["uuid"])).body == {
         "mayKeepRunning": False,
         "reason": "task not assigned to this worker",
+        "statusChangeRequested": False,
     }
     await farm.client.post(
         f"{API}/jobs/{job['id']}/setstatus", {"status": "cancel-requested", "reason": "test"}

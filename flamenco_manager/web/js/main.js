@@ -137,8 +137,9 @@ async function start() {
   }
   api.version().then(
     (v) => {
-      document.getElementById("version").textContent = `v${v.shortversion}`;
-      document.getElementById("version").title = `Flamenco Manager ${v.version}`;
+      // Flamenco's release (what the add-on checks) and this Manager's own version and build.
+      document.getElementById("version").textContent = v.version;
+      document.getElementById("version").title = `Flamenco ${v.shortversion} compatible; build ${v.git}`;
       if (v.name) document.getElementById("manager-name").textContent = v.name;
     },
     () => {},
