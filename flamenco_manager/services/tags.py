@@ -7,17 +7,11 @@ import uuid as uuidlib
 
 from flamenco_manager import payloads
 from flamenco_manager.model import Tag
-from flamenco_manager.services.errors import Conflict, Invalid, NotFound
+from flamenco_manager.services.errors import Conflict, NotFound
 from flamenco_manager.services.events import Hub
 from flamenco_manager.store import Store, StoreConflict
 
 log = logging.getLogger(__name__)
-
-
-def _clean_name(name: str) -> str:
-    if not name.strip():
-        raise Invalid("name", "must not be empty")
-    return name.strip()
 
 
 class Tags:
@@ -35,7 +29,7 @@ class Tags:
         return self.store.list_tags()
 
     def create(self, *, name: str, description: str) -> Tag:
-        name = _clean_name(name)
+        """A new tag; its name is stored as sent, an empty one too, as Flamenco does."""
         try:
             with self.store.transaction():
                 tag = self.store.create_tag(uuid=str(uuidlib.uuid4()), name=name, description=description)
@@ -46,7 +40,6 @@ class Tags:
         return tag
 
     def update(self, tag: Tag, *, name: str, description: str) -> None:
-        name = _clean_name(name)
         try:
             with self.store.transaction():
                 self.store.update_tag(tag.id, name=name, description=description)
