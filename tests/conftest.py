@@ -10,6 +10,15 @@ from tests import reliability
 from tests.support.dbus_daemon import PrivateBus, short_tempdir
 from tests.support.notify_socket import NotifySocket
 
+SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # By path: a `pytestmark` in a conftest.py marks nothing, so `-m "not system"` would still run them.
+    for item in items:
+        if item.path.is_relative_to(SYSTEM_TESTS):
+            item.add_marker(pytest.mark.system)
+
 
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
