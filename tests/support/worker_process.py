@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.dbus_daemon import PrivateBus
 from tests.support.notify_socket import NotifySocket
+from tests.support.waiting import wait_for
 
 NAME = "org.flamenco.Worker1"
 PATH = "/org/flamenco/Worker1"
@@ -43,18 +43,18 @@ class WorkerProcess:
         if self.notify is not None:
             env["NOTIFY_SOCKET"] = str(self.notify.path)
         env.update(self.env_extra)
-        out = open(self.log_path, "a") if self.log_path else subprocess.PIPE  # noqa: SIM115 - the child's
+        log = open(self.log_path, "a") if self.log_path else None  # noqa: SIM115 - the child's
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flamenco_worker", *self.args],
             cwd=self.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=out,
+            stdout=log if log is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        if self.log_path:
-            out.close()
+        if log is not None:
+            log.close()
         return self
 
     def wait_ready(self, timeout: float = 10) -> None:
@@ -87,14 +87,7 @@ class WorkerProcess:
         return self.bus.busctl("get-property", NAME, PATH, IFACE, prop, user=user).stdout.strip()
 
     def wait_property(self, prop: str, expected: str, timeout: float = 5) -> None:
-        deadline = time.monotonic() + timeout
-        value = ""
-        while time.monotonic() < deadline:
-            value = self.get(prop)
-            if value == expected:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"{prop} is {value!r}, expected {expected!r}")
+        wait_for(lambda: self.get(prop) == expected, timeout, f"{prop} to be {expected!r}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
