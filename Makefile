@@ -72,7 +72,7 @@ $(VENV_LATEST)/.installed: pyproject.toml
 test-latest: $(VENV_LATEST)/.installed
 	$(VENV_LATEST)/bin/python -m pip install -q --disable-pip-version-check -U -e '.[test,thumbnails]'
 	$(VENV_LATEST)/bin/python -m pip list --format=freeze | grep -iE '^(aiohttp|dbus-next|pyyaml|bcrypt|sdnotify|pillow|pytest[a-z-]*)=='
-	$(VENV_LATEST)/bin/python -m pytest -q -rs -m "not system"
+	$(VENV_LATEST)/bin/python -m pytest -q -rs -n auto -m "not system"
 
 # The long versions of every fault, fuzzing and security test, ending with a summary table.
 reliability: deps venv

@@ -125,11 +125,11 @@ class ConfigError(Exception):
 
 def current_platform() -> str:
     """This machine's platform in Flamenco's (Go) naming: linux, windows, darwin, …"""
-    if sys.platform.startswith("win"):
-        return "windows"
-    if sys.platform.startswith("linux"):
-        return "linux"
-    return sys.platform
+    name = sys.platform  # a variable: the type checker would otherwise fold the test for its own platform
+    for prefix, flamenco_name in (("win", "windows"), ("linux", "linux")):
+        if name.startswith(prefix):
+            return flamenco_name
+    return name
 
 
 # Go's time.ParseDuration units, in seconds.

@@ -60,7 +60,7 @@ def fault(request: pytest.FixtureRequest):
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     row = getattr(item, "reliability_row", None)
@@ -68,7 +68,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
         row.result = "pass" if report.passed else report.outcome
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+def pytest_terminal_summary(terminalreporter) -> None:
     if reliability.ROWS:
         mode = "long" if reliability.LONG else "short"
         terminalreporter.section(f"reliability summary ({mode} run)")

@@ -104,8 +104,8 @@ class ChildProcess:
             raise
         pump = _OutputPump(on_line, popen.pid)
         child = cls(popen, pidfd, pump)
+        assert popen.stdout is not None
         try:
-            assert popen.stdout is not None
             transport, _ = await child._loop.connect_read_pipe(lambda: pump, popen.stdout)
         except BaseException:
             child.kill()

@@ -59,8 +59,8 @@ class Client:
             self._templates = []
             for template in spec.get("paths", {}):
                 full = template if template.startswith(API) else API + template
-                pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
-                self._templates.append((re.compile(pattern), template))
+                regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(full)) + "$"
+                self._templates.append((re.compile(regex), template))
             # A literal path segment beats a parameter: /jobs/last-rendered is not /jobs/{job_id}.
             self._templates.sort(key=lambda item: item[1].count("{"))
         for pattern, template in self._templates:
@@ -259,7 +259,7 @@ async def farm(tmp_path: pathlib.Path, config_overrides: dict[str, Any]) -> Asyn
     await manager.start()
     site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as session:
         yield Farm(manager, Client(session, f"http://127.0.0.1:{port}", _spec_checker()))
         manager.stop_holding()

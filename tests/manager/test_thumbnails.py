@@ -9,11 +9,18 @@ import pathlib
 
 import pytest
 
+from flamenco_manager.model import Job
 from flamenco_manager.services import thumbnails
 from flamenco_manager.services.thumbnails import Thumbnails
 from tests.manager.conftest import Farm, eventually
 
 pytest.importorskip("PIL")
+
+
+async def _job(farm: Farm) -> Job:
+    job = farm.manager.store.get_job((await farm.submit_echo())["id"])
+    assert job is not None
+    return job
 
 
 def _png() -> bytes:
@@ -28,8 +35,8 @@ async def test_a_broken_image_is_logged_with_its_job_and_the_queue_goes_on(
     farm: Farm, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="flamenco_manager.services.thumbnails")
-    broken = farm.manager.store.get_job((await farm.submit_echo())["id"])
-    good = farm.manager.store.get_job((await farm.submit_echo())["id"])
+    broken = await _job(farm)
+    good = await _job(farm)
     thumbs = farm.manager.thumbnails
     thumbs.submit(broken, b"\x89PNG\r\n\x1a\n this is not a PNG")
     thumbs.submit(good, _png())
@@ -47,6 +54,6 @@ async def test_a_bug_while_making_thumbnails_surfaces(
 
     monkeypatch.setattr(thumbnails, "_write_thumbnails", broken_code)
     own = Thumbnails(farm.manager.store, farm.manager.hub, tmp_path)
-    own.submit(farm.manager.store.get_job((await farm.submit_echo())["id"]), _png())
+    own.submit(await _job(farm), _png())
     with pytest.raises(KeyError, match="a programming error"):
         await asyncio.wait_for(own.run(), 10)

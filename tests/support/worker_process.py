@@ -28,7 +28,17 @@ class WorkerProcess:
     env_extra: Mapping[str, str] = field(default_factory=dict)
     #: Send the output to this file instead of a pipe (for chatty or long runs nobody reads live).
     log_path: Path | None = None
-    process: subprocess.Popen[str] | None = field(default=None, init=False)
+    _process: subprocess.Popen[str] | None = field(default=None, init=False)
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        """The started process (AssertionError before `start()`)."""
+        assert self._process is not None, "start() the worker first"
+        return self._process
+
+    @property
+    def started(self) -> bool:
+        return self._process is not None
 
     def start(self) -> WorkerProcess:
         env = {
@@ -44,7 +54,7 @@ class WorkerProcess:
             env["NOTIFY_SOCKET"] = str(self.notify.path)
         env.update(self.env_extra)
         log = open(self.log_path, "a") if self.log_path else None  # noqa: SIM115 - the child's
-        self.process = subprocess.Popen(
+        self._process = subprocess.Popen(
             [sys.executable, "-m", "flamenco_worker", *self.args],
             cwd=self.workdir,
             env=env,
@@ -62,11 +72,9 @@ class WorkerProcess:
         self.notify.wait_for("READY=1", timeout)
 
     def wait_exit(self, timeout: float = 15) -> int:
-        assert self.process is not None
         return self.process.wait(timeout)
 
     def output(self) -> str:
-        assert self.process is not None
         if self.log_path:
             return self.log_path.read_text(errors="replace")
         if self.process.poll() is None:
@@ -75,7 +83,6 @@ class WorkerProcess:
         return self.process.stdout.read()
 
     def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
         self.process.send_signal(sig)
 
     def call(self, method: str, *args: str, check: bool = True, user: str | None = None):
@@ -90,8 +97,8 @@ class WorkerProcess:
         wait_for(lambda: self.get(prop) == expected, timeout, f"{prop} to be {expected!r}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.started and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
-        if self.process is not None and self.process.stdout is not None:
+        if self.started and self.process.stdout is not None:
             self.process.stdout.close()

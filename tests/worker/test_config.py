@@ -6,11 +6,12 @@ import logging
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from flamenco_worker.config import ConfigError, FlagValues, load_settings
+from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
 from flamenco_worker.flags import parse_command_line
 from tests.support.waiting import PipeLines
 
@@ -21,7 +22,9 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def settings(tmp_path: Path, text: str | None, argv: list[str] = (), env: dict[str, str] | None = None):
+def settings(
+    tmp_path: Path, text: str | None, argv: Sequence[str] = (), env: dict[str, str] | None = None
+) -> WorkerSettings:
     argv = list(argv)
     if text is not None:
         argv = ["-config", str(write(tmp_path, text)), *argv]

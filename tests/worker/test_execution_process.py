@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,7 +33,7 @@ async def run_sh(script: str, **executor_options: int) -> RecordingListener:
 
 
 @pytest.fixture(autouse=True)
-def no_zombies_left() -> None:
+def no_zombies_left() -> Iterator[None]:
     yield
     assert zombie_children(os.getpid()) == []
 
