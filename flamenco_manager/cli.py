@@ -165,13 +165,13 @@ async def _cleanup_unless_forced(runner: web.AppRunner, forced: asyncio.Event) -
             await cleanup
 
 
-# aiohttp ≥ 3.9 takes the shutdown grace on the runner and deprecates it on the site; 3.8 (Debian 12)
-# only knows the site's. Each is given where the installed aiohttp expects it.
-_GRACE_ON_RUNNER = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
+#: aiohttp ≥ 3.9 takes the shutdown grace on the runner and deprecates it on the site; 3.8 (Debian 12)
+#: only knows the site's. Each is given where the installed aiohttp expects it.
+GRACE_ON_RUNNER = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
 
 
 def _make_runner(app: web.Application, access_log: logging.Logger | None) -> web.AppRunner:
-    if _GRACE_ON_RUNNER:
+    if GRACE_ON_RUNNER:
         return GuardedAppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE)
     return GuardedAppRunner(app, access_log=access_log)
 
@@ -179,7 +179,7 @@ def _make_runner(app: web.Application, access_log: logging.Logger | None) -> web
 def _make_site(runner: web.AppRunner, config: ManagerConfig) -> web.TCPSite:
     # reuse_address: a port left in TIME_WAIT by the previous run can be listened on again at once.
     host = config.listen_host or None
-    if _GRACE_ON_RUNNER:
+    if GRACE_ON_RUNNER:
         return web.TCPSite(runner, host, config.listen_port, reuse_address=True)
     return web.TCPSite(runner, host, config.listen_port, reuse_address=True, shutdown_timeout=SHUTDOWN_GRACE)
 
