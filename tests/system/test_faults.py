@@ -42,10 +42,17 @@ def test_manager_down_while_ten_workers_log(farm_factory, short_dir: Path, fault
             f"w{i}", env={"FAKE_BLENDER_LINES": str(lines_per_frame), "FAKE_BLENDER_DELAY": "0.4"}
         )
     job = submit_render(farm, short_dir / "out", frames=f"1-{frames * 10}", chunk=frames, fmt="EXR")
+
+    def ten_active() -> list[dict] | None:
+        tasks = [t for t in farm.manager.tasks(job["id"]) if t["status"] == "active"]
+        return tasks if len(tasks) == 10 else None
+
+    active = farm.manager.wait_until("ten tasks active", ten_active)
+    # Every task's output is flowing to the manager when it goes down.
     farm.manager.wait_until(
-        "ten tasks active", lambda: sum(t["status"] == "active" for t in farm.manager.tasks(job["id"])) == 10
+        "output of every active task at the manager",
+        lambda: all("> Fra:" in task_log(farm, task["id"]) for task in active),
     )
-    time.sleep(0.6)
     farm.manager.kill()
     time.sleep(outage)
     farm.manager.start()
