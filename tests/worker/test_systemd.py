@@ -126,7 +126,9 @@ def test_terminal_format_has_timestamps(start_worker: StartWorker, journal_strea
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO", first), first
 
 
-def test_second_sigterm_exits_at_once(start_worker: StartWorker) -> None:
+def test_two_sigterms_at_once_exit_0(start_worker: StartWorker) -> None:
+    # Whether the second one finds the worker still shutting down is a race here (nothing holds the
+    # shutdown up); tests/system/test_stop_signals.py holds it up with a silent Manager and checks both.
     worker = start_worker()
     worker.signal(signal.SIGSTOP)  # hold it so both signals are pending together
     worker.signal(signal.SIGTERM)
