@@ -3,28 +3,49 @@
 PYTHON_SYS ?= /usr/bin/python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
+PIP        := $(PY) -m pip install -q --disable-pip-version-check
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The newest releases from PyPI, without Debian's packages: catches drift before Debian ships it.
+VENV_LATEST ?= .venv-latest
 
+# What `make run` needs: the runtime libraries, a virtualenv and a bus daemon. Nothing for the tests.
+RUN_APT_PACKAGES := python3-aiohttp python3-dbus-next python3-sdnotify python3-yaml python3-bcrypt \
+	python3-venv dbus-daemon
 # Debian packages the test suite drives for real (see tests/README.md for which test needs what).
-APT_PACKAGES := dbus dbus-daemon systemd systemd-container mmdebstrap \
-	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-venv lintian \
-	python3-aiohttp python3-dbus-next python3-sdnotify python3-yaml python3-bcrypt python3-pil \
-	chromium ffmpeg strace \
-	python3-pytest python3-pytest-asyncio python3-jsonschema
+APT_PACKAGES := $(RUN_APT_PACKAGES) dbus systemd systemd-container mmdebstrap \
+	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian \
+	python3-pil chromium ffmpeg strace \
+	python3-pytest python3-pytest-asyncio python3-pytest-xdist python3-jsonschema
 
-.PHONY: run test deps venv lint unit bench reliability clean deb
+.PHONY: run run-deps test deps venv lint unit test-latest bench reliability clean deb
 
 # The farm: manager (SQLite under ./run), one worker on a private D-Bus, a demo job. Ctrl-C stops it.
-run: venv
+run: run-deps $(VENV)/.runtime
 	$(PY) -m flamenco_manager.demo
+
+# apt only when something is missing, so a prepared machine needs no sudo.
+run-deps:
+	@missing=$$(for p in $(RUN_APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
 
-$(VENV)/.installed: pyproject.toml
+# Runtime only: Debian's libraries through system site-packages, this tree installed editable (offline).
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON_SYS) -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PIP) --no-deps --no-build-isolation -e .
+	touch $@
+
+# The tests' extras on top of the runtime venv.
+$(VENV)/.installed: $(VENV)/.runtime pyproject.toml
+	$(PIP) -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -36,8 +57,22 @@ lint: venv
 test: deps venv lint
 	$(PY) -m pytest -q -rs
 
+# Everything that starts no whole farm (tests/system is excluded by path in tests/conftest.py), one
+# pytest process per CPU: ~30 s on two idle cores, ~50 s when they are shared.
 unit: venv
-	$(PY) -m pytest -q -m "not system"
+	$(PY) -m pytest -q -n auto -m "not system"
+
+$(VENV_LATEST)/.installed: pyproject.toml
+	$(PYTHON_SYS) -m venv $(VENV_LATEST)
+	$(VENV_LATEST)/bin/python -m pip install -q --disable-pip-version-check -U pip
+	$(VENV_LATEST)/bin/python -m pip install -q --disable-pip-version-check -U -e '.[test,thumbnails]'
+	touch $@
+
+# Manager and worker unit tests against the newest PyPI releases (no system site-packages).
+test-latest: $(VENV_LATEST)/.installed
+	$(VENV_LATEST)/bin/python -m pip install -q --disable-pip-version-check -U -e '.[test,thumbnails]'
+	$(VENV_LATEST)/bin/python -m pip list --format=freeze | grep -iE '^(aiohttp|dbus-next|pyyaml|bcrypt|sdnotify|pillow|pytest[a-z-]*)=='
+	$(VENV_LATEST)/bin/python -m pytest -q -rs -n auto -m "not system"
 
 # The long versions of every fault, fuzzing and security test, ending with a summary table.
 reliability: deps venv
@@ -56,4 +91,6 @@ deb:
 	packaging/build-deb $(DEB_OUT)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_LATEST) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache \
+		.schemathesis .hypothesis run test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import inspect
 import logging
 import pathlib
+import re
 import signal
 import sys
 
@@ -26,19 +29,47 @@ EX_CONFIG = 78
 DEFAULT_CONFIG = "flamenco-manager.yaml"
 # In-flight requests get this long to finish at shutdown; held long-polls are answered at once.
 SHUTDOWN_GRACE = 5.0
+# Exit code after a second SIGTERM/SIGINT cut the graceful shutdown short.
+EX_FORCED = 1
+
+EPILOG = """\
+exit codes:
+  0    stopped by SIGTERM/SIGINT after a graceful shutdown
+  1    the listening address could not be opened (often transient: the previous process still
+       exiting), a crash, or a second SIGTERM/SIGINT that cut the shutdown short
+  78   invalid configuration, flags or database (EX_CONFIG); one line on stderr names the file:line
+       and key; systemd should not restart (RestartPreventExitStatus=78)
+
+signals: SIGTERM/SIGINT stop gracefully: held long-polls are answered at once, requests in flight
+         get 5 s; a second one stops without waiting for them.
+"""
 
 
 class ListenError(Exception):
     """The listening socket could not be opened (address in use, no permission, …)."""
 
 
+# argparse names a flag by all its spellings ("argument -config/--config: …"); one is enough.
+_ALIASES = re.compile(r"argument (-[\w-]+)(?:/-[\w-]+)+")
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise ConfigError("command line", None, None, message)
+    def error(self, message: str) -> None:  # type: ignore[override]  # raises instead of exiting 2
+        text = _ALIASES.sub(r"flag \1", message)
+        raise ConfigError("command line", None, None, f"{text} (see -help)")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="flamenco-manager", description="Flamenco v3-compatible render farm manager")
+    """Flamenco-style single-dash flags (`--flag` works too); -help exits through SystemExit(0)."""
+    parser = _Parser(
+        prog="flamenco-manager",
+        description="Flamenco v3-compatible render farm manager",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        add_help=False,
+    )
+    parser.add_argument("-help", "--help", "-h", action="help", help="show this help and exit")
     parser.add_argument(
         "-config", "--config", default=None, metavar="PATH", help=f"default: ./{DEFAULT_CONFIG}"
     )
@@ -75,13 +106,16 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
     manager = Manager(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    forced = asyncio.Event()
     notify = _Notifier()
 
     def on_signal(signum: int) -> None:
+        # Only flags are set here; serve() does the work (first signal graceful, second forced).
         if stop.is_set():
             log.warning("second signal: stopping without waiting signal=%s", signal.Signals(signum).name)
-            raise SystemExit(1)
-        log.info("stopping signal=%s", signal.Signals(signum).name)
+            forced.set()
+            return
+        log.info("stopping signal=%s (send it again to stop without waiting)", signal.Signals(signum).name)
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -90,17 +124,11 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
     app = build_app(manager)
     # The access log costs ~25 µs per request even when filtered out, so it only exists with -debug.
     access_log = logging.getLogger("aiohttp.access") if debug else None
-    runner = GuardedAppRunner(app, access_log=access_log)
+    runner = _make_runner(app, access_log)
     await runner.setup()
     try:
         await manager.start()
-        site = web.TCPSite(
-            runner,
-            config.listen_host or None,
-            config.listen_port,
-            shutdown_timeout=SHUTDOWN_GRACE,
-            reuse_address=True,
-        )
+        site = _make_site(runner, config)
         try:
             await site.start()
         except OSError as exc:
@@ -112,18 +140,60 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
         notify("STOPPING=1")
         manager.stop_holding()
     finally:
-        await runner.cleanup()
+        await _cleanup_unless_forced(runner, forced)
         await manager.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+    if forced.is_set():
+        log.warning("stopped without waiting for requests in flight")
+        return EX_FORCED
     log.info("stopped")
     return 0
+
+
+async def _cleanup_unless_forced(runner: web.AppRunner, forced: asyncio.Event) -> None:
+    """Close the HTTP side gracefully, or cut that short when a second signal arrives meanwhile."""
+    cleanup = asyncio.ensure_future(runner.cleanup())
+    force = asyncio.ensure_future(forced.wait())
+    try:
+        await asyncio.wait({cleanup, force}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        force.cancel()
+        if not cleanup.done():
+            cleanup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cleanup
+
+
+#: aiohttp ≥ 3.9 takes the shutdown grace on the runner and deprecates it on the site; 3.8 (Debian 12)
+#: only knows the site's. Each is given where the installed aiohttp expects it.
+GRACE_ON_RUNNER = "shutdown_timeout" in inspect.signature(web.BaseRunner.__init__).parameters
+
+
+def _make_runner(app: web.Application, access_log: logging.Logger | None) -> web.AppRunner:
+    if GRACE_ON_RUNNER:
+        return GuardedAppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE)
+    return GuardedAppRunner(app, access_log=access_log)
+
+
+def _make_site(runner: web.AppRunner, config: ManagerConfig) -> web.TCPSite:
+    # reuse_address: a port left in TIME_WAIT by the previous run can be listened on again at once.
+    host = config.listen_host or None
+    if GRACE_ON_RUNNER:
+        return web.TCPSite(runner, host, config.listen_port, reuse_address=True)
+    return web.TCPSite(runner, host, config.listen_port, reuse_address=True, shutdown_timeout=SHUTDOWN_GRACE)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_args(argv)
+    except ConfigError as exc:
+        print(f"flamenco-manager: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except SystemExit as exc:  # -help
+        return int(exc.code or 0)
+    try:
         if args.version:
             print(buildinfo.version_line())
             return 0

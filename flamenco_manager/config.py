@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from flamenco_manager.buildinfo import DEFAULT_FLAMENCO_VERSION, FLAMENCO_VERSION_SHAPE
+from flamenco_manager.values import describe
 from flamenco_manager.variables import VariableError, Variables
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ DEFAULT_TIMEOUT_CHECK_INTERVAL = 60.0
 DEFAULT_TIMEOUT_INITIAL_DELAY = 5 * 60.0
 
 HIGHEST_PORT = 65535
-# Longest rendering of a wrong value inside an error line, so the line stays readable.
-_SHOWN_VALUE_MAX = 40
 
 # Keys of Flamenco's Manager configuration that this Manager reads.
 _DURATION_KEYS = (
@@ -130,11 +129,11 @@ class ConfigError(Exception):
 
 def current_platform() -> str:
     """This machine's platform in Flamenco's (Go) naming: linux, windows, darwin, …"""
-    if sys.platform.startswith("win"):
-        return "windows"
-    if sys.platform.startswith("linux"):
-        return "linux"
-    return sys.platform
+    name = sys.platform  # a variable: the type checker would otherwise fold the test for its own platform
+    for prefix, flamenco_name in (("win", "windows"), ("linux", "linux")):
+        if name.startswith(prefix):
+            return flamenco_name
+    return name
 
 
 # Go's time.ParseDuration units, in seconds.
@@ -317,7 +316,7 @@ class _Loader:
             if not FLAMENCO_VERSION_SHAPE.fullmatch(flamenco_version):
                 raise self.error(
                     "flamenco_version",
-                    f"{_describe(flamenco_version)} is not a Flamenco 3 release like 3.7 or 3.3.1",
+                    f"{describe(flamenco_version)} is not a Flamenco 3 release like 3.7 or 3.3.1",
                 )
             values["flamenco_version"] = flamenco_version
         values["variables"] = self._variables(values.get("shared_storage_path", ""))
@@ -359,7 +358,7 @@ class _Loader:
             )
         if not isinstance(meta, dict):
             raise self.error(
-                "_meta", f"expected a mapping like {{version: {CONFIG_VERSION}}}, not {_describe(meta)}"
+                "_meta", f"expected a mapping like {{version: {CONFIG_VERSION}}}, not {describe(meta)}"
             )
         version = meta.get("version")
         if not _is_int(version) or version != CONFIG_VERSION:
@@ -385,7 +384,7 @@ class _Loader:
             return None
         ok = isinstance(value, accepts) if isinstance(accepts, type) else accepts(value)
         if not ok:
-            raise self.error(key, f"expected {expected}, not {_describe(value)}")
+            raise self.error(key, f"expected {expected}, not {describe(value)}")
         return value
 
     def _duration(self, key: str) -> float | None:
@@ -395,7 +394,7 @@ class _Loader:
         if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
             return 0.0
         if not isinstance(value, str):
-            raise self.error(key, f"expected a duration such as '1m30s', not {_describe(value)}")
+            raise self.error(key, f"expected a duration such as '1m30s', not {describe(value)}")
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
@@ -422,18 +421,3 @@ def _line(node: yaml.Node | None) -> int:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _describe(value: Any) -> str:
-    kind = {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }
-    shown = repr(value)
-    if len(shown) > _SHOWN_VALUE_MAX:
-        shown = shown[: _SHOWN_VALUE_MAX - 1] + "…"
-    return f"{kind.get(type(value), type(value).__name__)} ({shown})"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from typing import TextIO
 
 # syslog priorities journald reads from a `<N>` line prefix.
 _PRIORITY = {
@@ -41,10 +43,26 @@ class MalformedRequestFilter(logging.Filter):
         return True
 
 
+def stderr_is_journal(env: Mapping[str, str] = os.environ, stream: TextIO | None = None) -> bool:
+    """True when stderr is the journal stream systemd connected, not merely inherited JOURNAL_STREAM.
+
+    systemd.exec(5): JOURNAL_STREAM is `DEVICE:INODE` of that stream; a process whose stderr was
+    redirected elsewhere (a pipe, a file, a terminal) still inherits the variable.
+    """
+    device, _, inode = env.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError):  # closed, or no file descriptor behind the stream
+        return False
+    return info.st_dev == int(device) and info.st_ino == int(inode)
+
+
 def setup(*, quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
+    if stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))

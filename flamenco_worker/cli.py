@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from flamenco_worker.config import ConfigError, load_settings
+from flamenco_worker.config import ConfigError, WorkerSettings, load_settings
 from flamenco_worker.daemon import Daemon, flush_and_sign_off
 from flamenco_worker.flags import parse_command_line, version_text
 from flamenco_worker.logs import set_level, setup_logging
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         if command_line.flush:
             return asyncio.run(flush_and_sign_off(settings))
+        log_restartability(settings)
         return asyncio.run(Daemon(settings, command_line.flags, env).run())
     except ConfigError as exc:
         print(f"flamenco-worker: configuration error: {exc}", file=sys.stderr)
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     except Exception:
         log.exception("the worker crashed")
         return ExitCode.CRASH
+
+
+def log_restartability(settings: WorkerSettings) -> None:
+    if settings.restartable:
+        log.info("restartable=yes restart_exit_code=%d", settings.restart_exit_code)
+    else:
+        log.info("restartable=no: Restart requests are refused (restart_exit_code is not set, or 0)")
 
 
 def run() -> None:

@@ -18,12 +18,17 @@ from typing import Any
 import yaml
 
 from flamenco_worker.status import RESERVED_EXIT_CODES
+from flamenco_worker.values import describe, describe_type
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "flamenco-worker.yaml"
 DEFAULT_TASK_TYPES = ("blender", "ffmpeg", "file-management", "misc")
 DBUS_CHOICES = ("system", "session", "off")
+#: YAML 1.1 reads an unquoted `off` (and `no`, `false`) as a boolean; for `dbus` they all mean "off".
+_DBUS_OFF_SPELLINGS = (False, "no", "false")
+#: Exit codes a restart code may use: 0 is success, 1 and 78 are the worker's own; 255 is the largest.
+RESTART_CODE_RANGE = (2, 255)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -61,7 +66,7 @@ def default_flamenco_home(env: Mapping[str, str]) -> Path:
 
 def check_manager_url(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"must be a URL string, got {_show(value)}")
+        raise ValueError(f"must be a URL string, not {describe(value)}")
     text = value.strip()
     if not text:
         return ""
@@ -84,17 +89,17 @@ def check_manager_url(value: Any) -> str:
 
 def check_worker_name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be a non-empty string, got {_show(value)}")
+        raise ValueError(f"must be a non-empty string, not {describe(value)}")
     return value.strip()
 
 
 def check_task_types(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of task type names, got {_show(value)}")
+        raise ValueError(f"must be a non-empty list of task type names, not {describe(value)}")
     names: list[str] = []
     for item in value:
         if not isinstance(item, str) or not item.strip():
-            raise ValueError(f"must contain only non-empty strings, got {_show(item)}")
+            raise ValueError(f"must contain only non-empty strings, not {describe(item)}")
         name = item.strip().lower()  # the Manager lowercases and trims them too
         if name not in names:
             names.append(name)
@@ -102,11 +107,13 @@ def check_task_types(value: Any) -> tuple[str, ...]:
 
 
 def check_restart_exit_code(value: Any) -> int:
+    """2–255 except 78; 0 means "not restartable" (as when the key is absent)."""
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+    low, high = RESTART_CODE_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not (value == 0 or 1 <= value <= high):
         raise ValueError(
-            f"must be an integer from 1 to 255 (0 or absent: not restartable), got {_show(value)}"
+            f"must be a whole number from {low} to {high} (0: not restartable), not {describe(value)}"
         )
     if value in RESERVED_EXIT_CODES:
         reserved = ", ".join(str(c) for c in sorted(RESERVED_EXIT_CODES))
@@ -116,17 +123,26 @@ def check_restart_exit_code(value: Any) -> int:
 
 def check_oom_score_adjust(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
-        raise ValueError(f"must be an integer from 0 to 1000, got {_show(value)}")
+        raise ValueError(f"must be a whole number from 0 to 1000, not {describe(value)}")
     return value
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str) or value.strip().lower() not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}; got {_show(value)}")
+            raise ValueError(f"must be one of {', '.join(choices)}; not {describe(value)}")
         return value.strip().lower()
 
     return check
+
+
+def check_dbus(value: Any) -> str:
+    """system, session or off; `off`, `no` and `false` (YAML's booleans, or as text) all mean off."""
+    if value in _DBUS_OFF_SPELLINGS or (isinstance(value, str) and value.strip().lower() in ("no", "false")):
+        return "off"
+    if isinstance(value, bool):
+        raise ValueError(f"must be one of {', '.join(DBUS_CHOICES)}; not {describe_type(value)} (true)")
+    return _choice(DBUS_CHOICES)(value)
 
 
 #: YAML key → (settings field, check). Keys are Flamenco's, plus `dbus` and `log_level` (ours).
@@ -136,19 +152,33 @@ YAML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "worker_name": ("worker_name", check_worker_name),
     "task_types": ("task_types", check_task_types),
     "restart_exit_code": ("restart_exit_code", check_restart_exit_code),
-    "dbus": ("dbus", _choice(DBUS_CHOICES)),
+    "dbus": ("dbus", check_dbus),
     "log_level": ("log_level", _choice(LOG_LEVELS)),
     "oom_score_adjust": ("oom_score_adjust", check_oom_score_adjust),
 }
 
 
-def _show(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return f"{type(value).__name__} {value!r}"
-
-
 # --- the YAML file ---
+
+
+def parse_yaml(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    """The worker's one YAML reader: the node tree (for line numbers) and the values.
+
+    Malformed YAML is a ConfigError naming `FILE:LINE`.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return node, data
 
 
 def read_yaml(path: Path, *, explicit: bool) -> dict[str, Any]:
@@ -162,19 +192,8 @@ def read_yaml(path: Path, *, explicit: bool) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read configuration file: {exc}") from None
 
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    if data is None:
+    node, data = parse_yaml(path, text)
+    if node is None or data is None:
         return {}  # an empty file means defaults, as in Flamenco
     if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
         raise ConfigError(f"{path}:{node.start_mark.line + 1}: the file must be a mapping of key: value")
@@ -236,7 +255,7 @@ def load_settings(flags: FlagValues, env: Mapping[str, str]) -> WorkerSettings:
     if flags.name is not None:
         values["worker_name"] = _flag("name", check_worker_name, flags.name)
     if flags.dbus is not None:
-        values["dbus"] = _flag("dbus", _choice(DBUS_CHOICES), flags.dbus)
+        values["dbus"] = _flag("dbus", check_dbus, flags.dbus)
     if flags.log_level is not None:
         values["log_level"] = flags.log_level
     return WorkerSettings(**values)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from flamenco_worker.config import ConfigError
+from flamenco_worker.config import ConfigError, parse_yaml
 
 FILENAME = "flamenco-worker-credentials.yaml"
 SECRET_BYTES = 32  # 64 hex characters, as Flamenco workers use
@@ -43,11 +43,9 @@ def load_credentials(home: Path) -> Credentials | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read credentials: {exc}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{path}: invalid YAML ({exc}); delete the file to register as a new worker"
-        ) from None
+        _, data = parse_yaml(path, text)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; delete the file to register as a new worker") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected worker_id and worker_secret; delete the file to register anew")
     return Credentials(_text(data, "worker_id", path), _text(data, "worker_secret", path))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from flamenco_worker import __version__
-from flamenco_worker.config import DBUS_CHOICES, ConfigError, FlagValues
+from flamenco_worker.config import DBUS_CHOICES, RESTART_CODE_RANGE, ConfigError, FlagValues
 
 EPILOG = """\
 precedence: built-in defaults < flamenco-worker.yaml < environment (FLAMENCO_WORKER_NAME, FLAMENCO_HOME)
@@ -21,14 +22,19 @@ exit codes:
   78   invalid configuration or flags (EX_CONFIG); one line on stderr names the file:line and key
   75   -flush could not deliver every queued task update (EX_TEMPFAIL)
 
-signals: SIGTERM/SIGINT abort the running task, hand it back and exit 0 (a second one exits at once);
-         SIGHUP re-reads the configuration file.
+signals: SIGTERM/SIGINT abort the running task, hand it back and exit 0 (a second one exits at once,
+         without handing the task back); SIGHUP re-reads the configuration file.
 """
 
 
+# argparse names a flag by all its spellings ("argument -dbus/--dbus: …"); the first one is enough.
+_ALIASES = re.compile(r"argument (-[\w-]+)(?:/-[\w-]+)+")
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"command line: {message} (see -help)")
+    def error(self, message: str) -> None:  # type: ignore[override]  # raises instead of exiting 2
+        text = _ALIASES.sub(r"flag \1", message)
+        raise ConfigError(f"command line: {text} (see -help)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,10 @@ def _exit_code(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 255, got {text!r}") from None
+        low, high = RESTART_CODE_RANGE
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from {low} to {high} (0: not restartable), not {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="restart_exit_code",
         metavar="N",
         type=_exit_code,
-        help="exit code for 'Restart'; makes the worker restartable (0: not restartable)",
+        help="exit code for 'Restart', 2-255 except 78 (47 by convention); makes the worker restartable. "
+        "0 means not restartable (Restart requests are refused), as when it is not set",
     )
     add(
         "-name",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from typing import TextIO
 
 #: Python level → syslog priority, as journald reads a `<N>` line prefix.
 _SYSLOG_PRIORITY = {
@@ -25,8 +27,20 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
 
-def under_journald() -> bool:
-    return bool(os.environ.get("JOURNAL_STREAM"))
+def under_journald(env: Mapping[str, str] = os.environ, stream: TextIO | None = None) -> bool:
+    """True when stderr is the journal stream systemd connected, not merely inherited JOURNAL_STREAM.
+
+    systemd.exec(5): JOURNAL_STREAM is `DEVICE:INODE` of that stream; a process whose stderr was
+    redirected elsewhere (a pipe, a file, a terminal) still inherits the variable.
+    """
+    device, _, inode = env.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError):  # closed, or no file descriptor behind the stream
+        return False
+    return info.st_dev == int(device) and info.st_ino == int(inode)
 
 
 def setup_logging(level: str) -> None:

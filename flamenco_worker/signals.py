@@ -1,6 +1,8 @@
 """POSIX signals as core requests: SIGTERM/SIGINT shut down (a second one exits at once), SIGHUP reloads.
 
-Handlers run on the event loop (`loop.add_signal_handler`) and only hand the event on.
+Handlers run on the event loop (`loop.add_signal_handler`) and only hand the event on: the first stop
+signal becomes an "offline, immediately" request to the core (the task is aborted and handed back); the
+second schedules the forced exit, which kills the task's processes and leaves without handing it back.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ class SignalAdapter:
     def _on_stop(self, sig: signal.Signals) -> None:
         if self._stop_requested:
             log.warning("signal=%s again: exiting at once without handing back the task", sig.name)
-            self._worker.force_stop()
-            os._exit(ExitCode.OK)
+            asyncio.get_running_loop().call_soon(self._exit_now)
+            return
         self._stop_requested = True
         log.info("signal=%s: shutting down (send it again to exit at once)", sig.name)
         try:
@@ -48,3 +50,9 @@ class SignalAdapter:
         except RequestRefused as exc:
             # Already on the way out (e.g. restarting): the signal upgrades nothing, but must not be lost.
             log.info("signal=%s: %s", sig.name, exc)
+
+    def _exit_now(self) -> None:
+        """The forced exit: the task's process group is killed; nothing else is waited for."""
+        self._worker.force_stop()
+        logging.shutdown()  # the warning above reaches the log before the process ends
+        os._exit(ExitCode.OK)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Mapping
 
 import sdnotify
@@ -65,7 +66,10 @@ class SystemdNotifier:
         self.send("READY=1", self._status_line())
 
     def reloading(self) -> None:
-        self.send("RELOADING=1", "STATUS=reloading configuration")
+        # sd_notify(3): RELOADING=1 carries the CLOCK_MONOTONIC time, so systemd (Type=notify-reload)
+        # can tell this reload from an earlier one.
+        monotonic_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec}", "STATUS=reloading configuration")
 
     def stopping(self) -> None:
         if not self._stopping_sent:

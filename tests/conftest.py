@@ -10,6 +10,20 @@ from tests import reliability
 from tests.support.dbus_daemon import PrivateBus, short_tempdir
 from tests.support.notify_socket import NotifySocket
 
+SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
+#: Per-test timeout of the long fault runs (`make reliability`): they scale up sizes and durations tenfold
+#: and more, so the default (pyproject's `timeout`) and the short runs' markers do not apply.
+LONG_RUN_TIMEOUT = 4 * 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        # By path: a `pytestmark` in a conftest.py marks nothing, so `-m "not system"` would still run them.
+        if item.path.is_relative_to(SYSTEM_TESTS):
+            item.add_marker(pytest.mark.system)
+        if reliability.LONG and item.get_closest_marker("reliability") is not None:
+            item.add_marker(pytest.mark.timeout(LONG_RUN_TIMEOUT), append=False)
+
 
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
@@ -46,7 +60,7 @@ def fault(request: pytest.FixtureRequest):
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     row = getattr(item, "reliability_row", None)
@@ -54,7 +68,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
         row.result = "pass" if report.passed else report.outcome
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+def pytest_terminal_summary(terminalreporter) -> None:
     if reliability.ROWS:
         mode = "long" if reliability.LONG else "short"
         terminalreporter.section(f"reliability summary ({mode} run)")

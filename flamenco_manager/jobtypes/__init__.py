@@ -17,6 +17,7 @@ from typing import Any
 from flamenco_manager.jobtypes import echo_sleep_test, simple_blender_render
 from flamenco_manager.jobtypes.model import CompiledJob, CompiledTask, JobCompileError
 from flamenco_manager.jobtypes.settings import apply_settings
+from flamenco_manager.values import describe_type
 
 __all__ = [
     "CompiledJob",
@@ -84,5 +85,5 @@ def _metadata(raw: Any) -> dict[str, str]:
         raise JobCompileError("metadata", "expected an object of string values")
     for key, value in raw.items():
         if not isinstance(value, str):
-            raise JobCompileError(f"metadata.{key}", f"expected a string, not {type(value).__name__}")
+            raise JobCompileError(f"metadata.{key}", f"expected a string, not {describe_type(value)}")
     return dict(raw)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flamenco_manager.jobtypes.model import JobCompileError
+from flamenco_manager.values import describe
 
 # Bounds of Flamenco's `int32` setting type.
 INT32_MIN = -(2**31)
@@ -39,22 +40,22 @@ def _check_value(definition: dict[str, Any], value: Any) -> Any:
     kind = definition["type"]
     if kind == "string":
         if not isinstance(value, str):
-            raise JobCompileError(key, f"expected a string, not {_describe(value)}")
+            raise JobCompileError(key, f"expected a string, not {describe(value)}")
         if definition.get("required") and not value.strip():
             raise JobCompileError(key, "required setting is empty")
     elif kind == "int32":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise JobCompileError(key, f"expected a whole number, not {_describe(value)}")
+            raise JobCompileError(key, f"expected a whole number, not {describe(value)}")
         if not INT32_MIN <= value <= INT32_MAX:
             raise JobCompileError(key, f"{value} does not fit in a 32-bit integer")
     elif kind == "float":
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            raise JobCompileError(key, f"expected a number, not {_describe(value)}")
+            raise JobCompileError(key, f"expected a number, not {describe(value)}")
         value = float(value)
     elif kind == "bool" and not isinstance(value, bool):
-        raise JobCompileError(key, f"expected true or false, not {_describe(value)}")
+        raise JobCompileError(key, f"expected true or false, not {describe(value)}")
     choices = definition.get("choices")
     if choices and value not in choices:
         raise JobCompileError(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
@@ -64,15 +65,3 @@ def _check_value(definition: dict[str, Any], value: Any) -> Any:
     if "max" in bounds and value > bounds["max"]:
         raise JobCompileError(key, f"{value} is above the maximum {bounds['max']}")
     return value
-
-
-def _describe(value: Any) -> str:
-    names = {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }
-    return f"{names.get(type(value), type(value).__name__)} ({value!r})"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import io
 import logging
 import os
@@ -14,12 +13,19 @@ from dataclasses import dataclass
 from flamenco_manager.model import Job
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.tasklogs import job_dir
-from flamenco_manager.store import Store
+from flamenco_manager.store import Store, StoreError
 
 try:
     from PIL import Image
 except ImportError:  # Pillow is optional: without it uploads are accepted and dropped.
     Image = None
+
+# What a bad upload or a full disk raises while decoding and writing: OSError (unreadable or truncated
+# image, disk errors), ValueError and SyntaxError (malformed image data inside Pillow's decoders), and
+# Pillow's refusal of an image too large to decode safely. Anything else is a bug and surfaces.
+IMAGE_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, SyntaxError) + (
+    (Image.DecompressionBombError,) if Image is not None else ()
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +110,24 @@ class Thumbnails:
             directory = job_dir(self.storage, upload.job.uuid)
             try:
                 await asyncio.to_thread(_write_thumbnails, directory, upload.data)
-            except Exception as exc:
-                log.warning("could not make thumbnails job=%s error=%s", upload.job.uuid, exc)
+            except IMAGE_ERRORS as exc:
+                log.warning(
+                    "could not make thumbnails job=%s dir=%s bytes=%d error=%s: %s",
+                    upload.job.uuid,
+                    directory,
+                    len(upload.data),
+                    type(exc).__name__,
+                    exc,
+                )
                 continue
-            with contextlib.suppress(Exception), self.store.transaction():
-                if self.store.get_job_by_id(upload.job.id) is None:
-                    continue
-                self.store.set_last_rendered(upload.job.id)
+            try:
+                with self.store.transaction():
+                    if self.store.get_job_by_id(upload.job.id) is None:
+                        continue  # the job was deleted meanwhile
+                    self.store.set_last_rendered(upload.job.id)
+            except StoreError as exc:
+                log.error("could not record the last-rendered image job=%s error=%s", upload.job.uuid, exc)
+                continue
             info = thumbnail_info(self.storage, upload.job.uuid)
             self.hub.publish(
                 "/last-rendered", {"job_id": upload.job.uuid, "thumbnail": info}, job_id=upload.job.uuid

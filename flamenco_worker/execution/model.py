@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from flamenco_worker.values import describe_type
+
 
 @dataclass(frozen=True)
 class Command:
@@ -42,14 +44,14 @@ class CommandError(Exception):
 def parse_commands(raw: list[dict[str, Any]]) -> list[Command]:
     """Turn the JSON `commands` of an assigned task into Commands; malformed entries raise CommandError."""
     if not isinstance(raw, list):
-        raise CommandError(f"task commands must be a list, got {type(raw).__name__}")
+        raise CommandError(f"task commands must be a list, got {describe_type(raw)}")
     return [_parse_one(index, entry) for index, entry in enumerate(raw)]
 
 
 def _parse_one(index: int, entry: object) -> Command:
     where = f"command #{index}"
     if not isinstance(entry, Mapping):
-        raise CommandError(f"{where} must be an object, got {type(entry).__name__}")
+        raise CommandError(f"{where} must be an object, got {describe_type(entry)}")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise CommandError(f'{where}: "name" must be a non-empty string, got {name!r}')
@@ -58,7 +60,7 @@ def _parse_one(index: int, entry: object) -> Command:
         parameters = {}
     if not isinstance(parameters, Mapping):
         raise CommandError(
-            f'{where} ({name}): "parameters" must be an object, got {type(parameters).__name__}', command=name
+            f'{where} ({name}): "parameters" must be an object, got {describe_type(parameters)}', command=name
         )
     steps = entry.get("total_step_count", 0)
     if steps is None:

@@ -9,6 +9,7 @@ import shutil
 from typing import Any
 
 from flamenco_worker.execution.model import Command, CommandError
+from flamenco_worker.values import describe_type
 
 _MISSING = object()
 
@@ -35,7 +36,7 @@ class Parameters:
         """A required, non-empty string."""
         value = self.required(name)
         if not isinstance(value, str):
-            raise self.error(name, f"must be a string, got {_kind(value)}")
+            raise self.error(name, f"must be a string, got {describe_type(value)}")
         if not value:
             raise self.error(name, "must not be empty")
         return value
@@ -46,7 +47,7 @@ class Parameters:
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise self.error(name, f"must be a string, got {_kind(value)}")
+            raise self.error(name, f"must be a string, got {describe_type(value)}")
         return value
 
     def string_list(self, name: str) -> list[str]:
@@ -55,10 +56,10 @@ class Parameters:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.error(name, f"must be a list of strings, got {_kind(value)}")
+            raise self.error(name, f"must be a list of strings, got {describe_type(value)}")
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise self.error(name, f"must be a list of strings, item {index} is {_kind(item)}")
+                raise self.error(name, f"must be a list of strings, item {index} is {describe_type(item)}")
         return list(value)
 
     def split_string(self, name: str) -> list[str]:
@@ -73,7 +74,7 @@ class Parameters:
         """A required finite number (JSON int or float; booleans are not numbers)."""
         value = self.required(name)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(name, f"must be a number, got {_kind(value)}")
+            raise self.error(name, f"must be a number, got {describe_type(value)}")
         if not math.isfinite(value):
             raise self.error(name, f"must be a finite number, got {value}")
         return float(value)
@@ -95,16 +96,3 @@ class Parameters:
         if found is None:
             raise self.error(name, f"{value!r} is not found on PATH")
         return found
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from flamenco_worker.execution.lines import LineSplitter
 
@@ -41,6 +41,28 @@ _OOM_TRAMPOLINE = (
 )
 #: The POSIX shell that runs the trampoline; every Linux system has it.
 _SHELL = "/bin/sh"
+
+#: What systemd hands the worker itself (sd_notify, watchdog, socket activation); a task process that
+#: inherited them could send READY=1 or WATCHDOG=1 on the worker's behalf or claim its sockets.
+#: JOURNAL_STREAM goes too: a task's stderr is the worker's pipe, never the journal.
+DAEMON_ONLY_VARIABLES = frozenset(
+    {
+        "NOTIFY_SOCKET",
+        "WATCHDOG_PID",
+        "WATCHDOG_USEC",
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        "JOURNAL_STREAM",
+    }
+)
+
+
+def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment without what systemd meant for the worker alone."""
+    source = os.environ if env is None else env
+    return {key: value for key, value in source.items() if key not in DAEMON_ONLY_VARIABLES}
+
 
 #: Called with the child's pid and one line of its output.
 LineHandler = Callable[[int, str], None]
@@ -82,8 +104,8 @@ class ChildProcess:
             raise
         pump = _OutputPump(on_line, popen.pid)
         child = cls(popen, pidfd, pump)
+        assert popen.stdout is not None
         try:
-            assert popen.stdout is not None
             transport, _ = await child._loop.connect_read_pipe(lambda: pump, popen.stdout)
         except BaseException:
             child.kill()
@@ -223,6 +245,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         close_fds=True,
+        env=child_environment(),
     )
 
 

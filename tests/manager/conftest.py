@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from flamenco_manager.api import build_app
+from flamenco_manager.cli import GRACE_ON_RUNNER
 from flamenco_manager.config import ManagerConfig
 from flamenco_manager.services import Manager
 
@@ -260,6 +261,10 @@ def make_config(tmp_path: pathlib.Path, **overrides: Any) -> ManagerConfig:
     return dataclasses.replace(base, **overrides)
 
 
+#: A test's in-process manager closes its connections at teardown within this.
+TEST_SHUTDOWN_GRACE = 1.0
+
+
 @pytest.fixture
 def config_overrides() -> dict[str, Any]:
     return {}
@@ -268,10 +273,18 @@ def config_overrides() -> dict[str, Any]:
 @pytest.fixture
 async def farm(tmp_path: pathlib.Path, config_overrides: dict[str, Any]) -> AsyncIterator[Farm]:
     manager = Manager(make_config(tmp_path, **config_overrides))
-    runner = web.AppRunner(build_app(manager))
+    # The shutdown grace where the installed aiohttp wants it (the runner from 3.9, the site before).
+    app = build_app(manager)
+    if GRACE_ON_RUNNER:
+        runner = web.AppRunner(app, shutdown_timeout=TEST_SHUTDOWN_GRACE)
+    else:
+        runner = web.AppRunner(app)
     await runner.setup()
     await manager.start()
-    site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0)
+    if GRACE_ON_RUNNER:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+    else:
+        site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=TEST_SHUTDOWN_GRACE)
     await site.start()
     port = bound_port(site)
     async with aiohttp.ClientSession() as session:

@@ -14,7 +14,8 @@ from flamenco_manager.api.durable import is_durable
 from flamenco_manager.services import Manager
 from flamenco_manager.store import SQLiteStore, StoreBusy
 from tests.manager.conftest import API, basic_auth, make_config
-from tests.manager.manager_process import ManagerProcess, write_config
+from tests.support.manager_process import NotifiedManager as ManagerProcess
+from tests.support.manager_process import write_config
 
 # Requests that change nothing durable although they are not GETs: a dry-run check, and an image for the
 # thumbnail queue (answered 202 Accepted, processed later).

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from tests.manager.conftest import API
-from tests.manager.manager_process import ManagerProcess, write_config
+from tests.support.manager_process import NotifiedManager as ManagerProcess
+from tests.support.manager_process import write_config
 
 
 def _run(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:

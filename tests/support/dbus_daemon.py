@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from tests.support.waiting import PipeLines, wait_for
+
+#: dbus-daemon prints its address once it listens; that takes milliseconds, far less on an idle machine.
+BUS_START_TIMEOUT = 10.0
+#: How long one probe waits for the monitor to show it before the next probe is sent.
+MONITOR_PROBE_WAIT = 0.2
 
 SESSION_CONF = """<busconfig>
   <type>session</type>
@@ -87,7 +96,10 @@ class PrivateBus:
             text=True,
         )
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # printed once the bus listens
+        try:
+            line = PipeLines(self.process.stdout).readline(BUS_START_TIMEOUT) or ""  # once the bus listens
+        except AssertionError:
+            line = ""
         if not line.startswith("unix:"):
             self.stop()
             raise RuntimeError(f"dbus-daemon did not start (said {line!r})")
@@ -111,3 +123,47 @@ class PrivateBus:
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
+
+
+class BusMonitor:
+    """`busctl monitor NAME --json=short` on a private bus: messages as dicts, each read with a deadline."""
+
+    def __init__(self, bus: PrivateBus, name: str) -> None:
+        self.process = subprocess.Popen(
+            ["busctl", f"--address={bus.address}", "monitor", name, "--json=short"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.process.stdout is not None
+        self._lines = PipeLines(self.process.stdout)
+
+    def attach(self, probe: Callable[[], object], timeout: float = 10) -> None:
+        """Return once the monitor shows traffic that `probe()` causes: from then on nothing is missed."""
+
+        def probe_seen() -> bool:
+            probe()
+            try:
+                return self._lines.readline(MONITOR_PROBE_WAIT) is not None
+            except AssertionError:
+                return False
+
+        wait_for(probe_seen, timeout, "busctl monitor to attach")
+
+    def wait_message(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        """The next message for which `predicate` holds; others are skipped."""
+        line = self._lines.wait_line(lambda text: bool(text.strip()) and predicate(json.loads(text)), timeout)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def __enter__(self) -> BusMonitor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

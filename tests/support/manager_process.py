@@ -1,4 +1,9 @@
-"""The real `flamenco-manager` process on a loopback port with its own SQLite file, and a small API client."""
+"""The real `flamenco-manager` process on a loopback port with its own SQLite file, and a small API client.
+
+`ManagerProcess` is a farm's manager: its own directory and log file, ready once it answers HTTP.
+`NotifiedManager` tests the process contract itself: a given configuration file, its own NOTIFY_SOCKET
+(ready at READY=1), stdout and stderr captured for the test to read.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,88 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.notify_socket import NotifySocket
+from tests.support.waiting import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
+# Start-up of the Manager process on a loaded machine; far above the ≈0.3 s it takes.
+START_TIMEOUT = 15.0
 
 
 def free_port() -> int:
+    """A loopback port nobody listens on right now (the kernel's pick)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, **extra: str) -> Path:
+    """A minimal flamenco-manager.yaml in `directory`, with `extra` keys appended verbatim."""
+    lines = [
+        "_meta:",
+        "  version: 3",
+        f"database: {directory / 'manager.sqlite'}",
+        f"local_manager_storage_path: {directory / 'storage'}",
+        f"shared_storage_path: {directory / 'shared'}",
+        *(f"{key}: {value}" for key, value in extra.items()),
+    ]
+    path = directory / "flamenco-manager.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class NotifiedManager:
+    """`flamenco-manager -config CONFIG` on a free port, started and ready (READY=1) on construction.
+
+    `env={"JOURNAL_STREAM": …}` (any value) means "stderr is the journal": the variable is pointed at the
+    stderr pipe's device:inode, as systemd does, so the manager's journald detection sees a real match.
+    """
+
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._sockdir = Path(tempfile.mkdtemp(prefix="fm-", dir="/tmp"))
+        self.notify = NotifySocket(self._sockdir / "n")
+        environment = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
+        read_end, write_end = os.pipe()
+        if "JOURNAL_STREAM" in environment:
+            info = os.fstat(write_end)
+            environment["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flamenco_manager", "-config", str(config), "-listen", self.listen],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=write_end,
+            text=True,
+        )
+        os.close(write_end)
+        # Our own pipe stands in for Popen's, so communicate() reads stderr as usual.
+        self.proc.stderr = open(read_end, encoding="utf-8", errors="replace")  # noqa: SIM115 - Popen's
+        self.notify.wait_for("READY=1", timeout=START_TIMEOUT)
+
+    @property
+    def listen(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        _, stderr = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, stderr
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=10)
+        self.notify.close()
+        self._sockdir.rmdir()
 
 
 @dataclass
@@ -65,16 +138,18 @@ class ManagerProcess:
             text=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"manager exited with {self.process.returncode}: {self.log()[-2000:]}")
-            try:
-                self.get("/api/v3/version")
-                return self
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.05)
-        raise RuntimeError(f"manager did not answer within {timeout}s: {self.log()[-2000:]}")
+        wait_for(self._answers, timeout, f"the manager to answer HTTP; its log: {self.log()[-2000:]}")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"manager exited with {self.process.returncode}: {self.log()[-2000:]}")
+        try:
+            self.get("/api/v3/version")
+        except (OSError, urllib.error.URLError):
+            return False
+        return True
 
     def log(self) -> str:
         path = self.workdir / "manager.log"
@@ -177,11 +252,4 @@ class ManagerProcess:
         )
 
     def wait_until(self, what: str, check, timeout: float = 20, interval: float = 0.05):
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+        return wait_for(check, timeout, what, interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from pathlib import Path
@@ -27,13 +28,16 @@ class NotifySocket:
     def wait_for(self, predicate: str, timeout: float = 10.0) -> str:
         """Wait for the next line starting with `predicate` after the previous match; return it."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             self.drain()
             for index in range(self._cursor, len(self.messages)):
                 if self.messages[index].startswith(predicate):
                     self._cursor = index + 1
                     return self.messages[index]
-            time.sleep(0.01)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            select.select([self.sock], [], [], remaining)  # until the next datagram arrives
         raise AssertionError(f"no {predicate!r} within {timeout}s; got {self.messages[self._cursor :]}")
 
     def seen(self, predicate: str) -> list[str]:

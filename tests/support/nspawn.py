@@ -19,11 +19,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+
+from tests.support import waiting
 
 SUITE = "bookworm"
 # What the packages need at run time (so apt installs them without a network), plus what the tests
@@ -75,16 +76,8 @@ def missing_tools() -> str | None:
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-        time.sleep(interval)
+    """`tests.support.waiting.wait_for` with the container tests' argument order (what first)."""
+    return waiting.wait_for(check, timeout, what, interval)  # type: ignore[return-value]  # truthy: not None
 
 
 def rootfs(cache: Path | None = None) -> Path:

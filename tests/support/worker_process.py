@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.dbus_daemon import PrivateBus
 from tests.support.notify_socket import NotifySocket
+from tests.support.waiting import wait_for
 
 NAME = "org.flamenco.Worker1"
 PATH = "/org/flamenco/Worker1"
@@ -28,7 +28,17 @@ class WorkerProcess:
     env_extra: Mapping[str, str] = field(default_factory=dict)
     #: Send the output to this file instead of a pipe (for chatty or long runs nobody reads live).
     log_path: Path | None = None
-    process: subprocess.Popen[str] | None = field(default=None, init=False)
+    _process: subprocess.Popen[str] | None = field(default=None, init=False)
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        """The started process (AssertionError before `start()`)."""
+        assert self._process is not None, "start() the worker first"
+        return self._process
+
+    @property
+    def started(self) -> bool:
+        return self._process is not None
 
     def start(self) -> WorkerProcess:
         env = {
@@ -43,18 +53,18 @@ class WorkerProcess:
         if self.notify is not None:
             env["NOTIFY_SOCKET"] = str(self.notify.path)
         env.update(self.env_extra)
-        out = open(self.log_path, "a") if self.log_path else subprocess.PIPE  # noqa: SIM115 - the child's
-        self.process = subprocess.Popen(
+        log = open(self.log_path, "a") if self.log_path else None  # noqa: SIM115 - the child's
+        self._process = subprocess.Popen(
             [sys.executable, "-m", "flamenco_worker", *self.args],
             cwd=self.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=out,
+            stdout=log if log is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        if self.log_path:
-            out.close()
+        if log is not None:
+            log.close()
         return self
 
     def wait_ready(self, timeout: float = 10) -> None:
@@ -62,11 +72,9 @@ class WorkerProcess:
         self.notify.wait_for("READY=1", timeout)
 
     def wait_exit(self, timeout: float = 15) -> int:
-        assert self.process is not None
         return self.process.wait(timeout)
 
     def output(self) -> str:
-        assert self.process is not None
         if self.log_path:
             return self.log_path.read_text(errors="replace")
         if self.process.poll() is None:
@@ -75,7 +83,6 @@ class WorkerProcess:
         return self.process.stdout.read()
 
     def signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
         self.process.send_signal(sig)
 
     def call(self, method: str, *args: str, check: bool = True, user: str | None = None):
@@ -87,18 +94,11 @@ class WorkerProcess:
         return self.bus.busctl("get-property", NAME, PATH, IFACE, prop, user=user).stdout.strip()
 
     def wait_property(self, prop: str, expected: str, timeout: float = 5) -> None:
-        deadline = time.monotonic() + timeout
-        value = ""
-        while time.monotonic() < deadline:
-            value = self.get(prop)
-            if value == expected:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"{prop} is {value!r}, expected {expected!r}")
+        wait_for(lambda: self.get(prop) == expected, timeout, f"{prop} to be {expected!r}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.started and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
-        if self.process is not None and self.process.stdout is not None:
+        if self.started and self.process.stdout is not None:
             self.process.stdout.close()

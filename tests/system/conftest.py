@@ -11,8 +11,6 @@ from tests.support.manager_process import ManagerProcess
 from tests.support.notify_socket import NotifySocket
 from tests.support.worker_process import WorkerProcess
 
-pytestmark = pytest.mark.system
-
 
 @dataclass
 class Farm:
@@ -31,6 +29,7 @@ class Farm:
         ready: bool = True,
         signed_on: bool = True,
         env: dict[str, str] | None = None,
+        log_to_file: bool = False,
     ) -> WorkerProcess:
         workdir = self.root / name
         workdir.mkdir(exist_ok=True)
@@ -52,6 +51,7 @@ class Farm:
             bus=self.bus,
             notify=notify,
             env_extra=env or {},
+            log_path=workdir / "worker.log" if log_to_file else None,
         ).start()
         self.workers.append(worker)
         if ready:

@@ -153,15 +153,20 @@ def test_manager_outage_mid_task_loses_no_update(farm_factory, short_dir: Path, 
     row = fault("manager kill -9 mid-task", "the task's 240 log lines and 6 steps arrive, in order")
     farm: Farm = farm_factory(blender_yaml())
     out = short_dir / "outage"
-    worker = farm.start_worker("w1", env={"FAKE_BLENDER_LINES": "40", "FAKE_BLENDER_DELAY": "0.5"})
+    worker = farm.start_worker(
+        "w1", env={"FAKE_BLENDER_LINES": "40", "FAKE_BLENDER_DELAY": "0.5"}, log_to_file=True
+    )
     job = submit_render(farm, out, frames="1-6", chunk=6)
     task = farm.manager.wait_until(
         "render task active",
         lambda: next((t for t in farm.manager.tasks(job["id"]) if t["status"] == "active"), None),
     )
-    time.sleep(1.0)
+    # Some of the task's output has reached the manager before it is killed.
+    farm.manager.wait_until("render output at the manager", lambda: "> Fra:" in task_log(farm, task["id"]))
     farm.manager.kill()  # kill -9: in-flight updates go to the worker's outbox
-    time.sleep(2.5)
+    farm.manager.wait_until(
+        "the worker to queue updates", lambda: "Manager not taking task updates" in worker.output()
+    )
     assert worker.process.poll() is None
     farm.manager.start()
     wait_job(farm, job["id"], timeout=60)
@@ -224,7 +229,7 @@ def test_latest_request_wins_between_manager_and_dbus(farm: Farm) -> None:
     farm.manager.running_sleep_task(job["id"])
     # the Manager asks for a lazy shutdown, then a local operator sends the worker to sleep instead
     assert farm.manager.set_worker_status(wid, "offline", True)[0] == 204
-    time.sleep(0.3)
+    # (204: the Manager has recorded it, so the D-Bus request below is the later one)
     worker.call("Sleep", "b", "false")
     # the Manager's view follows the later, local request
     farm.manager.wait_until(
@@ -234,7 +239,8 @@ def test_latest_request_wins_between_manager_and_dbus(farm: Farm) -> None:
     )
     wait_job(farm, job["id"], timeout=20)
     farm.wait_worker_status(worker, "asleep")
-    time.sleep(1)
+    # Nothing is pending any more: the older shutdown request cannot come back and win.
+    assert worker.get("RequestedStatus") == 's ""'
     assert worker.process.poll() is None, "the older shutdown request must not win"
     # and the other way round: a later Manager request overrides a local one
     worker.call("Sleep", "b", "false")  # already asleep: no-op

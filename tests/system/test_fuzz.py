@@ -26,7 +26,7 @@ import pytest
 from tests.reliability import scale
 from tests.support.manager_process import ManagerProcess
 
-pytestmark = [pytest.mark.system, pytest.mark.reliability]
+pytestmark = [pytest.mark.system, pytest.mark.reliability, pytest.mark.timeout(600)]
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # How long the fuzzed Manager holds a `Prefer: wait=N` request: long enough to take the holding path.

@@ -58,9 +58,13 @@ def test_manager_kill_9_under_load(short_dir: Path, fault) -> None:
             manager.submit_echo_sleep(seconds=1, repeats=int(scale(20, 60)), name=f"load {j}")["id"]
             for j in range(int(scale(3, 10)))
         ]
-        time.sleep(2.0)  # tasks are flowing
+        manager.wait_until(  # tasks are flowing
+            "a completed task",
+            lambda: any(t["status"] == "completed" for t in manager.tasks(jobs[0])),
+            timeout=scale(60, 300),
+            interval=0.2,
+        )
         manager.kill()
-        time.sleep(1.0)
         restarted = time.time()
         manager.start()
         manager.wait_until(

@@ -24,6 +24,8 @@ from tests.support.nspawn import Container, booted, build_debs, missing_tools, r
 pytestmark = [
     pytest.mark.system,
     pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or ""),
+    # The first test also builds the .debs and the container's root filesystem (minutes, once).
+    pytest.mark.timeout(1800),
 ]
 
 WORKER = "flamenco-worker.service"

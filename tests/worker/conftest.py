@@ -20,12 +20,21 @@ def start_worker(
     started: list[WorkerProcess] = []
 
     def start(
-        *args: str, yaml_text: str | None = None, env: dict[str, str] | None = None, ready: bool = True
+        *args: str,
+        yaml_text: str | None = None,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        log_path: Path | None = None,
     ) -> WorkerProcess:
         if yaml_text is not None:
             (short_dir / "flamenco-worker.yaml").write_text(yaml_text)
         worker = WorkerProcess(
-            short_dir, ["-dbus", "session", *args], bus=session_bus, notify=notify_socket, env_extra=env or {}
+            short_dir,
+            ["-dbus", "session", *args],
+            bus=session_bus,
+            notify=notify_socket,
+            env_extra=env or {},
+            log_path=log_path,
         )
         started.append(worker.start())
         if ready:

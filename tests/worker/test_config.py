@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from flamenco_worker.config import ConfigError, FlagValues, load_settings
+from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
 from flamenco_worker.flags import parse_command_line
+from tests.support.waiting import PipeLines
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -19,7 +22,9 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def settings(tmp_path: Path, text: str | None, argv: list[str] = (), env: dict[str, str] | None = None):
+def settings(
+    tmp_path: Path, text: str | None, argv: Sequence[str] = (), env: dict[str, str] | None = None
+) -> WorkerSettings:
     argv = list(argv)
     if text is not None:
         argv = ["-config", str(write(tmp_path, text)), *argv]
@@ -91,14 +96,29 @@ def test_unknown_keys_are_named_in_a_warning(tmp_path: Path, caplog: pytest.LogC
 CASES = [
     (
         "restart_exit_code: abc\n",
-        "flamenco-worker.yaml:1: restart_exit_code: must be an integer from 1 to 255",
+        "flamenco-worker.yaml:1: restart_exit_code: must be a whole number from 2 to 255"
+        " (0: not restartable),"
+        " not a string ('abc')",
     ),
     (
         "restart_exit_code: 256\n",
-        "flamenco-worker.yaml:1: restart_exit_code: must be an integer from 1 to 255",
+        "flamenco-worker.yaml:1: restart_exit_code: must be a whole number from 2 to 255"
+        " (0: not restartable),"
+        " not 256",
     ),
-    ("restart_exit_code: -3\n", "flamenco-worker.yaml:1: restart_exit_code: must be an integer"),
-    ("restart_exit_code: true\n", "flamenco-worker.yaml:1: restart_exit_code: must be an integer"),
+    ("restart_exit_code: -3\n", "flamenco-worker.yaml:1: restart_exit_code: must be a whole number"),
+    (
+        "restart_exit_code: true\n",
+        "flamenco-worker.yaml:1: restart_exit_code: must be a whole number from 2 to 255"
+        " (0: not restartable),"
+        " not a boolean (True)",
+    ),
+    ("restart_exit_code: 4.5\n", "flamenco-worker.yaml:1: restart_exit_code: must be a whole number"),
+    (
+        "oom_score_adjust: 1001\n",
+        "flamenco-worker.yaml:1: oom_score_adjust: must be a whole number from 0 to 1000, not 1001",
+    ),
+    ("dbus: on\n", "flamenco-worker.yaml:1: dbus: must be one of system, session, off; not a boolean (true)"),
     (
         "# c\nrestart_exit_code: 1\n",
         "flamenco-worker.yaml:2: restart_exit_code: 1 is used by the worker itself",
@@ -106,7 +126,7 @@ CASES = [
     ("restart_exit_code: 78\n", "flamenco-worker.yaml:1: restart_exit_code: 78 is used by the worker itself"),
     ("manager_url: ftp://x/\n", "flamenco-worker.yaml:1: manager_url: must be an http:// or https:// URL"),
     ("manager_url: 'http://h:99999/'\n", "flamenco-worker.yaml:1: manager_url: has an invalid port"),
-    ("manager_url: [a]\n", "flamenco-worker.yaml:1: manager_url: must be a URL string, got list"),
+    ("manager_url: [a]\n", "flamenco-worker.yaml:1: manager_url: must be a URL string, not a list (['a'])"),
     ("task_types: blender\n", "flamenco-worker.yaml:1: task_types: must be a non-empty list"),
     ("task_types: [blender, 3]\n", "flamenco-worker.yaml:1: task_types: must contain only non-empty strings"),
     ("worker_name: ''\n", "flamenco-worker.yaml:1: worker_name: must be a non-empty string"),
@@ -135,10 +155,14 @@ def test_invalid_yaml_values(tmp_path: Path, text: str, message: str) -> None:
 
 FLAG_CASES = [
     (["-restart-exit-code", "x"], "-restart-exit-code"),
-    (["-restart-exit-status", "300"], "flag -restart-exit-code: must be an integer from 1 to 255"),
+    (
+        ["-restart-exit-status", "300"],
+        "flag -restart-exit-code: must be a whole number from 2 to 255 (0: not restartable), not 300",
+    ),
+    (["-restart-exit-code", "x"], "flag -restart-exit-code: must be a whole number from 2 to 255"),
     (["-restart-exit-code", "78"], "flag -restart-exit-code: 78 is used by the worker itself"),
     (["-manager", "gopher://x"], "flag -manager: must be an http:// or https:// URL"),
-    (["-dbus", "both"], "argument -dbus/--dbus: invalid choice: 'both'"),
+    (["-dbus", "both"], "command line: flag -dbus: invalid choice: 'both'"),
     (["-bogus"], "unrecognized arguments: -bogus"),
     (["-name", ""], "flag -name: must be a non-empty string"),
     (
@@ -173,11 +197,12 @@ def run_worker(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
         (
             "restart_exit_code: 300\n",
             [],
-            "flamenco-worker.yaml:1: restart_exit_code: must be an integer from 1 to 255",
+            "flamenco-worker.yaml:1: restart_exit_code: must be a whole number from 2 to 255"
+            " (0: not restartable), not 300",
         ),
         ("manager_url: x\n  bad: [\n", [], "flamenco-worker.yaml:2: invalid YAML"),
         ("", ["-restart-exit-code", "1"], "flag -restart-exit-code: 1 is used by the worker itself"),
-        ("", ["-dbus"], "argument -dbus/--dbus: expected one argument"),
+        ("", ["-dbus"], "flamenco-worker: command line: flag -dbus: expected one argument (see -help)"),
     ],
 )
 def test_process_exits_78_with_one_clear_line(
@@ -207,8 +232,11 @@ def test_help_explains_flags_and_exit_codes(tmp_path: Path) -> None:
         "exit codes:",
         "78",
         "SIGHUP",
+        "signals:",
+        "SIGTERM",
+        "0 means not restartable",
     ):
-        assert text in result.stdout, text
+        assert text in " ".join(result.stdout.split()), text
 
 
 def test_version(tmp_path: Path) -> None:
@@ -223,3 +251,54 @@ def test_shipped_example_is_valid_and_complete(caplog: pytest.LogCaptureFixture)
         s = load_settings(FlagValues(config=example), {})
     assert caplog.text == ""
     assert s.restart_exit_code == 47 and s.manager_url == "http://localhost:8080/"
+
+
+@pytest.mark.parametrize(
+    "text", ["dbus: off", "dbus: no", "dbus: false", "dbus: 'off'", "dbus: 'No'", "dbus: OFF"]
+)
+def test_dbus_off_in_any_yaml_spelling_means_off(tmp_path: Path, text: str) -> None:
+    # YAML 1.1 reads an unquoted off/no/false as a boolean; the user meant "no D-Bus".
+    assert settings(tmp_path, text + "\n").dbus == "off"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["-restart-exit-code", "47"], "restartable=yes restart_exit_code=47"),
+        (["-restart-exit-code", "0"], "restartable=no"),
+        ([], "restartable=no"),
+    ],
+)
+def test_start_up_log_says_whether_the_worker_is_restartable(
+    tmp_path: Path, argv: list[str], line: str
+) -> None:
+    # -manager on a closed port: the worker starts, logs and keeps retrying; SIGTERM ends it.
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flamenco_worker",
+            "-config",
+            "/dev/null",
+            "-dbus",
+            "off",
+            "-manager",
+            "127.0.0.1:9",
+            *argv,
+        ],
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "FLAMENCO_HOME": str(tmp_path / "home"),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        },
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert worker.stderr is not None
+        PipeLines(worker.stderr).wait_line(lambda text: line in text, 15)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)

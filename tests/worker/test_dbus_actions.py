@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.support.dbus_daemon import PrivateBus
+from tests.support.dbus_daemon import BusMonitor, PrivateBus
 from tests.support.worker_process import IFACE, NAME, PATH
 from tests.worker.conftest import StartWorker
 
@@ -84,45 +81,17 @@ def test_restart_on_non_restartable_worker_is_a_dbus_error(start_worker: StartWo
 
 def test_error_name_is_specific(start_worker: StartWorker, session_bus: PrivateBus) -> None:
     worker = start_worker()
-    monitor = subprocess.Popen(
-        ["busctl", f"--address={session_bus.address}", "monitor", NAME, "--json=short"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        time.sleep(0.3)
+    with BusMonitor(session_bus, NAME) as monitor:
+        monitor.attach(lambda: worker.get("Status"))
         worker.call("Restart", "b", "false", check=False)
-        error_name = _read_monitor(monitor, lambda m: m.get("type") == "error", 5)["error_name"]
-    finally:
-        monitor.terminate()
-        monitor.wait(5)
+        error_name = monitor.wait_message(lambda m: m.get("type") == "error", 5)["error_name"]
     assert error_name == "org.flamenco.Worker1.Error.NotRestartable"
-
-
-def _read_monitor(monitor: subprocess.Popen[str], predicate, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    assert monitor.stdout is not None
-    while time.monotonic() < deadline:
-        line = monitor.stdout.readline()
-        if not line:
-            break
-        message = json.loads(line)
-        if predicate(message):
-            return message
-    raise AssertionError("expected message not seen on the bus")
 
 
 def test_sleep_and_wake_up_change_status_with_properties_changed(
     start_worker: StartWorker, session_bus: PrivateBus
 ) -> None:
     worker = start_worker()
-    monitor = subprocess.Popen(
-        ["busctl", f"--address={session_bus.address}", "monitor", NAME, "--json=short"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
 
     def properties_changed(status: str):
         def match(m: dict) -> bool:
@@ -133,17 +102,14 @@ def test_sleep_and_wake_up_change_status_with_properties_changed(
 
         return match
 
-    try:
-        time.sleep(0.3)  # let the monitor attach
+    with BusMonitor(session_bus, NAME) as monitor:
+        monitor.attach(lambda: worker.get("Status"))
         worker.call("Sleep", "b", "false")
         assert worker.get("Status") == 's "asleep"'
-        _read_monitor(monitor, properties_changed("asleep"), 5)
+        monitor.wait_message(properties_changed("asleep"), 5)
         worker.call("WakeUp")
         assert worker.get("Status") == 's "awake"'
-        _read_monitor(monitor, properties_changed("awake"), 5)
-    finally:
-        monitor.terminate()
-        monitor.wait(5)
+        monitor.wait_message(properties_changed("awake"), 5)
     assert worker.process.poll() is None
 
 

@@ -79,6 +79,7 @@ def test_outsider_may_not_own_the_name(system_bus: PrivateBus, short_dir: Path, 
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert child.stdout is not None
     try:
         notify_socket.wait_for("READY=1")
         child.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from tests.worker.execution_fakes import RecordingListener
 
 
 def test_parse_commands_reads_assigned_task_json() -> None:
-    raw = [
+    raw: list[dict[str, Any]] = [
         {"name": "echo", "parameters": {"message": "hi"}, "total_step_count": 0},
         {"name": "blender-render", "parameters": {"exe": "blender"}, "total_step_count": 3},
         {"name": "sleep", "parameters": {"duration_in_seconds": 1}},

@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,7 +33,7 @@ async def run_sh(script: str, **executor_options: int) -> RecordingListener:
 
 
 @pytest.fixture(autouse=True)
-def no_zombies_left() -> None:
+def no_zombies_left() -> Iterator[None]:
     yield
     assert zombie_children(os.getpid()) == []
 
@@ -202,3 +203,23 @@ async def test_chatty_child_loses_no_line() -> None:
     count = 200_000
     await Executor(listener).run([sh(f"seq 1 {count}")])
     assert listener.output() == [str(n) for n in range(1, count + 1)]
+
+
+async def test_a_task_process_does_not_inherit_the_daemons_systemd_plumbing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    daemon_only = {
+        "NOTIFY_SOCKET": "/run/systemd/notify",
+        "WATCHDOG_PID": str(os.getpid()),
+        "WATCHDOG_USEC": "30000000",
+        "LISTEN_PID": str(os.getpid()),
+        "LISTEN_FDS": "1",
+        "LISTEN_FDNAMES": "http",
+        "JOURNAL_STREAM": "8:1234",
+    }
+    for key, value in {**daemon_only, "RENDER_KEEP_ME": "yes"}.items():
+        monkeypatch.setenv(key, value)
+    listener = await run_sh("env")
+    seen = {line.split("=", 1)[0] for line in listener.output()}
+    assert "RENDER_KEEP_ME" in seen and "PATH" in seen
+    assert seen & set(daemon_only) == set()
