@@ -10,7 +10,7 @@ and PropertiesChanged is emitted for whatever changed after each core notificati
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbus_next import BusType, DBusError, NameFlag, RequestNameReply
 from dbus_next.aio import MessageBus
@@ -32,10 +32,16 @@ CONNECT_TIMEOUT = 5.0
 #: Pause between attempts to get back on a bus that went away (e.g. dbus-daemon restarted).
 RECONNECT_INTERVAL = 5.0
 
-# D-Bus type signatures, as dbus-next reads them from annotations.
-BOOL = "b"
-STRING = "s"
-INT32 = "i"
+# D-Bus type signatures, as dbus-next reads them from annotations; the type checker sees the Python
+# types dbus-next hands over and expects for them.
+if TYPE_CHECKING:
+    BOOL = bool
+    STRING = str
+    INT32 = int
+else:
+    BOOL = "b"
+    STRING = "s"
+    INT32 = "i"
 
 
 def property_values(snap: Snapshot) -> dict[str, Any]:
@@ -158,7 +164,7 @@ class DbusService:
         self._interface = WorkerInterface(worker)
         self._bus: MessageBus | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self._closing = False
+        self._closing = asyncio.Event()
         self._quiet = False  # after one warning, retries stay quiet until the next success
 
     @property
@@ -215,13 +221,13 @@ class DbusService:
         return True
 
     async def _keep_connected(self, connected: bool) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             if connected and self._bus is not None:
                 with contextlib.suppress(Exception):
                     # shielded: cancelling this task must not cancel the bus's own disconnect future
                     await asyncio.shield(self._bus.wait_for_disconnect())
                 self._bus = None
-                if self._closing:
+                if self._closing.is_set():
                     return
                 log.warning(
                     "bus=%s connection lost; reconnecting every %.0fs", self._bus_label, RECONNECT_INTERVAL
@@ -236,7 +242,7 @@ class DbusService:
             await bus.wait_for_disconnect()
 
     async def close(self) -> None:
-        self._closing = True
+        self._closing.set()
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -7,6 +7,7 @@ senders) decide what an answer means for the worker. Every answer says whether t
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
@@ -121,11 +122,13 @@ def go_platform(platform: str = sys.platform) -> str:
 class ManagerClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
-        self._auth: aiohttp.BasicAuth | None = None
+        self._authorization: str | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def set_credentials(self, worker_id: str, secret: str) -> None:
-        self._auth = aiohttp.BasicAuth(worker_id, secret)
+        # HTTP Basic, encoded here: aiohttp's BasicAuth helper is deprecated in its newer releases.
+        token = base64.b64encode(f"{worker_id}:{secret}".encode()).decode("ascii")
+        self._authorization = f"Basic {token}"
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -150,6 +153,8 @@ class ManagerClient:
         time_limit: float = REQUEST_TIMEOUT,
     ) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:
         hdrs = dict(headers or {})
+        if auth and self._authorization is not None:
+            hdrs["Authorization"] = self._authorization
         total = time_limit
         if wait is not None:
             hdrs["Prefer"] = f"wait={int(wait)}"
@@ -161,7 +166,6 @@ class ManagerClient:
                 json=json_body,
                 data=data,
                 headers=hdrs,
-                auth=self._auth if auth else None,
                 timeout=aiohttp.ClientTimeout(total=total),
             ) as response:
                 body = await response.read()

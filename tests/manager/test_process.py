@@ -12,7 +12,7 @@ import sys
 import aiohttp
 import pytest
 
-from tests.manager.conftest import API
+from tests.manager.conftest import API, basic_auth
 from tests.support.manager_process import NotifiedManager as ManagerProcess
 from tests.support.manager_process import write_config
 
@@ -67,14 +67,14 @@ def test_sigterm_notifies_and_exits_0_while_a_request_is_held(tmp_path: pathlib.
                     json={"name": "w", "platform": "linux", "secret": "s", "supported_task_types": ["misc"]},
                 )
                 worker = await reply.json()
-                auth = aiohttp.BasicAuth(worker["uuid"], "s")
+                auth = basic_auth(worker["uuid"], "s")
                 await session.post(
                     f"{manager.url}{API}/worker/sign-on",
                     json={"name": "w", "supported_task_types": ["misc"], "software_version": "1"},
-                    auth=auth,
+                    headers=auth,
                 )
                 held = asyncio.ensure_future(
-                    session.get(f"{manager.url}{API}/worker/state", auth=auth, headers={"Prefer": "wait=20"})
+                    session.get(f"{manager.url}{API}/worker/state", headers={**auth, "Prefer": "wait=20"})
                 )
                 await asyncio.sleep(0.3)
                 manager.proc.send_signal(signal.SIGTERM)
@@ -98,13 +98,13 @@ async def _drive(url: str, jobs: int, completions: list[str], stop_after: int) -
             json={"name": "w", "platform": "linux", "secret": "s", "supported_task_types": ["misc"]},
         )
         worker = await reply.json()
-        auth = aiohttp.BasicAuth(worker["uuid"], "s")
+        auth = basic_auth(worker["uuid"], "s")
         await session.post(
             f"{url}{API}/worker/sign-on",
             json={"name": "w", "supported_task_types": ["misc"], "software_version": "1"},
-            auth=auth,
+            headers=auth,
         )
-        await session.post(f"{url}{API}/worker/state-changed", json={"status": "awake"}, auth=auth)
+        await session.post(f"{url}{API}/worker/state-changed", json={"status": "awake"}, headers=auth)
         job_ids = []
         for i in range(jobs):
             reply = await session.post(
@@ -127,10 +127,10 @@ async def _drive(url: str, jobs: int, completions: list[str], stop_after: int) -
             f"{url}{API}/worker-mgt/workers/{sleeper}/setstatus", json={"status": "asleep", "is_lazy": True}
         )
         while len(completions) < stop_after:
-            reply = await session.post(f"{url}{API}/worker/task", auth=auth)
+            reply = await session.post(f"{url}{API}/worker/task", headers=auth)
             task = await reply.json()
             done = await session.post(
-                f"{url}{API}/worker/task/{task['uuid']}", json={"taskStatus": "completed"}, auth=auth
+                f"{url}{API}/worker/task/{task['uuid']}", json={"taskStatus": "completed"}, headers=auth
             )
             if done.status == 204:
                 completions.append(task["uuid"])

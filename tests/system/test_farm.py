@@ -115,7 +115,9 @@ def test_render_job_with_fake_blender_and_real_ffmpeg(farm_factory, short_dir: P
 
 @pytest.mark.skipif(shutil.which("blender") is None, reason="Blender is not installed on this machine")
 def test_real_blender_renders_a_frame(farm_factory, short_dir: Path) -> None:
-    farm: Farm = farm_factory(blender_yaml(shutil.which("blender")))
+    blender = shutil.which("blender")
+    assert blender is not None
+    farm: Farm = farm_factory(blender_yaml(blender))
     out = short_dir / "real"
     blend = out / "shot.blend"
     out.mkdir()

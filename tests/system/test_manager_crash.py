@@ -26,7 +26,9 @@ def parse_time(text: str) -> float:
 
 def seen_after(worker: dict, moment: float) -> bool:
     last = worker.get("last_seen")
-    return bool(last) and datetime.datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() > moment
+    if not last:
+        return False
+    return datetime.datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() > moment
 
 
 def test_manager_kill_9_under_load(short_dir: Path, fault) -> None:

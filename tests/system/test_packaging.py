@@ -134,11 +134,11 @@ class Node:
         return after
 
     def wait_stopped(self, expected_state: str = "inactive") -> dict[str, str]:
-        return wait_for(
-            f"the worker unit {expected_state}",
-            lambda: (u := self.unit())["ActiveState"] == expected_state and u["MainPID"] == "0" and u,
-            SETTLE,
-        )
+        def stopped() -> dict[str, str] | None:
+            u = self.unit()
+            return u if u["ActiveState"] == expected_state and u["MainPID"] == "0" else None
+
+        return wait_for(f"the worker unit {expected_state}", stopped, SETTLE)
 
 
 def install(ct: Container, *debs: str) -> None:
@@ -232,7 +232,9 @@ def test_installed_units_run_verify_cleanly_and_show_the_status_line(node: Node)
     exposure = {}
     for unit in (WORKER, MANAGER):
         out = ct.run("systemd-analyze", "security", "--offline=yes", f"/lib/systemd/system/{unit}").stdout
-        exposure[unit] = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
+        level = re.search(r"Overall exposure level for \S+: ([\d.]+)", out)
+        assert level is not None, out
+        exposure[unit] = float(level.group(1))
     assert exposure[WORKER] <= 5.0 and exposure[MANAGER] <= exposure[WORKER], exposure
 
     status = ct.run("systemctl", "status", "--no-pager", WORKER).stdout
@@ -374,7 +376,7 @@ def test_broken_configuration_fails_with_78_without_a_restart_loop(node: Node) -
     ct.write(WORKER_YAML, "manager_url: [unclosed\nrestart_exit_code: 47\n")
     ct.run("systemctl", "restart", WORKER, check=False)
     failed = wait_for(
-        "the worker unit failed", lambda: (u := node.unit())["ActiveState"] == "failed" and u, SETTLE
+        "the worker unit failed", lambda: u if (u := node.unit())["ActiveState"] == "failed" else None, SETTLE
     )
     assert failed["ExecMainStatus"] == "78", failed
     time.sleep(NO_RESTART_WAIT)
