@@ -34,9 +34,17 @@ class SignalAdapter:
         loop.add_signal_handler(signal.SIGHUP, self._reload)
 
     def uninstall(self) -> None:
+        """Called once the exit code is decided: a stop signal from now on changes nothing.
+
+        Removing a loop handler restores the default action, which would turn a SIGTERM landing in the
+        last moments of the exit into death by signal instead of the code the core chose; so the stop
+        signals are ignored until the process is gone.
+        """
         loop = asyncio.get_running_loop()
         for sig in (*STOP_SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
     def _on_stop(self, sig: signal.Signals) -> None:
         if self._stop_requested:
