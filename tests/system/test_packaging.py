@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.manager_process import REPO
 from tests.support.nspawn import Container, booted, build_debs, missing_tools, rootfs, wait_for
 
 pytestmark = [
@@ -243,6 +244,12 @@ def test_installed_units_run_verify_cleanly_and_show_the_status_line(node: Node)
     assert ct.show(WORKER, "User", "Environment")["User"] == "flamenco"
     assert ct.exists("/var/lib/flamenco-worker/flamenco-worker-credentials.yaml")
     assert ct.exists("/var/lib/flamenco-manager/flamenco-manager.sqlite")
+    # The package carries the revision it was built from (the build writes it; there is no git inside).
+    built_from = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--tags"], capture_output=True, text=True
+    ).stdout.strip()
+    _, version = ct.http("GET", "/api/v3/version")
+    assert version["git"] == built_from and version["shortversion"].startswith("3."), version
 
     # systemctl reload is SIGHUP: the configuration is re-read in the same process.
     pid = node.unit()["MainPID"]
