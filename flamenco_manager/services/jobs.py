@@ -86,6 +86,12 @@ def _log_undefined_settings(job_uuid: str, name: str, type_name: str, keys: list
     )
 
 
+def _priority_out_of_range(priority: int) -> Invalid:
+    return Invalid(
+        "priority", f"must be between {PRIORITY_RANGE[0]} and {PRIORITY_RANGE[-1]}, not {priority}"
+    )
+
+
 def _undefined_settings_activity(type_name: str, keys: list[str]) -> str:
     """The job's first activity: the settings its type does not define, or nothing."""
     return f"Settings not defined by job type {type_name}: {', '.join(keys)}" if keys else ""
@@ -210,9 +216,8 @@ class Jobs:
         problems: list[Invalid] = []
         if not submission.name.strip():
             problems.append(Invalid("name", "must not be empty"))
-        priority = submission.priority
-        if priority not in PRIORITY_RANGE:
-            problems.append(Invalid("priority", f"must be between 0 and 100, not {priority}"))
+        if submission.priority not in PRIORITY_RANGE:
+            problems.append(_priority_out_of_range(submission.priority))
         platform = submission.submitter_platform.lower()
         if platform == SUBMITTER_IS_MANAGER:
             platform = self.manager_platform
@@ -280,7 +285,7 @@ class Jobs:
 
     def set_priority(self, job: Job, priority: int) -> None:
         if priority not in PRIORITY_RANGE:
-            raise Invalid("priority", "must be between 0 and 100")
+            raise _priority_out_of_range(priority)
         with self.store.transaction():
             self.store.update_job(job.id, priority=priority, updated_at=time.time())
         job.priority = priority

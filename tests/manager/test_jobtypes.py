@@ -349,7 +349,8 @@ def test_every_wrongly_typed_setting_is_named_at_once() -> None:
         ("fps", "expected a number, not a string ('fast')"),
         ("has_previews", "expected true or false, not a string ('no')"),
     ]
-    assert str(compile_error(settings)).startswith("settings: 4 problems: frames: required setting is missing; ")
+    message = str(compile_error(settings))
+    assert message.startswith("settings: 4 problems: frames: required setting is missing; ")
 
 
 def test_every_setting_the_compiler_refuses_is_named_at_once() -> None:
