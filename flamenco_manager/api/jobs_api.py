@@ -10,12 +10,13 @@ from flamenco_manager import jobtypes, payloads
 from flamenco_manager.api.durable import durable
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.api.keys import JOBS, STORAGE, STORE, need
-from flamenco_manager.api.validation import field, json_body, path_uuid
+from flamenco_manager.api.validation import Fields, field, json_body, path_uuid
 from flamenco_manager.model import Job, JobStatus
 from flamenco_manager.services.errors import Invalid
 from flamenco_manager.services.jobs import DEFAULT_PRIORITY, JobSubmission
 from flamenco_manager.services.thumbnails import thumbnail_info
 from flamenco_manager.store import Store, StoreReads
+from flamenco_manager.values import expected
 
 routes = web.RouteTableDef()
 
@@ -43,23 +44,30 @@ async def job_type(request: web.Request) -> web.Response:
 
 
 def _submission(body: dict) -> JobSubmission:
-    """A SubmittedJob body as typed values; the service applies the rules."""
-    storage = field(body, "storage", dict, required=False, default={})
+    """A SubmittedJob body as typed values; the service applies the rules.
+
+    Every field of the wrong JSON type, or missing, is named in one answer; the rules are checked only
+    once the body has the right shape.
+    """
+    fields = Fields(body)
+    storage = fields.get("storage", dict, {})
     checkout = storage.get("shaman_checkout_id") or ""
     if not isinstance(checkout, str):
-        raise Invalid("storage.shaman_checkout_id", "must be a string")
-    return JobSubmission(
-        name=field(body, "name", str),
-        type=field(body, "type", str),
-        submitter_platform=field(body, "submitter_platform", str),
-        priority=field(body, "priority", int, required=False, default=DEFAULT_PRIORITY),
-        settings=field(body, "settings", dict, required=False, default={}),
-        metadata=field(body, "metadata", dict, required=False, default={}),
-        initial_status=field(body, "initial_status", str, required=False, default="") or JobStatus.QUEUED,
-        shaman_checkout_id=checkout,
-        worker_tag=field(body, "worker_tag", str, required=False, default=""),
-        type_etag=field(body, "type_etag", str, required=False, default=""),
+        fields.problem("storage.shaman_checkout_id", expected(str, checkout))
+    submission = JobSubmission(
+        name=fields.get("name", str, "", required=True),
+        type=fields.get("type", str, "", required=True),
+        submitter_platform=fields.get("submitter_platform", str, "", required=True),
+        priority=fields.get("priority", int, DEFAULT_PRIORITY),
+        settings=fields.get("settings", dict, {}),
+        metadata=fields.string_map("metadata"),
+        initial_status=fields.get("initial_status", str, "") or JobStatus.QUEUED,
+        shaman_checkout_id=checkout if isinstance(checkout, str) else "",
+        worker_tag=fields.get("worker_tag", str, ""),
+        type_etag=fields.get("type_etag", str, ""),
     )
+    fields.check()
+    return submission
 
 
 @routes.post("/api/v3/jobs")

@@ -1,7 +1,8 @@
 """Request parsing: the one place that checks the shape of what clients send; every failure names the field.
 
 Handlers turn bodies into typed values with these helpers before calling a service; services check rules
-(ranges, known names, states), not JSON types.
+(ranges, known names, states), not JSON types. `Fields` reads a body whose every wrong field should be
+named in one answer. Kinds of values are named by `flamenco_manager.values`, as everywhere else.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.services.errors import Invalid
+from flamenco_manager.values import expected
 
 T = TypeVar("T")
 
@@ -34,7 +36,7 @@ async def json_body(request: web.Request, kind: type = dict) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPError(400, f"body: not valid JSON ({exc})") from exc
     if not isinstance(body, kind):
-        raise HTTPError(400, f"body: expected a JSON {'object' if kind is dict else 'array'}")
+        raise HTTPError(400, f"body: {expected(kind, body)}")
     bad = _invalid_text(body, "")
     if bad is not None:
         raise Invalid(bad or "body", "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text")
@@ -80,8 +82,43 @@ def field(
         return default
     value = body[name]
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise Invalid(name, f"must be of type {kind.__name__}, not {type(value).__name__}")
+        raise Invalid(name, expected(kind, value))
     return value
+
+
+class Fields:
+    """Reads the fields of one body, gathering every shape problem so that one answer names them all.
+
+    A read that fails notes the problem and gives the default; `check()` raises the problems together.
+    """
+
+    def __init__(self, body: dict) -> None:
+        self.body = body
+        self.problems: list[Invalid] = []
+
+    def get(self, name: str, kind: type[T], default: T, *, required: bool = False) -> T:
+        """`body[name]` as `field` checks it; absent or null gives `default` (a problem when `required`)."""
+        try:
+            value = field(self.body, name, kind, required=required)
+        except Invalid as exc:
+            self.problems.append(exc)
+            return default
+        return default if value is None else value
+
+    def string_map(self, name: str) -> dict[str, str]:
+        """An object of string values, each wrong value named (`metadata.frame: expected a string, …`)."""
+        value: dict[str, Any] = self.get(name, dict, {})
+        wrong = [(key, item) for key, item in value.items() if not isinstance(item, str)]
+        for key, item in wrong:
+            self.problem(f"{name}.{key}", expected(str, item))
+        return {} if wrong else value
+
+    def problem(self, name: str, message: str) -> None:
+        self.problems.append(Invalid(name, message))
+
+    def check(self) -> None:
+        if self.problems:
+            raise Invalid.together(self.problems)
 
 
 def string_list(body: dict, name: str, *, what: str = "a list of strings") -> list[str]:

@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from flamenco_manager.jobtypes import echo_sleep_test, simple_blender_render
-from flamenco_manager.jobtypes.model import CompiledJob, CompiledTask, JobCompileError
-from flamenco_manager.jobtypes.settings import apply_settings
-from flamenco_manager.values import describe_type
+from flamenco_manager.jobtypes.model import CompiledJob, CompiledTask, JobCompileError, SettingsError
+from flamenco_manager.jobtypes.settings import apply_settings, undefined_settings
+from flamenco_manager.values import expected
 
 __all__ = [
     "CompiledJob",
     "CompiledTask",
     "JobCompileError",
+    "SettingsError",
     "available_job_types",
     "compile_job",
     "get_job_type",
+    "require_job_type",
 ]
 
 Compiler = Callable[[dict[str, Any], datetime.datetime], list[CompiledTask]]
@@ -64,26 +66,46 @@ def get_job_type(name: str) -> dict[str, Any] | None:
     return copy.deepcopy(job_type.info) if job_type is not None else None
 
 
-def compile_job(submitted: Mapping[str, Any], *, created: datetime.datetime) -> CompiledJob:
-    """Tasks for a SubmittedJob; JobCompileError names the field that prevents it."""
-    type_name = submitted.get("type")
-    job_type = _JOB_TYPES.get(type_name) if isinstance(type_name, str) else None
+def require_job_type(name: object) -> dict[str, Any]:
+    """The job type as AvailableJobType JSON; JobCompileError on `type`, listing the known ones, if none."""
+    return copy.deepcopy(_known(name).info)
+
+
+def _known(name: object) -> _JobType:
+    job_type = _JOB_TYPES.get(name) if isinstance(name, str) else None
     if job_type is None:
         known = ", ".join(sorted(_JOB_TYPES))
-        raise JobCompileError("type", f"unknown job type {type_name!r}; known types: {known}")
+        raise JobCompileError("type", f"unknown job type {name!r}; known types: {known}")
+    return job_type
+
+
+def compile_job(submitted: Mapping[str, Any], *, created: datetime.datetime) -> CompiledJob:
+    """Tasks for a SubmittedJob; JobCompileError names the part that prevents it.
+
+    Every refused setting is named at once in a `SettingsError`: first those of the wrong type or
+    missing, then (when all have their types) whatever the job type's compiler refuses.
+    """
+    job_type = _known(submitted.get("type"))
     raw_settings = submitted.get("settings") or {}
     if not isinstance(raw_settings, Mapping):
-        raise JobCompileError("settings", "expected an object of setting names and values")
+        raise JobCompileError("settings", expected(dict, raw_settings))
     metadata = _metadata(submitted.get("metadata") or {})
-    settings = apply_settings(job_type.info["settings"], copy.deepcopy(dict(raw_settings)))
-    tasks = job_type.compile_tasks(settings, created)
-    return CompiledJob(settings=settings, metadata=metadata, tasks=tasks)
+    definitions = job_type.info["settings"]
+    settings = apply_settings(definitions, copy.deepcopy(dict(raw_settings)))
+    try:
+        tasks = job_type.compile_tasks(settings, created)
+    except SettingsError:
+        raise
+    except JobCompileError as exc:
+        raise SettingsError([exc]) from exc
+    undefined = undefined_settings(definitions, raw_settings)
+    return CompiledJob(settings=settings, metadata=metadata, tasks=tasks, undefined_settings=undefined)
 
 
 def _metadata(raw: Any) -> dict[str, str]:
     if not isinstance(raw, Mapping):
-        raise JobCompileError("metadata", "expected an object of string values")
+        raise JobCompileError("metadata", expected(dict, raw))
     for key, value in raw.items():
         if not isinstance(value, str):
-            raise JobCompileError(f"metadata.{key}", f"expected a string, not {describe_type(value)}")
+            raise JobCompileError(f"metadata.{key}", expected(str, value))
     return dict(raw)

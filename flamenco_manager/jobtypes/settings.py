@@ -6,8 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from flamenco_manager.jobtypes.model import JobCompileError
-from flamenco_manager.values import describe
+from flamenco_manager.jobtypes.model import JobCompileError, SettingsError
+from flamenco_manager.values import expected
 
 # Bounds of Flamenco's `int32` setting type.
 INT32_MIN = -(2**31)
@@ -17,9 +17,11 @@ INT32_MAX = 2**31 - 1
 def apply_settings(definitions: list[dict[str, Any]], submitted: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `submitted` with defaults filled in and every defined setting type-checked.
 
+    Every refused setting is named in one `SettingsError`, in the order the job type defines them.
     Settings the job type does not define are kept as they are (submitters may add their own).
     """
     settings = dict(submitted)
+    problems: list[JobCompileError] = []
     for definition in definitions:
         key = definition["key"]
         value = settings.get(key)
@@ -28,11 +30,22 @@ def apply_settings(definitions: list[dict[str, Any]], submitted: Mapping[str, An
                 settings[key] = definition["default"]
                 continue
             if definition.get("required"):
-                raise JobCompileError(key, "required setting is missing")
+                problems.append(JobCompileError(key, "required setting is missing"))
             settings.pop(key, None)
             continue
-        settings[key] = _check_value(definition, value)
+        try:
+            settings[key] = _check_value(definition, value)
+        except JobCompileError as exc:
+            problems.append(exc)
+    if problems:
+        raise SettingsError(problems)
     return settings
+
+
+def undefined_settings(definitions: list[dict[str, Any]], submitted: Mapping[str, Any]) -> list[str]:
+    """Keys of `submitted` no definition has, hidden ones included, in the order they were sent."""
+    defined = {definition["key"] for definition in definitions}
+    return [str(key) for key in submitted if key not in defined]
 
 
 def _check_value(definition: dict[str, Any], value: Any) -> Any:
@@ -40,22 +53,22 @@ def _check_value(definition: dict[str, Any], value: Any) -> Any:
     kind = definition["type"]
     if kind == "string":
         if not isinstance(value, str):
-            raise JobCompileError(key, f"expected a string, not {describe(value)}")
+            raise JobCompileError(key, expected(str, value))
         if definition.get("required") and not value.strip():
             raise JobCompileError(key, "required setting is empty")
     elif kind == "int32":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise JobCompileError(key, f"expected a whole number, not {describe(value)}")
+            raise JobCompileError(key, expected(int, value))
         if not INT32_MIN <= value <= INT32_MAX:
             raise JobCompileError(key, f"{value} does not fit in a 32-bit integer")
     elif kind == "float":
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            raise JobCompileError(key, f"expected a number, not {describe(value)}")
+            raise JobCompileError(key, expected(float, value))
         value = float(value)
     elif kind == "bool" and not isinstance(value, bool):
-        raise JobCompileError(key, f"expected true or false, not {describe(value)}")
+        raise JobCompileError(key, expected(bool, value))
     choices = definition.get("choices")
     if choices and value not in choices:
         raise JobCompileError(key, f"{value!r} is not one of {', '.join(map(str, choices))}")

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from flamenco_manager.jobtypes import frames, paths
-from flamenco_manager.jobtypes.model import CompiledTask, JobCompileError, command
+from flamenco_manager.jobtypes.model import CompiledTask, JobCompileError, SettingsError, command
 
 NAME = "simple-blender-render"
 
@@ -129,18 +129,31 @@ _FIELD = re.compile(r"\{([^}]+)\}")
 
 
 def compile_tasks(settings: dict[str, Any], created: datetime.datetime) -> list[CompiledTask]:
-    """Render tasks (and maybe a preview-video task); updates `render_output_path` in `settings`."""
-    if settings["format"] in VIDEO_FORMATS:
-        raise JobCompileError("format", f"this job type renders images, not video ({settings['format']})")
-    render_output = _render_output_path(settings, created)
-    settings["render_output_path"] = render_output
-    render_dir = paths.dirname(render_output)
+    """Render tasks (and maybe a preview-video task); updates `render_output_path` in `settings`.
+
+    The settings it checks itself are checked together, so one refusal names every one that is wrong.
+    """
+    problems: list[JobCompileError] = []
+    frame_intervals: list[frames.Interval] = []
     try:
         frame_intervals = frames.parse_frames(settings["frames"])
     except ValueError as exc:
-        raise JobCompileError("frames", str(exc)) from None
+        problems.append(JobCompileError("frames", str(exc)))
     if settings["chunk_size"] < 1:
-        raise JobCompileError("chunk_size", f"must be at least 1, not {settings['chunk_size']}")
+        problems.append(JobCompileError("chunk_size", f"must be at least 1, not {settings['chunk_size']}"))
+    render_output = ""
+    try:
+        render_output = _render_output_path(settings, created)
+    except JobCompileError as exc:
+        problems.append(exc)
+    if settings["format"] in VIDEO_FORMATS:
+        problems.append(
+            JobCompileError("format", f"this job type renders images, not video ({settings['format']})")
+        )
+    if problems:
+        raise SettingsError(problems)
+    settings["render_output_path"] = render_output
+    render_dir = paths.dirname(render_output)
 
     tasks = [
         _render_task(settings, render_dir, render_output, chunk)

@@ -66,6 +66,37 @@ class JobSubmission:
     type_etag: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What checking a submission found out: its compiled form and what the rules resolved."""
+
+    compiled: jobtypes.CompiledJob
+    created: datetime.datetime
+    platform: str
+    tag: Tag | None
+
+
+def _log_undefined_settings(job_uuid: str, name: str, type_name: str, keys: list[str]) -> None:
+    log.warning(
+        "job has settings its type does not define job=%s name=%r type=%s settings=%s",
+        job_uuid,
+        name,
+        type_name,
+        ",".join(keys),
+    )
+
+
+def _priority_out_of_range(priority: int) -> Invalid:
+    return Invalid(
+        "priority", f"must be between {PRIORITY_RANGE[0]} and {PRIORITY_RANGE[-1]}, not {priority}"
+    )
+
+
+def _undefined_settings_activity(type_name: str, keys: list[str]) -> str:
+    """The job's first activity: the settings its type does not define, or nothing."""
+    return f"Settings not defined by job type {type_name}: {', '.join(keys)}" if keys else ""
+
+
 class Jobs:
     def __init__(
         self,
@@ -114,42 +145,13 @@ class Jobs:
         the job is `under-construction` (which the scheduler ignores): a 50,000-task job does not stall
         the loop. A job left under construction by a crash is removed at the next start.
         """
-        name = submission.name
-        if not name.strip():
-            raise Invalid("name", "must not be empty")
-        type_name = submission.type
-        priority = submission.priority
-        if priority not in PRIORITY_RANGE:
-            raise Invalid("priority", "must be between 0 and 100")
-        platform = submission.submitter_platform.lower()
-        if platform == SUBMITTER_IS_MANAGER:
-            platform = self.manager_platform
-        initial = submission.initial_status
-        if initial not in INITIAL_STATUSES:
-            raise Invalid("initial_status", f"must be one of {', '.join(INITIAL_STATUSES)}")
-        checkout = submission.shaman_checkout_id
-        tag = self._tag_of_submission(submission.worker_tag)
-
-        job_type = jobtypes.get_job_type(type_name)
-        if job_type is None:
-            raise Invalid("type", f"unknown job type {type_name!r}")
-        etag = submission.type_etag
-        if etag and etag != job_type["etag"]:
-            raise PreconditionFailed(
-                f"job refused: its settings are outdated, job type {type_name!r} changed on the Manager"
-                f" (etag {job_type['etag']}, submitted {etag}); refresh the job type and submit again"
-            )
-        submitted = {
-            "type": type_name,
-            "settings": self.variables.replace_two_way_at_submission(submission.settings, platform),
-            "metadata": self.variables.replace_two_way_at_submission(submission.metadata, platform),
-        }
-        created = datetime.datetime.now(datetime.UTC)
-        try:
-            compiled = await asyncio.to_thread(jobtypes.compile_job, submitted, created=created)
-        except jobtypes.JobCompileError as exc:
-            raise Invalid(exc.field, exc.message) from exc
+        checked = await self._check(submission)
+        compiled, created = checked.compiled, checked.created
+        name, type_name = submission.name, submission.type
+        undefined = compiled.undefined_settings
         if not store:
+            if undefined:
+                _log_undefined_settings("-", name, type_name, undefined)
             return None
         tasks = await asyncio.to_thread(_new_tasks, compiled.tasks)
         now = created.timestamp()
@@ -158,15 +160,15 @@ class Jobs:
             uuid=str(uuidlib.uuid4()),
             name=name,
             job_type=type_name,
-            type_etag=etag or "",
-            priority=priority,
+            type_etag=submission.type_etag,
+            priority=submission.priority,
             status=JobStatus.UNDER_CONSTRUCTION,
-            activity="",
+            activity=_undefined_settings_activity(type_name, undefined),
             settings_json=json.dumps(compiled.settings),
             metadata_json=json.dumps(compiled.metadata),
-            submitter_platform=platform,
-            shaman_checkout_id=checkout,
-            worker_tag_id=tag.id if tag else None,
+            submitter_platform=checked.platform,
+            shaman_checkout_id=submission.shaman_checkout_id,
+            worker_tag_id=checked.tag.id if checked.tag else None,
             steps_completed=0,
             steps_total=0,
             created_at=now,
@@ -175,6 +177,8 @@ class Jobs:
         )
         with self.store.transaction():
             job = self.store.create_job(job)
+        if undefined:
+            _log_undefined_settings(job.uuid, name, type_name, undefined)
         for first in range(0, len(tasks), TASK_INSERT_CHUNK):
             with self.store.transaction():
                 self.store.add_tasks(job, tasks[first : first + TASK_INSERT_CHUNK], first + 1)
@@ -185,7 +189,7 @@ class Jobs:
                 self.store.add_dependencies(job, pairs[first : first + TASK_INSERT_CHUNK])
             await asyncio.sleep(0)
         with self.store.transaction():
-            self.store.update_job(job.id, status=initial, updated_at=time.time())
+            self.store.update_job(job.id, status=submission.initial_status, updated_at=time.time())
             stored = self.store.get_job_by_id(job.id)
         assert stored is not None
         job = stored
@@ -200,6 +204,65 @@ class Jobs:
         self.machine.publish_job(job, refresh_tasks=True)
         self.hub.work_available()
         return job
+
+    async def _check(self, submission: JobSubmission) -> _Checked:
+        """The submission compiled, or one `Invalid` naming every problem found.
+
+        The submission's own fields (name, priority, initial status, worker tag, type) and, when the type
+        is known, its settings are reported together, the settings last. A stale `type_etag` stops the
+        checking there: 412 when the fields are otherwise fine, since settings checked against a changed
+        job type would mislead. Settings the type does not define are kept (`undefined_settings`).
+        """
+        problems: list[Invalid] = []
+        if not submission.name.strip():
+            problems.append(Invalid("name", "must not be empty"))
+        if submission.priority not in PRIORITY_RANGE:
+            problems.append(_priority_out_of_range(submission.priority))
+        platform = submission.submitter_platform.lower()
+        if platform == SUBMITTER_IS_MANAGER:
+            platform = self.manager_platform
+        initial = submission.initial_status
+        if initial not in INITIAL_STATUSES:
+            allowed = ", ".join(INITIAL_STATUSES)
+            problems.append(Invalid("initial_status", f"must be one of {allowed}, not {initial!r}"))
+        tag = None
+        try:
+            tag = self._tag_of_submission(submission.worker_tag)
+        except Invalid as exc:
+            problems.append(exc)
+        type_name = submission.type
+        job_type = None
+        try:
+            job_type = jobtypes.require_job_type(type_name)
+        except jobtypes.JobCompileError as exc:
+            problems.append(Invalid(exc.field, exc.message))
+        etag = submission.type_etag
+        if job_type is not None and etag and etag != job_type["etag"]:
+            if problems:
+                raise Invalid.together(problems)
+            raise PreconditionFailed(
+                f"job refused: its settings are outdated, job type {type_name!r} changed on the Manager"
+                f" (etag {job_type['etag']}, submitted {etag}); refresh the job type and submit again"
+            )
+        created = datetime.datetime.now(datetime.UTC)
+        compiled = None
+        if job_type is not None:
+            submitted = {
+                "type": type_name,
+                "settings": self.variables.replace_two_way_at_submission(submission.settings, platform),
+                "metadata": self.variables.replace_two_way_at_submission(submission.metadata, platform),
+            }
+            try:
+                compiled = await asyncio.to_thread(jobtypes.compile_job, submitted, created=created)
+            except jobtypes.SettingsError as exc:
+                settings = [Invalid(problem.field, problem.message) for problem in exc.problems]
+                problems.append(Invalid.together(settings, "settings"))
+            except jobtypes.JobCompileError as exc:
+                problems.append(Invalid(exc.field, exc.message))
+        if problems:
+            raise Invalid.together(problems)
+        assert compiled is not None
+        return _Checked(compiled=compiled, created=created, platform=platform, tag=tag)
 
     def _tag_of_submission(self, tag_uuid: str) -> Tag | None:
         if not tag_uuid:
@@ -222,7 +285,7 @@ class Jobs:
 
     def set_priority(self, job: Job, priority: int) -> None:
         if priority not in PRIORITY_RANGE:
-            raise Invalid("priority", "must be between 0 and 100")
+            raise _priority_out_of_range(priority)
         with self.store.transaction():
             self.store.update_job(job.id, priority=priority, updated_at=time.time())
         job.priority = priority

@@ -14,6 +14,7 @@ import pytest
 from flamenco_manager.jobtypes import (
     CompiledTask,
     JobCompileError,
+    SettingsError,
     available_job_types,
     compile_job,
     get_job_type,
@@ -67,6 +68,13 @@ def compile_error(submitted: dict[str, Any]) -> JobCompileError:
     with pytest.raises(JobCompileError) as info:
         compile_job(submitted, created=CREATED)
     return info.value
+
+
+def settings_problems(submitted: dict[str, Any]) -> list[tuple[str, str]]:
+    """The refused settings of a submission as (key, message), in the order they are reported."""
+    error = compile_error(submitted)
+    assert isinstance(error, SettingsError) and error.field == "settings", error
+    return [(problem.field, problem.message) for problem in error.problems]
 
 
 # --- job type descriptions ---------------------------------------------------------------------------------
@@ -328,8 +336,37 @@ def test_other_fields_in_output_path_are_left_alone() -> None:
 )
 def test_invalid_settings_name_the_setting(settings: dict[str, Any], field: str, message: str) -> None:
     error = compile_error(render_job(**settings))
-    assert (error.field, error.message) == (field, message)
-    assert str(error) == f"{field}: {message}"
+    assert isinstance(error, SettingsError)
+    assert [(p.field, p.message) for p in error.problems] == [(field, message)]
+    assert str(error) == f"settings: {field}: {message}"
+
+
+def test_every_wrongly_typed_setting_is_named_at_once() -> None:
+    settings = render_job(frames=None, chunk_size="ten", fps="fast", has_previews="no")
+    assert settings_problems(settings) == [
+        ("frames", "required setting is missing"),
+        ("chunk_size", "expected a whole number, not a string ('ten')"),
+        ("fps", "expected a number, not a string ('fast')"),
+        ("has_previews", "expected true or false, not a string ('no')"),
+    ]
+    message = str(compile_error(settings))
+    assert message.startswith("settings: 4 problems: frames: required setting is missing; ")
+
+
+def test_every_setting_the_compiler_refuses_is_named_at_once() -> None:
+    submitted = render_job(frames="10-1", chunk_size=0, format="FFMPEG")
+    assert settings_problems(submitted) == [
+        ("frames", "range '10-1' runs backwards; write it as 1-10"),
+        ("chunk_size", "must be at least 1, not 0"),
+        ("format", "this job type renders images, not video (FFMPEG)"),
+    ]
+
+
+def test_settings_the_type_does_not_define_are_kept_and_listed() -> None:
+    job = compile_job(render_job(frame_step=2, fps=25.0, notes="x"), created=CREATED)
+    assert job.undefined_settings == ["frame_step", "notes"]  # fps is defined, though hidden
+    assert job.settings["frame_step"] == 2 and job.settings["notes"] == "x"
+    assert compile_job(render_job(), created=CREATED).undefined_settings == []
 
 
 @pytest.mark.parametrize(
@@ -428,6 +465,6 @@ def test_echo_sleep_test_zero_repeats_is_only_the_echo() -> None:
     ],
 )
 def test_echo_sleep_test_invalid(settings: dict[str, Any], field: str, message: str) -> None:
-    error = compile_error({"type": "echo-sleep-test", "settings": settings})
-    assert error.field == field
-    assert error.message.startswith(message)
+    [(key, text)] = settings_problems({"type": "echo-sleep-test", "settings": settings})
+    assert key == field
+    assert text.startswith(message)
