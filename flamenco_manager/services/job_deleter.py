@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from flamenco_manager.model import Job, JobStatus, TaskStatus
-from flamenco_manager.services.events import Hub
+from flamenco_manager.services.events import SUBSCRIBER_QUEUE_SIZE, Hub
 from flamenco_manager.services.statemachine import StateMachine
 from flamenco_manager.services.tasklogs import TaskLogs, job_dir
 from flamenco_manager.store import Store
@@ -49,6 +49,13 @@ JOB_ROWS = 10
 # "Delete requested" events published per loop turn after a mass delete; the rest of the Manager (and the
 # event streams, which drain between turns) keep up.
 ANNOUNCE_PER_TURN = 200
+# A mass delete publishes two events per job; when an event stream has this many waiting, it is given up to
+# BACKLOG_WAIT to catch up before more are published (the hub drops a stream that falls SUBSCRIBER_QUEUE_SIZE
+# behind, and the web interface then reloads everything). A stream that is stuck is dropped as before.
+BACKLOG_HIGH = SUBSCRIBER_QUEUE_SIZE // 2
+BACKLOG_WAIT = 1.0
+# How often the backlog is looked at while waiting.
+BACKLOG_POLL = 0.01
 # Statuses a mass delete leaves alone: a job still being submitted has not been answered to its submitter.
 _NOT_MASS_DELETED = (JobStatus.UNDER_CONSTRUCTION,)
 
@@ -139,8 +146,7 @@ class JobDeleter:
                 await self._guarded(self.queue_marked)
                 next_check = loop.time() + PERIODIC_CHECK_INTERVAL
             if self._to_announce:
-                self._announce_some()
-                await asyncio.sleep(0)
+                await self._announce_some()
             elif self._queued:
                 await self._guarded(self._delete_some)
 
@@ -151,7 +157,8 @@ class JobDeleter:
             # The marks stay in the database: the periodic check queues those jobs again.
             log.exception("job deletion failed, trying again at the next periodic check")
 
-    def _announce_some(self) -> None:
+    async def _announce_some(self) -> None:
+        await self._let_streams_catch_up()
         batch = _take(self._to_announce, ANNOUNCE_PER_TURN)
         if self.hub.has_listeners("/jobs"):
             for job_id in batch:
@@ -159,6 +166,13 @@ class JobDeleter:
                 if job is not None:
                     self.machine.publish_job(job)
         self._queue(batch)
+        await asyncio.sleep(0)
+
+    async def _let_streams_catch_up(self) -> None:
+        for _ in range(round(BACKLOG_WAIT / BACKLOG_POLL)):
+            if self.hub.backlog() <= BACKLOG_HIGH:
+                return
+            await asyncio.sleep(BACKLOG_POLL)
 
     async def _delete_some(self) -> None:
         batch = _take(self._queued, JOBS_PER_ROUND)
@@ -183,6 +197,7 @@ class JobDeleter:
                 exc,
             )
         jobs = [job for job in jobs if job.uuid not in failures]
+        await self._let_streams_catch_up()
         budget = ROWS_PER_TURN
         for job in jobs:
             workers = {
