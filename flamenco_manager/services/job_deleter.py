@@ -107,7 +107,11 @@ class JobDeleter:
             marked = self.store.mark_jobs_for_deletion(
                 updated_up_to=up_to, now=time.time(), skip_statuses=_NOT_MASS_DELETED
             )
-        log.info("mass deletion requested last_updated_max=%s jobs=%d", up_to, len(marked))
+        log.info(
+            "mass deletion requested last_updated_max=%s jobs=%d",
+            datetime.datetime.fromtimestamp(up_to, datetime.UTC).isoformat(),
+            len(marked),
+        )
         self._to_announce.update(dict.fromkeys(marked))
         if marked:
             self._wake.set()
@@ -200,12 +204,14 @@ class JobDeleter:
         await self._let_streams_catch_up()
         budget = ROWS_PER_TURN
         for job in jobs:
-            workers = {
-                t.worker_id
-                for t in self.store.tasks_of_job_with_status(job.id, (TaskStatus.ACTIVE,))
-                if t.worker_id is not None
-            }
+            workers: set[int] = set()
             while True:
+                # Looked up with each chunk: a big job's remaining tasks may be handed out between turns.
+                workers.update(
+                    t.worker_id
+                    for t in self.store.tasks_of_job_with_status(job.id, (TaskStatus.ACTIVE,))
+                    if t.worker_id is not None
+                )
                 with self.store.transaction():
                     removed = self.store.delete_tasks_of_job(job.id, budget)
                     finished = removed < budget
