@@ -18,7 +18,7 @@ from flamenco_manager.model import Job, JobStatus, NewTask
 from flamenco_manager.services import Manager, job_deleter
 from flamenco_manager.services.events import Subscription
 from flamenco_manager.services.tasklogs import job_dir
-from flamenco_manager.store import Store
+from flamenco_manager.store import Store, open_store
 from tests.manager.conftest import API, Farm, eventually, make_config
 
 pytestmark = pytest.mark.timeout(120)
@@ -343,3 +343,32 @@ async def test_ten_thousand_jobs_go_without_stalling_the_loop(farm: Farm, events
     assert not any(job_dir(farm.manager.storage, j.uuid).exists() for j in jobs[::100])
     print(f"worst event-loop lag during a 10,001-job mass delete: {worst * 1000:.0f} ms")
     assert worst < STALL_LIMIT, f"the event loop stalled for {worst * 1000:.0f} ms"
+
+
+def test_store_marks_by_updated_time_and_deletes_tasks_in_chunks(tmp_path: pathlib.Path) -> None:
+    store = open_store(tmp_path / "manager.sqlite")
+    try:
+        old, new = _insert_jobs(store, 2, tasks_each=5, updated=NOON.timestamp())
+        building = _insert_jobs(store, 1, tasks_each=1, updated=NOON.timestamp())[0]
+        with store.transaction():
+            store.update_job(new.id, updated_at=NOON.timestamp() + 1.5)
+            store.update_job(building.id, status=JobStatus.UNDER_CONSTRUCTION)
+            marked = store.mark_jobs_for_deletion(
+                updated_up_to=NOON.timestamp() + 1,
+                now=NOON.timestamp() + 60,
+                skip_statuses=["under-construction"],
+            )
+        assert marked == [old.id]
+        assert [j.id for j in store.jobs_to_delete()] == [old.id]
+        marked_job = store.get_job_by_id(old.id)
+        assert marked_job is not None
+        assert marked_job.delete_requested_at == marked_job.updated_at == NOON.timestamp() + 60
+        with store.transaction():
+            assert store.delete_tasks_of_job(old.id, 3) == 3
+            assert store.delete_tasks_of_job(old.id, 3) == 2
+            assert store.delete_tasks_of_job(old.id, 3) == 0
+            store.delete_job(old.id)
+        assert store.get_job_by_id(old.id) is None
+        assert len(store.tasks_of_job(new.id)) == 5
+    finally:
+        store.close()
