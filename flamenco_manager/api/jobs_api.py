@@ -110,7 +110,9 @@ async def mass_delete_jobs(request: web.Request) -> web.Response:
     body = await json_body(request)
     raw = field(body, "last_updated_max", str, required=False, default="")
     if not raw:
-        raise Invalid("last_updated_max", "is required (the jobs updated up to when are deleted)")
+        raise Invalid(
+            "last_updated_max", "is required: jobs last updated at or before this RFC 3339 time are deleted"
+        )
     if not need(request, JOB_DELETER).mass_delete(_rfc3339("last_updated_max", raw)):
         raise HTTPError(416, "no jobs modified before timestamp")
     return web.Response(status=204)
