@@ -84,6 +84,7 @@ bench: venv
 	$(PY) bench/action_latency
 	$(PY) bench/task_output
 	$(PY) bench/manager_load
+	$(PY) bench/job_deletion
 
 # flamenco-worker and flamenco-manager .debs in dist/ (or DEB_OUT), built from a copy of the tree with
 # packaging/debian as debian/ by Debian's own Python, then checked with lintian (no errors, no warnings).

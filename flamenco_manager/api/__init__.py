@@ -46,6 +46,7 @@ def _provide_services(app: web.Application, manager: Manager) -> None:
     keys.provide(app, keys.HUB, manager.hub)
     keys.provide(app, keys.DURABILITY, manager.durability)
     keys.provide(app, keys.JOBS, manager.jobs)
+    keys.provide(app, keys.JOB_DELETER, manager.job_deleter)
     keys.provide(app, keys.TASKS, manager.tasks)
     keys.provide(app, keys.TAGS, manager.tags)
     keys.provide(app, keys.WORKERS, manager.workers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 from aiohttp import web
@@ -9,7 +10,7 @@ from aiohttp import web
 from flamenco_manager import jobtypes, payloads
 from flamenco_manager.api.durable import durable
 from flamenco_manager.api.errors import HTTPError
-from flamenco_manager.api.keys import JOBS, STORAGE, STORE, need
+from flamenco_manager.api.keys import JOB_DELETER, JOBS, STORAGE, STORE, need
 from flamenco_manager.api.validation import Fields, field, json_body, path_uuid
 from flamenco_manager.model import Job, JobStatus
 from flamenco_manager.services.errors import Invalid
@@ -99,6 +100,32 @@ async def global_last_rendered(request: web.Request) -> web.Response:
     return web.json_response(info) if info else web.Response(status=204)
 
 
+def _rfc3339(name: str, raw: str) -> datetime.datetime:
+    """An RFC 3339 date-time with its UTC offset ("2026-11-30T12:00:00.4Z", "...+01:00")."""
+    try:
+        parsed = datetime.datetime.fromisoformat(raw)
+    except ValueError:
+        raise Invalid(name, f"{raw!r} is not an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise Invalid(name, f"{raw!r} has no UTC offset (add Z or +HH:MM)")
+    return parsed
+
+
+# Before `/api/v3/jobs/{job_id}`, which would otherwise take `mass-delete` for a job id.
+@routes.delete("/api/v3/jobs/mass-delete")
+@durable
+async def mass_delete_jobs(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    raw = field(body, "last_updated_max", str, required=False, default="")
+    if not raw:
+        raise Invalid(
+            "last_updated_max", "is required: jobs last updated at or before this RFC 3339 time are deleted"
+        )
+    if not need(request, JOB_DELETER).mass_delete(_rfc3339("last_updated_max", raw)):
+        raise HTTPError(416, "no jobs modified before timestamp")
+    return web.Response(status=204)
+
+
 @routes.get("/api/v3/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
     return web.json_response(job_json(need(request, STORE), _job(request)))
@@ -107,7 +134,7 @@ async def get_job(request: web.Request) -> web.Response:
 @routes.delete("/api/v3/jobs/{job_id}")
 @durable
 async def delete_job(request: web.Request) -> web.Response:
-    need(request, JOBS).request_delete(_job(request))
+    need(request, JOB_DELETER).request_delete(_job(request))
     return web.Response(status=204)
 
 

@@ -17,6 +17,7 @@ from flamenco_manager.config import ManagerConfig
 from flamenco_manager.services.durability import Durability
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.farm_status import FarmStatus
+from flamenco_manager.services.job_deleter import JobDeleter
 from flamenco_manager.services.jobs import Jobs
 from flamenco_manager.services.scheduler import Scheduler
 from flamenco_manager.services.sleep_scheduler import SleepScheduler
@@ -71,6 +72,7 @@ STORAGE = AppKey("storage", pathlib.Path)
 HUB = AppKey("hub", Hub)
 DURABILITY = AppKey("durability", Durability)
 JOBS = AppKey("jobs", Jobs)
+JOB_DELETER = AppKey("job_deleter", JobDeleter)
 TASKS = AppKey("tasks", Tasks)
 TAGS = AppKey("tags", Tags)
 WORKERS = AppKey("workers", Workers)

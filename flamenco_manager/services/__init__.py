@@ -18,6 +18,7 @@ from flamenco_manager.config import ManagerConfig, current_platform
 from flamenco_manager.services.durability import Durability
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.farm_status import FarmStatus
+from flamenco_manager.services.job_deleter import JobDeleter
 from flamenco_manager.services.jobs import Jobs
 from flamenco_manager.services.scheduler import Scheduler
 from flamenco_manager.services.sleep_scheduler import SleepScheduler
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 # Last-seen times are written in batches this often; worker timeouts are tens of seconds.
 SEEN_FLUSH_INTERVAL = 2.0
-# Jobs marked for deletion are removed this often (Flamenco's period).
-JOB_DELETER_INTERVAL = 60.0
 
 
 def _resolve(config: ManagerConfig, path: str) -> pathlib.Path:
@@ -70,9 +69,8 @@ class Manager:
             blocklist_threshold=config.blocklist_threshold,
             fail_after_softfail_count=config.task_fail_after_softfail_count,
         )
-        self.jobs = Jobs(
-            self.store, self.hub, self.machine, config.variables, self.platform, self.storage, self.logs
-        )
+        self.jobs = Jobs(self.store, self.hub, self.machine, config.variables, self.platform)
+        self.job_deleter = JobDeleter(self.store, self.hub, self.machine, self.logs, self.storage)
         self.timeouts = TimeoutChecker(
             self.store,
             self.workers,
@@ -102,7 +100,7 @@ class Manager:
         self._spawn(self.sleep_scheduler.run(), "sleep-scheduler")
         self._spawn(self.farm_status.run(), "farm-status")
         self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
-        self._spawn(self._every(JOB_DELETER_INTERVAL, self.jobs.delete_marked), "job-deleter")
+        self._spawn(self.job_deleter.run(), "job-deleter")
         self.hub.publish("/lifecycle", {"type": "manager-startup"})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:

@@ -76,6 +76,10 @@ class Hub:
     def has_listeners(self, topic: str) -> bool:
         return self._topic_listeners[topic] > 0
 
+    def backlog(self) -> int:
+        """Events waiting in the fullest subscriber's queue (those beyond SUBSCRIBER_QUEUE_SIZE drop it)."""
+        return max((sub.queue.qsize() for sub in self._subscriptions), default=0)
+
     def publish(
         self,
         topic: str,

@@ -7,7 +7,6 @@ import asyncio
 import datetime
 import json
 import logging
-import shutil
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from flamenco_manager.model import JOB_STATUSES, Job, JobStatus, NewTask, Tag
 from flamenco_manager.services.errors import Invalid, NotAcceptable, NotFound, PreconditionFailed
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.statemachine import StateMachine
-from flamenco_manager.services.tasklogs import TaskLogs, job_dir
 from flamenco_manager.store import Store
 from flamenco_manager.variables import Variables
 
@@ -105,16 +103,12 @@ class Jobs:
         machine: StateMachine,
         variables: Variables,
         manager_platform: str,
-        storage: Any,
-        logs: TaskLogs,
     ) -> None:
         self.store = store
         self.hub = hub
         self.machine = machine
         self.variables = variables
         self.manager_platform = manager_platform
-        self.storage = storage
-        self.logs = logs
 
     def get(self, job_uuid: str) -> Job:
         job = self.store.get_job(job_uuid)
@@ -305,29 +299,6 @@ class Jobs:
             self.store.update_job(job.id, worker_tag_id=tag.id if tag else None, updated_at=time.time())
         self.machine.publish_job(job)
         self.hub.work_available()
-
-    def request_delete(self, job: Job) -> None:
-        now = time.time()
-        with self.store.transaction():
-            self.store.update_job(job.id, delete_requested_at=now, updated_at=now)
-        job.delete_requested_at = now
-        log.info("job deletion requested job=%s", job.uuid)
-        self.machine.publish_job(job)
-
-    async def delete_marked(self) -> int:
-        """Remove jobs marked for deletion, with their files; returns how many went."""
-        marked = self.store.jobs_to_delete()
-        for job in marked:
-            with self.store.transaction():
-                workers = {t.worker_id for t in self.store.tasks_of_job(job.id) if t.worker_id is not None}
-                self.store.delete_job(job.id)
-            for worker_id in workers:
-                self.hub.wake_worker(worker_id)
-            await asyncio.to_thread(self.logs.sync)
-            await asyncio.to_thread(shutil.rmtree, job_dir(self.storage, job.uuid), True)
-            log.info("job deleted job=%s", job.uuid)
-            self.machine.publish_job(job, was_deleted=True)
-        return len(marked)
 
     # Blocklist.
 

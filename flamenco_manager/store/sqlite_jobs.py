@@ -166,6 +166,17 @@ class JobQueries:
             _job(r) for r in self.conn.execute("SELECT * FROM jobs WHERE delete_requested_at IS NOT NULL")
         ]
 
+    def mark_jobs_for_deletion(
+        self, *, updated_up_to: float, now: float, skip_statuses: Iterable[str]
+    ) -> list[int]:
+        skipped = list(skip_statuses)
+        rows = self.conn.execute(
+            "UPDATE jobs SET delete_requested_at = ?, updated_at = ?"
+            f" WHERE updated_at <= ? AND status NOT IN ({_marks(skipped)}) RETURNING id",
+            (now, now, updated_up_to, *skipped),
+        ).fetchall()
+        return sorted(r[0] for r in rows)
+
     def update_job(self, job_id: int, **fields: Any) -> None:
         unknown = set(fields) - _JOB_COLUMNS
         if unknown:
@@ -175,6 +186,12 @@ class JobQueries:
 
     def delete_job(self, job_id: int) -> None:
         self.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def delete_tasks_of_job(self, job_id: int, limit: int) -> int:
+        cur = self.conn.execute(
+            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE job_id = ? LIMIT ?)", (job_id, limit)
+        )
+        return cur.rowcount
 
     def job_task_counts(self, job_id: int) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, n FROM job_task_counts WHERE job_id = ?", (job_id,))

@@ -147,6 +147,7 @@ ENDPOINTS = [
     ("get", "/api/v3/jobs", {"200"}),
     ("get", "/api/v3/jobs/{job_id}", {"200", "404"}),
     ("delete", "/api/v3/jobs/{job_id}", {"204", "404"}),
+    ("delete", "/api/v3/jobs/mass-delete", {"204", "400", "416"}),
     ("get", "/api/v3/jobs/{job_id}/tasks", {"200", "400"}),
     ("post", "/api/v3/jobs/{job_id}/setstatus", {"204", "404"}),
     ("post", "/api/v3/jobs/{job_id}/setpriority", {"204", "404"}),
@@ -243,6 +244,7 @@ SCHEMA_NAMES = [
     "JobLastRenderedImageInfo",
     "ManagerConfiguration",
     "JobDeletionInfo",
+    "JobMassDeletionSelection",
 ]
 
 
