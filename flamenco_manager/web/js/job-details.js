@@ -67,6 +67,7 @@ export class JobDetails {
     if (jobId !== this.jobId) {
       this.jobId = jobId;
       this.job = null;
+      clearTimeout(this.rereadTimer); // a re-read planned for the previous job
       if (this.stream) this.stream.close();
       this.stream = null;
       if (!jobId) {
@@ -133,6 +134,7 @@ export class JobDetails {
 
   async refreshTasks() {
     const jobId = this.jobId;
+    if (!jobId) return;
     const tasks = await api.jobTasks(jobId);
     if (jobId !== this.jobId) return;
     for (const t of tasks) t.worker = taskWorker(t.worker);
@@ -155,6 +157,7 @@ export class JobDetails {
 
   async rereadJob() {
     const jobId = this.jobId;
+    if (!jobId) return;
     try {
       const job = await api.job(jobId);
       if (jobId !== this.jobId || !this.job) return;
