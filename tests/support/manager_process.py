@@ -142,7 +142,8 @@ class ManagerProcess:
         log.close()
         try:
             wait_for(self._answers, timeout, "the manager to answer HTTP")
-        except AssertionError as exc:
+        except (AssertionError, RuntimeError) as exc:
+            self.kill()  # a manager that never answered is not left behind for the caller to find
             raise AssertionError(f"{exc}; its log: {self.log()[-2000:]}") from None
         return self
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import scale
-from tests.support.manager_process import ManagerProcess
+from tests.support.manager_process import REPO, ManagerProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.reliability, pytest.mark.timeout(600)]
 
@@ -35,6 +35,8 @@ LONG_POLL_MAX = "5ms"
 STREAM_PATH = "/api/v3/events"
 # Splits the operations into two shards of similar size, one fuzzer process each.
 SHARD_SPLIT = "^/api/v3/(worker/|jobs)"
+# The fuzzers' own reports (cases per operation), kept for whoever reads a long run's figures.
+ARTIFACTS = REPO / "test-artifacts" / "fuzz"
 # Longest a bounded read of the event stream waits for its first bytes.
 STREAM_READ_TIMEOUT = 10.0
 
@@ -126,7 +128,9 @@ def test_fuzz_every_endpoint(short_dir: Path, fault) -> None:
         manager.kill()
     elapsed = time.monotonic() - started
     total = 0
-    for output, returncode in outputs:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for index, (output, returncode) in enumerate(outputs):
+        (ARTIFACTS / f"shard-{index}.txt").write_text(output)
         assert returncode == 0, output[-6000:]
         cases = re.search(r"(\d+) generated", output)
         assert cases, output[-3000:]
