@@ -14,8 +14,7 @@ from flamenco_manager.api.durable import is_durable
 from flamenco_manager.services import Manager
 from flamenco_manager.store import SQLiteStore, StoreBusy
 from tests.manager.conftest import API, basic_auth, make_config
-from tests.support.manager_process import NotifiedManager as ManagerProcess
-from tests.support.manager_process import write_config
+from tests.support.manager_process import NotifiedManager, write_config
 
 # Requests that change nothing durable although they are not GETs: a dry-run check, and an image for the
 # thumbnail queue (answered 202 Accepted, processed later).
@@ -93,7 +92,7 @@ async def test_nesting_and_commit_waits_are_per_task(tmp_path: pathlib.Path) -> 
     store.close()
 
 
-async def _task_done_then_kill(manager: ManagerProcess) -> dict[str, str]:
+async def _task_done_then_kill(manager: NotifiedManager) -> dict[str, str]:
     async with aiohttp.ClientSession(base_url=manager.url) as session:
         reply = await session.post(
             f"{API}/worker/register-worker",
@@ -123,7 +122,7 @@ async def _task_done_then_kill(manager: ManagerProcess) -> dict[str, str]:
 
 def test_acknowledged_write_survives_kill_9(tmp_path: pathlib.Path) -> None:
     config = write_config(tmp_path)
-    manager = ManagerProcess(config)
+    manager = NotifiedManager(config)
     try:
         facts = asyncio.run(_task_done_then_kill(manager))
         manager.proc.wait(10)
@@ -131,7 +130,7 @@ def test_acknowledged_write_survives_kill_9(tmp_path: pathlib.Path) -> None:
     finally:
         manager.close()
 
-    restarted = ManagerProcess(config)
+    restarted = NotifiedManager(config)
     try:
 
         async def check() -> None:

@@ -13,8 +13,7 @@ import aiohttp
 import pytest
 
 from tests.manager.conftest import API, basic_auth
-from tests.support.manager_process import NotifiedManager as ManagerProcess
-from tests.support.manager_process import write_config
+from tests.support.manager_process import NotifiedManager, write_config
 
 
 def _run(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
@@ -57,7 +56,7 @@ def test_version(tmp_path: pathlib.Path) -> None:
 
 
 def test_sigterm_notifies_and_exits_0_while_a_request_is_held(tmp_path: pathlib.Path) -> None:
-    manager = ManagerProcess(write_config(tmp_path), env={"JOURNAL_STREAM": "8:1234"})
+    manager = NotifiedManager(write_config(tmp_path), env={"JOURNAL_STREAM": "8:1234"})
     try:
 
         async def hold_then_stop() -> int:
@@ -139,7 +138,7 @@ async def _drive(url: str, jobs: int, completions: list[str], stop_after: int) -
 
 def test_kill_9_mid_load_loses_nothing(tmp_path: pathlib.Path) -> None:
     config = write_config(tmp_path)
-    manager = ManagerProcess(config)
+    manager = NotifiedManager(config)
     completions: list[str] = []
     try:
 
@@ -163,7 +162,7 @@ def test_kill_9_mid_load_loses_nothing(tmp_path: pathlib.Path) -> None:
     finally:
         manager.close()
 
-    restarted = ManagerProcess(config)
+    restarted = NotifiedManager(config)
     try:
 
         async def check() -> None:
