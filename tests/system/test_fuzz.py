@@ -33,7 +33,10 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 LONG_POLL_MAX = "5ms"
 # Left out of the generic fuzzing: an endless text/event-stream (tested below with bounded reads).
 STREAM_PATH = "/api/v3/events"
-# Splits the operations into two shards of similar size, one fuzzer process each.
+# Operations that remove what the other cases work on (the job and its tasks, the worker, the tag): fuzzed
+# last, on their own, so they do not turn every later case of the others into a 404.
+DESTRUCTIVE = ("deleteJob", "deleteJobMass", "deleteWorker", "deleteWorkerTag")
+# Splits the other operations into two shards of similar size, one fuzzer process each.
 SHARD_SPLIT = "^/api/v3/(worker/|jobs)"
 # The fuzzers' own reports (cases per operation), kept for whoever reads a long run's figures.
 ARTIFACTS = REPO / "test-artifacts" / "fuzz"
@@ -104,25 +107,13 @@ def test_fuzz_every_endpoint(short_dir: Path, fault) -> None:
         started = time.monotonic()
         # The fuzzer is bound by its own CPU (one core per process), so each shard of the operations
         # gets its own process, and both run against the one Manager at the same time.
-        shards = [
-            subprocess.Popen(
-                [*command, f"--{mode}-path-regex", SHARD_SPLIT],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                cwd=short_dir,
-            )
-            for mode in ("include", "exclude")
-        ]
-        outputs = []
-        try:
-            for shard in shards:
-                outputs.append((shard.communicate(timeout=scale(600, 3600))[0], shard.returncode))
-        finally:
-            for shard in shards:
-                if shard.poll() is None:
-                    shard.kill()
-                    shard.wait()
+        keep = [arg for name in DESTRUCTIVE for arg in ("--exclude-operation-id", name)]
+        outputs = _run_fuzzers(
+            [[*command, f"--{mode}-path-regex", SHARD_SPLIT, *keep] for mode in ("include", "exclude")],
+            short_dir,
+        )
+        destroy = [arg for name in DESTRUCTIVE for arg in ("--include-operation-id", name)]
+        outputs += _run_fuzzers([[*command, *destroy]], short_dir)
         log = manager.log()
     finally:
         manager.kill()
@@ -137,6 +128,24 @@ def test_fuzz_every_endpoint(short_dir: Path, fault) -> None:
         total += int(cases.group(1))
     assert "unexpected error" not in log and "Traceback" not in log, log[-4000:]
     row.figure = f"{total} cases in {elapsed:.0f} s, 0 server errors"
+
+
+def _run_fuzzers(commands: list[list[str]], cwd: Path) -> list[tuple[str, int]]:
+    """Run the fuzzer processes side by side; their outputs and exit codes."""
+    running = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
+        for command in commands
+    ]
+    outputs = []
+    try:
+        for process in running:
+            outputs.append((process.communicate(timeout=scale(600, 3600))[0], process.returncode))
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return outputs
 
 
 def _stream_head(manager: ManagerProcess, query: str) -> tuple[int, str, bytes]:
