@@ -13,7 +13,6 @@ import re
 import signal
 import sys
 
-import sdnotify
 from aiohttp import web
 
 from flamenco_manager import __version__, buildinfo, logsetup
@@ -22,6 +21,7 @@ from flamenco_manager.api.slow_clients import GuardedAppRunner
 from flamenco_manager.config import ConfigError, ManagerConfig, load_config, parse_listen
 from flamenco_manager.services import Manager
 from flamenco_manager.store import StoreError
+from flamenco_manager.systemd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ exit codes:
 
 signals: SIGTERM/SIGINT stop gracefully: held long-polls are answered at once, requests in flight
          get 5 s; a second one stops without waiting for them.
+
+systemd: with NOTIFY_SOCKET set it sends READY=1 once listening and STOPPING=1 at shutdown; with
+         WATCHDOG_USEC set (WatchdogSec=) also WATCHDOG=1 at half that interval from its event loop.
 """
 
 
@@ -92,22 +95,12 @@ def configure(args: argparse.Namespace) -> ManagerConfig:
     return config
 
 
-class _Notifier:
-    """sd_notify when running under systemd; silent otherwise."""
-
-    def __init__(self) -> None:
-        self._notifier = sdnotify.SystemdNotifier()
-
-    def __call__(self, state: str) -> None:
-        self._notifier.notify(state)
-
-
 async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
     manager = Manager(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     forced = asyncio.Event()
-    notify = _Notifier()
+    notify = Notifier()
 
     def on_signal(signum: int) -> None:
         # Only flags are set here; serve() does the work (first signal graceful, second forced).
@@ -134,14 +127,15 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
         except OSError as exc:
             raise ListenError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from exc
         log.info("listening listen=%s database=%s version=%s", config.listen, config.database, __version__)
-        notify("READY=1")
-        notify(f"STATUS=listening on {config.listen}")
+        notify.send("READY=1", f"STATUS=listening on {config.listen}")
+        notify.start_watchdog()
         await stop.wait()
-        notify("STOPPING=1")
+        notify.send("STOPPING=1")
         manager.stop_holding()
     finally:
         await _cleanup_unless_forced(runner, forced)
         await manager.stop()
+        await notify.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     if forced.is_set():

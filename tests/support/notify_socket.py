@@ -44,6 +44,27 @@ class NotifySocket:
         self.drain()
         return [m for m in self.messages if m.startswith(predicate)]
 
+    def quiet_for(self, predicate: str, seconds: float) -> list[str]:
+        """Lines starting with `predicate` that arrive within `seconds` from now (after a drain)."""
+        self.drain()
+        start = len(self.messages)
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            select.select([self.sock], [], [], remaining)
+            self.drain()
+        self._cursor = len(self.messages)
+        return [m for m in self.messages[start:] if m.startswith(predicate)]
+
+    def is_full(self) -> bool:
+        """A datagram of ours is refused: the daemon filled this socket's queue (nobody reads it)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            probe.setblocking(False)
+            try:
+                probe.sendto(b"X-PROBE=1", str(self.path))
+            except BlockingIOError:
+                return True
+        return False
+
     def close(self) -> None:
         self.sock.close()
         self.path.unlink(missing_ok=True)

@@ -378,6 +378,47 @@ def test_a_stopped_worker_is_killed_by_the_watchdog_and_restarted(node: Node) ->
     assert "Watchdog timeout" in ct.journal(WORKER)
 
 
+def test_a_stopped_manager_is_killed_by_the_watchdog_and_restarted(node: Node) -> None:
+    ct = node.ct
+    assert ct.show(MANAGER, "WatchdogUSec")["WatchdogUSec"] == "30s"
+    # As for the worker: a drop-in shortens the packaged 30 s so the test does not wait for it.
+    ct.run("mkdir", "-p", "/etc/systemd/system/flamenco-manager.service.d")
+    ct.write("/etc/systemd/system/flamenco-manager.service.d/watchdog.conf", "[Service]\nWatchdogSec=3s\n")
+    ct.run("systemctl", "daemon-reload")
+    ct.run("systemctl", "restart", MANAGER)
+    started = ct.show(MANAGER, "ActiveEnterTimestampMonotonic")["ActiveEnterTimestampMonotonic"]
+
+    def pinged_past_one_period() -> dict[str, str] | None:
+        # systemd stamps every WATCHDOG=1 it receives; a stamp more than 3 s after start means the pings,
+        # not luck, kept the manager alive through a whole watchdog period.
+        now = ct.show(MANAGER, "WatchdogTimestampMonotonic", *UNIT_PROPS)
+        return now if int(now["WatchdogTimestampMonotonic"]) > int(started) + 3_000_000 else None
+
+    before = wait_for("the manager's pings to outlast a watchdog period", pinged_past_one_period, SETTLE)
+    assert (before["ActiveState"], before["Result"]) == ("active", "success"), before
+
+    ct.run("systemctl", "kill", "--kill-who=main", "-s", "SIGSTOP", MANAGER)
+
+    def restarted() -> dict[str, str] | None:
+        now = node.unit(MANAGER)
+        fresh = now["MainPID"] not in ("0", before["MainPID"])
+        grown = int(now["NRestarts"]) > int(before["NRestarts"])
+        return now if now["ActiveState"] == "active" and fresh and grown else None
+
+    after = wait_for("systemd to kill the stopped manager and start it again", restarted, SETTLE)
+    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, after
+    journal = ct.journal(MANAGER)
+    assert "Watchdog timeout" in journal and "Failed with result 'watchdog'" in journal, journal[-3000:]
+
+    def answers() -> bool:
+        try:
+            return ct.http("GET", "/api/v3/version")[0] == 200
+        except AssertionError:  # not listening yet: the request inside the container failed
+            return False
+
+    wait_for("the restarted manager to answer HTTP", answers, SETTLE)
+
+
 def test_broken_configuration_fails_with_78_without_a_restart_loop(node: Node) -> None:
     ct = node.ct
     ct.write(WORKER_YAML, "manager_url: [unclosed\nrestart_exit_code: 47\n")
