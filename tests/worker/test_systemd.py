@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import time
-from pathlib import Path
 
 import pytest
 
@@ -140,22 +138,11 @@ def test_two_sigterms_at_once_exit_0(start_worker: StartWorker) -> None:
 def test_unread_notify_socket_never_blocks_the_worker(start_worker: StartWorker, notify_socket) -> None:
     # 1 ms watchdog pings fill the socket's queue within a second; a blocking send would freeze the loop.
     worker = start_worker(env={"WATCHDOG_USEC": "2000"})
-    wait_for(lambda: _queue_is_full(notify_socket.path), 30, "the notify socket's queue to fill up")
+    wait_for(notify_socket.is_full, 30, "the notify socket's queue to fill up")
     for _ in range(3):
         worker.call("Sleep", "b", "false")
         worker.call("WakeUp")
     assert worker.get("Status") == 's "awake"'
-
-
-def _queue_is_full(path: Path) -> bool:
-    """A datagram of ours is refused: the worker's pings filled the socket's queue (nobody reads it)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
-        probe.setblocking(False)
-        try:
-            probe.sendto(b"X-PROBE=1", str(path))
-        except BlockingIOError:
-            return True
-    return False
 
 
 def test_reloading_carries_the_monotonic_time(start_worker: StartWorker, notify_socket, short_dir) -> None:
