@@ -23,6 +23,27 @@ from flamenco_manager.services import Manager
 
 API = "/api/v3"
 
+# A valid simple-blender-render submission, for tests that change one part of it.
+RENDER: dict[str, Any] = {
+    "name": "shot",
+    "type": "simple-blender-render",
+    "priority": 50,
+    "submitter_platform": "linux",
+    "settings": {
+        "frames": "1-10",
+        "chunk_size": 2,
+        "render_output_root": "/render/shot",
+        "add_path_components": 0,
+        "render_output_path": "/render/shot/######",
+        "blendfile": "/render/shot.blend",
+        "fps": 24.0,
+        "format": "PNG",
+        "image_file_extension": ".png",
+        "has_previews": False,
+        "scene": "Scene",
+    },
+}
+
 
 def _spec_checker() -> Any:
     """The OpenAPI response checker, once the document and its checker exist."""

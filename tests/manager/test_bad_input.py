@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.manager.conftest import API, Farm
-
-RENDER: dict[str, Any] = {
-    "name": "shot",
-    "type": "simple-blender-render",
-    "priority": 50,
-    "submitter_platform": "linux",
-    "settings": {
-        "frames": "1-10",
-        "chunk_size": 2,
-        "render_output_root": "/render/shot",
-        "add_path_components": 0,
-        "render_output_path": "/render/shot/######",
-        "blendfile": "/render/shot.blend",
-        "fps": 24.0,
-        "format": "PNG",
-        "image_file_extension": ".png",
-        "has_previews": False,
-        "scene": "Scene",
-    },
-}
+from tests.manager.conftest import API, RENDER, Farm
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.manager.conftest import API, Farm
+from tests.manager.conftest import API, RENDER, Farm
 
 JOBS_LOGGER = "flamenco_manager.services.jobs"
 ENDPOINTS = ("jobs", "jobs/check")
@@ -21,26 +21,6 @@ ECHO: dict[str, Any] = {
     "priority": 50,
     "submitter_platform": "linux",
     "settings": {"message": "hi"},
-}
-
-RENDER: dict[str, Any] = {
-    "name": "shot",
-    "type": "simple-blender-render",
-    "priority": 50,
-    "submitter_platform": "linux",
-    "settings": {
-        "frames": "1-10",
-        "chunk_size": 2,
-        "render_output_root": "/render/shot",
-        "add_path_components": 0,
-        "render_output_path": "/render/shot/######",
-        "blendfile": "/render/shot.blend",
-        "fps": 24.0,
-        "format": "PNG",
-        "image_file_extension": ".png",
-        "has_previews": False,
-        "scene": "Scene",
-    },
 }
 
 
