@@ -9,7 +9,8 @@ import pathlib
 
 import pytest
 
-from flamenco_manager.jobtypes.javascript import EngineLimits, ScriptEngine, ScriptProblem
+import flamenco_manager.jobtypes.javascript.engine as engine_module
+from flamenco_manager.jobtypes.javascript import EngineLimits, EngineMissing, ScriptEngine, ScriptProblem
 from flamenco_manager.jobtypes.javascript.locate import parse_version
 from tests.support.waiting import wait_for
 
@@ -500,3 +501,44 @@ async def test_cancelled_call_does_not_confuse_the_next(engine: ScriptEngine) ->
 
 async def test_value_script_helper_is_sound(engine: ScriptEngine) -> None:
     assert await engine.describe("v.js", value_script("return 1;")) == {"value": 1}
+
+
+async def test_calls_after_close_fail_until_start(node: str) -> None:
+    eng = ScriptEngine(node, EngineLimits())
+    await eng.start()
+    await eng.close()
+    with pytest.raises(EngineMissing, match="closed"):
+        await evaluate(eng, "return 1;")
+    assert eng.pid is None
+    await eng.start()
+    try:
+        await assert_still_works(eng)
+    finally:
+        await eng.close()
+
+
+async def test_abandoned_slow_call_does_not_time_out_the_next(
+    node: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short grace, so that the Python-side deadline would pass if it ignored the abandoned call.
+    monkeypatch.setattr(engine_module, "REPLY_GRACE", 0.5)
+    eng = ScriptEngine(node, EngineLimits(time_limit=2.0))
+    try:
+        await eng.start()
+        pid = eng.pid
+        assert pid is not None
+        base = _cpu_seconds(pid)
+        slow = asyncio.create_task(
+            evaluate(eng, "const end = Date.now() + 1800; while (Date.now() < end) {} return 1;")
+        )
+        await asyncio.to_thread(wait_for, lambda: _cpu_seconds(pid) > base + 0.2, 20, "the slow call to run")
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        # The child finishes the abandoned call first; this one still gets its full time.
+        assert (
+            await evaluate(eng, "const end = Date.now() + 1500; while (Date.now() < end) {} return 2;") == 2
+        )
+        assert eng.pid == pid
+    finally:
+        await eng.close()
