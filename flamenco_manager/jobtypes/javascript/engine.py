@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .locate import EngineMissing, parse_version, permission_flags
+from .locate import MIN_NODE_MAJOR, EngineMissing, parse_version, permission_flags
 
 logger = logging.getLogger(__name__)
 
@@ -133,22 +133,30 @@ class ScriptEngine:
         proc, self._proc = self._proc, None
         await self._stop(proc)
 
+    def _is_closed(self) -> bool:
+        # A method, not an attribute test: close() may run in another task during any await.
+        return self._closed
+
     @property
     def pid(self) -> int | None:
         """The child's process id while it runs (for tests and diagnostics)."""
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     async def _ensure_child(self) -> asyncio.subprocess.Process:
-        if self._closed:
+        if self._is_closed():
             raise EngineMissing("the script engine was closed")
         if self._proc is not None and _alive(self._proc):
             return self._proc
         if self._proc is not None:
             await self._stop(self._proc)
             self._proc = None
-        self._proc = await self._spawn()
+        proc = await self._spawn()
+        if self._is_closed():  # close() came while the child started
+            await self._stop(proc)
+            raise EngineMissing("the script engine was closed")
+        self._proc = proc
         self._abandoned = 0
-        return self._proc
+        return proc
 
     async def _version(self) -> tuple[int, int, int]:
         if self._node_version is None:
@@ -177,6 +185,10 @@ class ScriptEngine:
         version = parse_version(out.decode(errors="replace"))
         if version is None:
             raise EngineMissing(f"{self.executable}: `--version` gave no Node.js version")
+        if version[0] < MIN_NODE_MAJOR:
+            raise EngineMissing(
+                f"{self.executable}: Node.js {version[0]} is too old (need {MIN_NODE_MAJOR} or newer)"
+            )
         return version
 
     async def _spawn(self) -> asyncio.subprocess.Process:

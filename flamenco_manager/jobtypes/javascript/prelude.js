@@ -653,7 +653,6 @@
   }
 
   function run(op, filename, jobJSON) {
-    let result;
     try {
       const jobType = typeof JOB_TYPE === "undefined" ? undefined : JOB_TYPE; // the script's lexical global
       if (jobType === undefined) return JSONstringify({ incomplete: "does not define a JOB_TYPE object", output });
@@ -665,16 +664,15 @@
         return JSONstringify({ incomplete: "does not define a compileJob(job) function", output });
       }
       if (op === "describe") {
-        result = JSONparse(JSONstringify(jobType));
-      } else {
-        const job = makeJob(JSONparse(jobJSON));
-        compile(job);
-        result = authoredJob(job);
+        return JSONstringify({ result: JSONparse(JSONstringify(jobType)), output });
       }
+      const job = makeJob(JSONparse(jobJSON));
+      compile(job);
+      // Stringified here, inside the try: a getter or toJSON in the settings may still throw.
+      return JSONstringify({ result: authoredJob(job), output });
     } catch (thrown) {
       return JSONstringify({ thrown: describeThrown(thrown, filename), output });
     }
-    return JSONstringify({ result, output });
   }
   lockGlobal("__flamencoRun", run);
   // For the runner: what the script threw at its top level (outside __flamencoRun), and the error

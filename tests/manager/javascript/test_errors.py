@@ -201,3 +201,13 @@ async def test_debugger_is_used_exactly_when_no_permission_model_refuses_it(
     assert version is not None
     permission = request.node.callspec.params["either_engine"] == "permission-model"
     assert either_engine.inspector is (not permission or version[0] < 20)
+
+
+async def test_throwing_getter_in_the_result(engine: ScriptEngine) -> None:
+    source = HEAD + (
+        "function compileJob(job) {\n"
+        "  job.settings = { get bad() { throw new Error('getter failed'); } };\n"
+        "}\n"
+    )
+    problem = await problem_of(engine, source)
+    assert (problem.message, problem.line) == ("getter failed", 3)
