@@ -105,18 +105,53 @@ function workerMain() {
   const isTimeout = (e) => e instanceof Error && e.code === "ERR_SCRIPT_EXECUTION_TIMEOUT";
   const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-  // Without a debugger: a thrown string is located when the source throws it as a literal, once.
+  // Without a debugger, a thrown string is located when exactly one `throw` in the source throws a
+  // literal that gives it: a quoted string, or a template whose ${...} parts may stand for anything.
   function findLiteralThrow(source, message) {
     const found = [];
-    for (const q of ['"', "'", "`"]) {
+    for (const q of ['"', "'"]) {
       const re = new RegExp("\\bthrow\\s*" + q + escapeRegExp(message) + q, "g");
       for (const m of source.matchAll(re)) found.push(m.index);
-      if (found.length > 1) return null;
+    }
+    for (const m of source.matchAll(/\bthrow\s*`/g)) {
+      const pattern = templatePattern(source, m.index + m[0].length);
+      if (pattern !== null && pattern.test(message)) found.push(m.index);
     }
     if (found.length !== 1) return null;
     const before = source.slice(0, found[0]);
     const line = before.split("\n").length;
     return { line, column: found[0] - before.lastIndexOf("\n") };
+  }
+
+  const TEMPLATE_ESCAPES = { n: "\n", t: "\t", r: "\r" };
+  // A regular expression for the strings a template literal (starting at `i`, after its backtick)
+  // can produce; null when the template does not end.
+  function templatePattern(source, i) {
+    let pattern = "";
+    let literal = "";
+    while (i < source.length) {
+      const c = source[i];
+      if (c === "`") return new RegExp("^" + pattern + escapeRegExp(literal) + "$");
+      if (c === "\\") {
+        const next = source[i + 1] || "";
+        literal += TEMPLATE_ESCAPES[next] || next;
+        i += 2;
+      } else if (c === "$" && source[i + 1] === "{") {
+        pattern += escapeRegExp(literal) + "[\\s\\S]*?";
+        literal = "";
+        let depth = 1;
+        i += 2;
+        while (i < source.length && depth > 0) {
+          if (source[i] === "{") depth++;
+          else if (source[i] === "}") depth--;
+          i++;
+        }
+      } else {
+        literal += c;
+        i++;
+      }
+    }
+    return null;
   }
 
   // Where the script threw, for a payload that reports a throw; null when unknown.

@@ -67,8 +67,7 @@ async def test_thrown_computed_string(either_engine: ScriptEngine) -> None:
 async def test_thrown_string_at_top_level(either_engine: ScriptEngine) -> None:
     source = "const n = 2;\nif (n > 1) {\n  throw `top ${n}`;\n}\nconst JOB_TYPE = {};\n"
     problem = await problem_of(either_engine, source, "describe")
-    assert problem.message == "top 2"
-    assert problem.line == (3 if either_engine.inspector else None)
+    assert (problem.message, problem.line) == ("top 2", 3)
 
 
 async def test_thrown_number_and_object(engine: ScriptEngine) -> None:
@@ -211,3 +210,30 @@ async def test_throwing_getter_in_the_result(engine: ScriptEngine) -> None:
     )
     problem = await problem_of(engine, source)
     assert (problem.message, problem.line) == ("getter failed", 3)
+
+
+async def test_thrown_template_with_substitutions(either_engine: ScriptEngine) -> None:
+    # Flamenco's own simple-blender-render throws such a template for video formats.
+    source = HEAD + (
+        "const videoFormats = ['FFMPEG'];\n"
+        "function compileJob(job) {\n"
+        "  const format = 'FFMPEG';\n"
+        "  if (videoFormats.indexOf(format) >= 0) {\n"
+        '    throw `only images, not "${format}" ({${1 + 1}})`;\n'
+        "  }\n"
+        "}\n"
+    )
+    problem = await problem_of(either_engine, source)
+    assert (problem.message, problem.line, problem.column) == ('only images, not "FFMPEG" ({2})', 6, 5)
+
+
+async def test_same_literal_thrown_in_two_places(either_engine: ScriptEngine) -> None:
+    source = HEAD + (
+        "function compileJob(job) {\n"
+        "  if (job.settings.frames === 'never') throw 'duplicate';\n"
+        "  if (job.settings.frames) throw 'duplicate';\n"
+        "}\n"
+    )
+    problem = await problem_of(either_engine, source)
+    assert problem.message == "duplicate"
+    assert problem.line == (4 if either_engine.inspector else None)
