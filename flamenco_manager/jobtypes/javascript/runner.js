@@ -74,6 +74,9 @@ function workerMain() {
     }
   }
 
+  // A null-prototype sandbox object: no object of this realm stands behind the context's global.
+  // eval and new Function are allowed, as goja allows them: they compile in the sandbox's realm.
+  // WebAssembly is not (goja has none; its memory would live outside the V8 heap).
   const context = vm.createContext(Object.create(null), {
     name: "job script",
     codeGeneration: { strings: true, wasm: false },
