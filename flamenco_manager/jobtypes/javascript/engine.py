@@ -38,11 +38,18 @@ REPLY_GRACE = 5.0
 CLOSE_GRACE = 2.0
 # Longest reply line accepted from the child (the runner refuses results past 64 Mi characters).
 READ_LIMIT = 256 * 1024 * 1024
-# Outside the sandbox contexts (which allow it for Flamenco's sake) no code is made from strings:
-# an object of the runner's realm that reaches a script (an error thrown while Node formats a stack
-# near the stack limit) then gives no way to run code there. Dynamic import() is refused through
-# the vm modules hook, which needs --experimental-vm-modules. Warnings about both are noise.
-NODE_FLAGS = ("--disallow-code-generation-from-strings", "--experimental-vm-modules", "--no-warnings")
+# Outside the sandbox contexts (which allow it for Flamenco's sake) no code is made from strings,
+# and the built-in objects are frozen: an object of the runner's realm that reaches a script (an
+# error thrown while Node formats a stack near the stack limit) then neither runs code there nor
+# plants getters for the runner's own code to call. The sandbox contexts' built-ins stay mutable,
+# as goja's are. Dynamic import() is refused through the vm modules hook, which needs
+# --experimental-vm-modules. The warnings these experimental flags print are noise.
+NODE_FLAGS = (
+    "--disallow-code-generation-from-strings",
+    "--frozen-intrinsics",
+    "--experimental-vm-modules",
+    "--no-warnings",
+)
 # Node's permission model (where the Node version has one) confines the child; tests switch it off
 # to exercise the debugger-based location of thrown strings, which the permission model refuses.
 USE_PERMISSION_MODEL = True

@@ -84,8 +84,11 @@ function workerMain() {
   });
   // Errors made by this thread's own code are of this thread's realm; a script holding one could
   // reach this realm's Function constructor. The process runs with code generation from strings
-  // disallowed outside the sandbox, and this realm's stack formatter cannot be replaced.
-  Object.defineProperty(Error, "prepareStackTrace", { value: undefined, writable: false, configurable: false });
+  // disallowed outside the sandbox and with frozen built-ins (so this realm's stack formatter
+  // cannot be installed either); without the frozen built-ins, the formatter is locked here.
+  if (!Object.isFrozen(Error)) {
+    Object.defineProperty(Error, "prepareStackTrace", { value: undefined, writable: false, configurable: false });
+  }
   let hostRequest = null;
   // import() is refused with an error made inside the sandbox (Node's own would be of this realm).
   const refuseImport = () => {

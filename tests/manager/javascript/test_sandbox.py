@@ -172,7 +172,8 @@ function compileJob(job) {}
 
 async def test_errors_of_the_runners_realm_give_no_code_execution(node: str) -> None:
     # Near the stack limit, the overflow can happen inside Node's own stack formatter: the script
-    # then catches a RangeError of the runner's realm, whose Function constructor must be useless.
+    # then catches a RangeError of the runner's realm, whose Function constructor must be useless
+    # and whose built-ins must not take getters that the runner's own code would then call.
     engine = ScriptEngine(node, EngineLimits(time_limit=60.0))  # 60 stack overflows take a while
     try:
         found = await evaluate(engine, PROBE_RUNNER_REALM)
@@ -181,12 +182,13 @@ async def test_errors_of_the_runners_realm_give_no_code_execution(node: str) -> 
     assert found["runner"] > 0, "the probe no longer reaches the runner's realm: adjust it"
     assert found["escaped"] == 0
     assert found["refused"] == found["runner"]
+    assert found["frozen"] == found["runner"]
     assert found["sandbox"] + found["runner"] == 60
 
 
 PROBE_RUNNER_REALM = """
         Error.stackTraceLimit = 1;
-        const seen = { sandbox: 0, runner: 0, escaped: 0, refused: 0 };
+        const seen = { sandbox: 0, runner: 0, escaped: 0, refused: 0, frozen: 0 };
         for (let pad = 0; pad < 60; pad++) {
             const recur = (...a) => { new Error().stack; return recur(...a); };
             try { recur(...Array(pad).fill(0)); } catch (e) {
@@ -197,6 +199,11 @@ PROBE_RUNNER_REALM = """
                     if (typeof p.binding === "function") seen.escaped++;
                 } catch (x) {
                     if (x.name === "EvalError") seen.refused++;
+                }
+                try {
+                    Object.getPrototypeOf(Object.getPrototypeOf(e)).polluted = () => 1;
+                } catch (x) {
+                    if (x instanceof TypeError) seen.frozen++;
                 }
             }
         }
@@ -395,6 +402,7 @@ async def test_child_runs_with_clean_environment_and_root_cwd(engine: ScriptEngi
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
     cmdline = _proc_file(pid, "cmdline")
     assert b"--disallow-code-generation-from-strings" in cmdline
+    assert b"--frozen-intrinsics" in cmdline
     version = parse_version(engine.version)
     assert version is not None
     if version[0] >= 20:
