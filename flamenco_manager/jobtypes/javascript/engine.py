@@ -8,6 +8,13 @@ Rules this module keeps:
 - The child gets a clean environment (TZ and LANG only) and `/` as its working directory; its
   stderr goes to this module's logger.
 - Everything a script did wrong comes back as ScriptProblem; EngineMissing means no child at all.
+
+What a script sees (runner.js and prelude.js hold the details): Flamenco's globals, in strict mode,
+with eval and new Function allowed as goja allows them (they reach only the sandbox's own global);
+process.cwd() is always "/" and process.platform "linux"; no Node API, no timers, no network, no
+WebAssembly. Where the Node version has a permission model, the child may read only runner.js and
+start worker threads; that model refuses the debugger, so a thrown string is then located only when
+one literal in the source can give it.
 """
 
 from __future__ import annotations

@@ -550,3 +550,12 @@ async def test_abandoned_slow_call_does_not_time_out_the_next(
         assert eng.pid == pid
     finally:
         await eng.close()
+
+
+async def test_console_writes_nowhere_and_keeps_the_protocol_intact(engine: ScriptEngine) -> None:
+    # Flamenco has no console; V8's own one in the sandbox reaches neither stdout nor stderr.
+    found = await evaluate(
+        engine, "console.log('x\\n{\"id\": 99}'); console.error('y'); console.info({ a: 1 }); return 'after';"
+    )
+    assert found == "after"
+    await assert_still_works(engine)
