@@ -45,9 +45,27 @@ function workerMain() {
   const vm = require("node:vm");
   const crypto = require("node:crypto");
   const STRICT_PREFIX = workerData.strictPrefix;
+  // A script that threw something other than an Error runs once more with the debugger on, to find
+  // where; only when this much time is left before the deadline, and ending this much before it.
+  const RERUN_MIN_MS = 50;
+  const RERUN_MARGIN_MS = 100;
+  // The re-run may take twice the first run plus this long: pausing on exceptions is slow, and a
+  // failing script should not always use up its whole time limit just to be located.
+  const RERUN_EXTRA_MS = 1000;
 
+  // Errors made by this thread's own code are of this thread's realm; a script holding one could
+  // reach this realm's Function constructor. The process runs with code generation from strings
+  // disallowed outside the sandbox and with frozen built-ins (so this realm's stack formatter
+  // cannot be installed either); without the frozen built-ins, the formatter is locked here.
+  if (!Object.isFrozen(Error)) {
+    Object.defineProperty(Error, "prepareStackTrace", { value: undefined, writable: false, configurable: false });
+  }
+
+  // The debugger (where the permission model allows it): pausing on every exception is slow, so it
+  // is only switched on for the re-run that locates a thrown string.
+  let debuggerSession = null;
   let currentFile = null;
-  let lastThrow = null; // where the last exception in the script was thrown, from the debugger
+  let lastThrow = null; // where the last exception in the script was thrown
   if (workerData.inspector) {
     try {
       const inspector = require("node:inspector");
@@ -67,50 +85,46 @@ function workerMain() {
         }
         session.post("Debugger.resume");
       });
-      session.post("Debugger.enable");
-      session.post("Debugger.setPauseOnExceptions", { state: "all" });
+      debuggerSession = session;
     } catch {
-      lastThrow = null;
+      debuggerSession = null;
     }
   }
 
-  // A null-prototype sandbox object: no object of this realm stands behind the context's global.
-  // eval and new Function are allowed, as goja allows them: they compile in the sandbox's realm.
-  // WebAssembly is not (goja has none; its memory would live outside the V8 heap).
-  const context = vm.createContext(Object.create(null), {
-    name: "job script",
-    codeGeneration: { strings: true, wasm: false },
-    microtaskMode: "afterEvaluate",
-  });
-  // Errors made by this thread's own code are of this thread's realm; a script holding one could
-  // reach this realm's Function constructor. The process runs with code generation from strings
-  // disallowed outside the sandbox and with frozen built-ins (so this realm's stack formatter
-  // cannot be installed either); without the frozen built-ins, the formatter is locked here.
-  if (!Object.isFrozen(Error)) {
-    Object.defineProperty(Error, "prepareStackTrace", { value: undefined, writable: false, configurable: false });
+  // A new context with Flamenco's globals. A null-prototype sandbox object: no object of this
+  // realm stands behind the context's global. eval and new Function are allowed, as goja allows
+  // them: they compile in the sandbox's realm. WebAssembly is not (goja has none; its memory
+  // would live outside the V8 heap).
+  function makeSandbox() {
+    const context = vm.createContext(Object.create(null), {
+      name: "job script",
+      codeGeneration: { strings: true, wasm: false },
+      microtaskMode: "afterEvaluate",
+    });
+    let hostRequest = null;
+    // import() is refused with an error made inside the sandbox (Node's own would be of this realm).
+    const refuseImport = () => {
+      throw hostRequest("importError");
+    };
+    const compile = (source, filename) => new vm.Script(source, { filename, importModuleDynamically: refuseImport });
+    const install = compile(workerData.prelude, "flamenco:prelude.js").runInContext(context);
+    hostRequest = install(
+      JSON.stringify({
+        uuidBase: crypto.randomUUID().replace(/-/g, ""),
+        platform: workerData.platform,
+        maxOutputLines: workerData.maxOutputLines,
+        maxOutputBytes: workerData.maxOutputBytes,
+        memoryMib: workerData.memoryMib,
+        maxBufferBytes: workerData.memoryMib * 1024 * 1024,
+      }),
+    );
+    return { context, compile, hostRequest };
   }
-  let hostRequest = null;
-  // import() is refused with an error made inside the sandbox (Node's own would be of this realm).
-  const refuseImport = () => {
-    throw hostRequest("importError");
-  };
-  const compile = (source, filename) => new vm.Script(source, { filename, importModuleDynamically: refuseImport });
-  const install = compile(workerData.prelude, "flamenco:prelude.js").runInContext(context);
-  hostRequest = install(
-    JSON.stringify({
-      uuidBase: crypto.randomUUID().replace(/-/g, ""),
-      platform: workerData.platform,
-      maxOutputLines: workerData.maxOutputLines,
-      maxOutputBytes: workerData.maxOutputBytes,
-      memoryMib: workerData.memoryMib,
-      maxBufferBytes: workerData.memoryMib * 1024 * 1024,
-    }),
-  );
+  const sandbox = makeSandbox(); // made while this worker waits as the spare
 
   const fixColumn = (line, column) => (line === 1 && column != null ? Math.max(1, column - STRICT_PREFIX.length) : column);
   const isTimeout = (e) => e instanceof Error && e.code === "ERR_SCRIPT_EXECUTION_TIMEOUT";
   const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-
   // Without a debugger, a thrown string is located when exactly one `throw` in the source throws a
   // literal that gives it: a quoted string, or a template whose ${...} parts may stand for anything.
   function findLiteralThrow(source, message) {
@@ -160,52 +174,36 @@ function workerMain() {
     return null;
   }
 
-  // Where the script threw, for a payload that reports a throw; null when unknown.
-  function locate(payload, source) {
-    if (!payload.startsWith('{"thrown":')) return null;
-    let thrown;
-    try {
-      thrown = JSON.parse(payload).thrown;
-    } catch {
-      return null;
-    }
-    // The prelude located Error objects itself; anything else needs the debugger or the source.
-    const where = thrown.located ? thrown : lastThrow || findLiteralThrow(source, thrown.message);
-    return where ? { line: where.line, column: fixColumn(where.line, where.column) } : null;
+  function syntaxProblem(e) {
+    // Node puts "file:line", the source line and a caret line before the message.
+    const lines = String(e && e.stack).split("\n");
+    const where = /:(\d+)$/.exec(lines[0]);
+    const line = where ? Number(where[1]) : null;
+    const caret = line !== null && lines[2] !== undefined ? lines[2].indexOf("^") : -1;
+    return { message: `${e.name}: ${e.message}`, line, column: caret >= 0 ? fixColumn(line, caret + 1) : null };
   }
 
-  function handle(req) {
-    const started = Date.now();
-    const remainingMs = () => Math.max(1, Math.ceil(req.timeLimit * 1000 - (Date.now() - started)));
-    currentFile = req.filename;
+  // Runs the script, then the call, in `box` until `deadline` (ms since the epoch):
+  // {payload} (the prelude's JSON text), {timeout: true} or {problem}.
+  function runIn(box, req, deadline) {
+    const remainingMs = () => Math.max(1, Math.ceil(deadline - Date.now()));
     let script;
     try {
-      script = compile(STRICT_PREFIX + req.source, req.filename);
+      script = box.compile(STRICT_PREFIX + req.source, req.filename);
     } catch (e) {
-      const stack = String(e && e.stack);
-      const lines = stack.split("\n");
-      const where = /:(\d+)$/.exec(lines[0]);
-      const line = where ? Number(where[1]) : null;
-      const caret = line !== null && lines[2] !== undefined ? lines[2].indexOf("^") : -1;
-      return {
-        problem: {
-          message: `${e.name}: ${e.message}`,
-          line,
-          column: caret >= 0 ? fixColumn(line, caret + 1) : null,
-        },
-      };
+      return { problem: syntaxProblem(e) };
     }
     let payload;
     try {
-      script.runInContext(context, { timeout: remainingMs(), displayErrors: false });
+      script.runInContext(box.context, { timeout: remainingMs(), displayErrors: false });
     } catch (thrown) {
       if (isTimeout(thrown)) return { timeout: true };
-      payload = hostRequest("thrown", thrown, req.filename);
+      payload = box.hostRequest("thrown", thrown, req.filename);
     }
     if (payload === undefined) {
       const call = `__flamencoRun(${JSON.stringify(req.op)}, ${JSON.stringify(req.filename)}, ${JSON.stringify(req.job || "")})`;
       try {
-        payload = compile(call, "flamenco:run.js").runInContext(context, {
+        payload = box.compile(call, "flamenco:run.js").runInContext(box.context, {
           timeout: remainingMs(),
           displayErrors: false,
         });
@@ -217,7 +215,57 @@ function workerMain() {
     if (typeof payload !== "string") {
       return { problem: { message: "the sandbox returned no result", line: null, column: null } };
     }
-    return { payload, location: locate(payload, req.source) };
+    return { payload };
+  }
+
+  const thrownOf = (payload) => {
+    if (!payload.startsWith('{"thrown":')) return null;
+    try {
+      return JSON.parse(payload).thrown;
+    } catch {
+      return null;
+    }
+  };
+
+  // Where a thrown non-Error came from: the script runs once more in a new context, with the
+  // debugger pausing on every exception; its location counts if it throws the same text again.
+  function debugRerun(req, deadline, message, firstRunMs) {
+    deadline = Math.min(deadline - RERUN_MARGIN_MS, Date.now() + 2 * firstRunMs + RERUN_EXTRA_MS);
+    if (debuggerSession === null || deadline - Date.now() < RERUN_MIN_MS) return null;
+    lastThrow = null;
+    currentFile = req.filename;
+    try {
+      debuggerSession.post("Debugger.enable");
+      debuggerSession.post("Debugger.setPauseOnExceptions", { state: "all" });
+      const again = runIn(makeSandbox(), req, deadline);
+      const thrown = again.payload === undefined ? null : thrownOf(again.payload);
+      return thrown && !thrown.located && thrown.message === message ? lastThrow : null;
+    } catch {
+      return null;
+    } finally {
+      try {
+        debuggerSession.post("Debugger.disable");
+      } catch {
+        // the reply goes out without a location
+      }
+    }
+  }
+
+  function handle(req) {
+    const started = Date.now();
+    const first = runIn(sandbox, req, req.deadline);
+    if (first.payload === undefined) return first;
+    const thrown = thrownOf(first.payload);
+    let location = null;
+    if (thrown) {
+      // The prelude located Error objects itself; anything else needs the debugger or the source.
+      const where = thrown.located
+        ? thrown
+        : debugRerun(req, req.deadline, thrown.message, Date.now() - started) ||
+          findLiteralThrow(req.source, thrown.message);
+      if (where) location = { line: where.line, column: fixColumn(where.line, where.column) };
+    }
+    return { payload: first.payload, location };
   }
 
   parentPort.once("message", (req) => {
@@ -324,6 +372,7 @@ function run(req) {
     const problem = (message) => finish({ problem: { message, line: null, column: null } });
     const timeProblem = () => problem(`stopped after ${formatSeconds(req.timeLimit)} s (time limit)`);
     const memoryProblem = () => problem(`stopped: used more than ${req.memoryMib} MiB (memory limit)`);
+    const deadline = Date.now() + req.timeLimit * 1000;
     const timer = setTimeout(timeProblem, req.timeLimit * 1000);
     const watch = setInterval(() => {
       if (process.memoryUsage.rss() - baseRss > limitBytes) memoryProblem();
@@ -337,7 +386,7 @@ function run(req) {
             filename: req.filename,
             source: req.source,
             job: req.job,
-            timeLimit: req.timeLimit,
+            deadline,
           });
         } else if (m && m.timeout) {
           timeProblem();
