@@ -81,7 +81,19 @@ def _render_cases() -> list[tuple[str, dict[str, Any]]]:
         settings = {**RENDER_SETTINGS, **changes}
         cases.append((case_id, {key: value for key, value in settings.items() if value is not None}))
 
-    for frames in ["1-10", "1,3,5-7", "10-1", " 1..4 ", "5", "1-3,2-6", "1..2", "7,3,5", "1 - 4, 9"]:
+    for frames in [
+        "1-10",
+        "1,3,5-7",
+        "10-1",
+        " 1..4 ",
+        "5",
+        "1-3,2-6",
+        "1..2",
+        "7,3,5",
+        "1 - 4, 9",
+        "+5",
+        "05",
+    ]:
         for chunk_size in [1, 2, 3, 50]:
             add(f"frames={frames!r}-chunk={chunk_size}", frames=frames, chunk_size=chunk_size)
     for frames in ["", "abc", "1-", "1,,2", "1-2-3", "1:4", "-5"]:

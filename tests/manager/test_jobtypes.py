@@ -361,6 +361,8 @@ def test_other_fields_in_output_path_are_left_alone() -> None:
         ({"frames": "1:4"}, "frames", "cannot read '1:4'; use e.g. '1-250', '1..250' or '1-10,20'"),
         ({"frames": "1-2-3"}, "frames", "cannot read '1-2-3'; use e.g. '1-250', '1..250' or '1-10,20'"),
         ({"frames": "5..1"}, "frames", "range '5..1' runs backwards; write it as 1-5"),
+        # Flamenco would drop a backwards part of a list without a word; refusing it names the typo.
+        ({"frames": "1-3,10-1"}, "frames", "range '10-1' runs backwards; write it as 1-10"),
         ({"frames": "1,,2"}, "frames", "cannot read ''; use e.g. '1-250', '1..250' or '1-10,20'"),
         ({"frames": " "}, "frames", "required setting is empty"),
         (
