@@ -21,12 +21,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from flamenco_manager.jobtypes import JobCompileError, compile_job, get_job_type
+from flamenco_manager.jobtypes import JobCompileError, compile_job, get_job_type, javascript
 from flamenco_manager.jobtypes.settings import apply_settings
-
-javascript = pytest.importorskip(
-    "flamenco_manager.jobtypes.javascript", reason="the JavaScript engine is not part of this tree"
-)
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -253,7 +249,9 @@ def canonical(result: dict[str, Any]) -> str:
     return json.dumps(result, sort_keys=True, ensure_ascii=False, indent=1)
 
 
-async def compile_script(engine: Any, job_type: str, submitted: dict[str, Any]) -> dict[str, Any]:
+async def compile_script(
+    engine: javascript.ScriptEngine, job_type: str, submitted: dict[str, Any]
+) -> dict[str, Any]:
     filename = job_type.replace("-", "_") + ".js"
     source = (SCRIPTS / filename).read_text(encoding="utf-8")
     described = await engine.describe(filename, source)
@@ -274,7 +272,7 @@ def zone_known(name: str) -> bool:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine() -> AsyncIterator[Any]:
+async def engine() -> AsyncIterator[javascript.ScriptEngine]:
     """One engine for the module, started (like the Python side) in LOCAL_ZONE when the zone is known."""
     try:
         executable = javascript.find_engine()
@@ -299,7 +297,7 @@ async def engine() -> AsyncIterator[Any]:
     [pytest.param(job_type, settings, id=f"{job_type}:{case_id}") for job_type, case_id, settings in CASES],
 )
 async def test_builtin_compiles_what_the_script_compiles(
-    engine: Any, job_type: str, settings: dict[str, Any]
+    engine: javascript.ScriptEngine, job_type: str, settings: dict[str, Any]
 ) -> None:
     submitted = submission(job_type, settings)
     from_script = await compile_script(engine, job_type, submitted)
@@ -309,7 +307,9 @@ async def test_builtin_compiles_what_the_script_compiles(
 
 @in_module_loop
 @pytest.mark.parametrize("job_type", ["simple-blender-render", "echo-sleep-test"])
-async def test_builtin_describes_what_the_script_describes(engine: Any, job_type: str) -> None:
+async def test_builtin_describes_what_the_script_describes(
+    engine: javascript.ScriptEngine, job_type: str
+) -> None:
     filename = job_type.replace("-", "_") + ".js"
     described = await engine.describe(filename, (SCRIPTS / filename).read_text(encoding="utf-8"))
     info = get_job_type(job_type)
@@ -322,7 +322,7 @@ async def test_builtin_describes_what_the_script_describes(engine: Any, job_type
 @pytest.mark.skipif(
     not zone_known(LOCAL_ZONE), reason=f"the time zone {LOCAL_ZONE} is not installed (tzdata)"
 )
-async def test_timestamp_is_local_time(engine: Any) -> None:
+async def test_timestamp_is_local_time(engine: javascript.ScriptEngine) -> None:
     """Both sides write {timestamp} in the zone the Manager runs in, not in UTC."""
     submitted = submission(
         "simple-blender-render", {**RENDER_SETTINGS, "render_output_path": "/out/{timestamp}/#"}
