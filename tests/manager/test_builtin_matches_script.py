@@ -124,6 +124,7 @@ def _render_cases() -> list[tuple[str, dict[str, Any]]]:
         "/render/jobs/shot",
         "/render/jobs/.blend",
         "R:\\sf\\jobs\\scene123.flamenco.blend",
+        "C:\\jobs\\",
     ]:
         add(f"blendfile={blendfile!r}", blendfile=blendfile)
     for output in [
@@ -137,6 +138,11 @@ def _render_cases() -> list[tuple[str, dict[str, Any]]]:
         "R:/mixed\\separators/{timestamp}\\######",
         "\\\\NAS\\share\\out\\{timestamp}\\######",
         "//NAS/share/out/######",
+        "/render/out/",
+        "C:\\######",
+        "../shot/./######",
+        "\\\\?\\UNC\\pc\\share\\######",
+        "/x/{timestamp}{timestamp}/{}/{ timestamp }/######",
         "",
     ]:
         add(f"output={output!r}", render_output_path=output)
