@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from flamenco_manager.jobtypes.model import CompiledTask, command
+from flamenco_manager.jobtypes.model import CompiledTask, JobCompileError, SettingsError, command
 
 NAME = "echo-sleep-test"
 
@@ -14,6 +14,8 @@ MAX_SLEEP_REPEATS = 10_000
 # A day; longer sleeps would trip the task timeout long before and test nothing useful.
 MAX_SLEEP_DURATION_SECONDS = 24 * 60 * 60
 
+# The settings (keys, types, defaults) are Flamenco's; the limits above are checked when compiling, so the
+# submission form stays the one Flamenco's add-on expects.
 INFO: dict[str, Any] = {
     "name": NAME,
     "label": "Echo Sleep Test",
@@ -24,14 +26,12 @@ INFO: dict[str, Any] = {
             "key": "sleep_duration_seconds",
             "type": "int32",
             "default": 1,
-            "propargs": {"min": 0, "max": MAX_SLEEP_DURATION_SECONDS},
             "description": "How long each sleep task sleeps",
         },
         {
             "key": "sleep_repeats",
             "type": "int32",
             "default": 1,
-            "propargs": {"min": 0, "max": MAX_SLEEP_REPEATS},
             "description": "How many sleep tasks follow the echo task",
         },
     ],
@@ -39,11 +39,27 @@ INFO: dict[str, Any] = {
 
 
 def compile_tasks(settings: dict[str, Any], created: datetime.datetime) -> list[CompiledTask]:
-    """One echo task, then `sleep_repeats` sleep tasks that each wait for it."""
+    """One echo task, then `sleep_repeats` sleep tasks (none when it is 0 or less) that each wait for it."""
+    problems: list[JobCompileError] = []
+    duration = settings["sleep_duration_seconds"]
+    if not 0 <= duration <= MAX_SLEEP_DURATION_SECONDS:
+        problems.append(
+            JobCompileError(
+                "sleep_duration_seconds", f"{duration} is not between 0 and {MAX_SLEEP_DURATION_SECONDS}"
+            )
+        )
+    if settings["sleep_repeats"] > MAX_SLEEP_REPEATS:
+        problems.append(
+            JobCompileError(
+                "sleep_repeats", f"{settings['sleep_repeats']} is above the maximum {MAX_SLEEP_REPEATS}"
+            )
+        )
+    if problems:
+        raise SettingsError(problems)
     tasks = [
         CompiledTask(name="echo", type="misc", commands=[command("echo", {"message": settings["message"]})])
     ]
     for _ in range(settings["sleep_repeats"]):
-        sleep = command("sleep", {"duration_in_seconds": settings["sleep_duration_seconds"]})
+        sleep = command("sleep", {"duration_in_seconds": duration})
         tasks.append(CompiledTask(name="sleep", type="misc", commands=[sleep], depends_on=[0]))
     return tasks

@@ -1,4 +1,9 @@
-"""Frame ranges as artists write them (`1-10,20`, `1..10`) and their division into render chunks."""
+"""Frame ranges as artists write them (`1-10,20`, `1..10`) and their division into render chunks.
+
+The notation and the chunk texts are Flamenco's, so that task names and Blender arguments come out exactly
+as a Flamenco Manager writes them: within a chunk a run of one or two frames is written as numbers (`7`,
+`7,8`) and a longer run as a range (`7-9`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,12 @@ MAX_FRAME_NUMBER = 1_048_574
 # would store a task per chunk and tie up the Manager compiling it.
 MAX_FRAME_COUNT = 100_000
 
-_RANGE = re.compile(r"(\d+)(?:\s*(?:-|\.\.|:)\s*(\d+))?")
+# One comma-separated part: a frame, or two frames joined by `-` (`..` is read as `-`). A `+` sign is
+# allowed because Flamenco's number parser allows it.
+_NUMBER = r"\s*\+?([0-9]+)\s*"
+_PART = re.compile(rf"{_NUMBER}(?:-{_NUMBER})?")
+_BLENDER_RANGE = ".."
+_RANGE = "-"
 
 Interval = tuple[int, int]
 
@@ -20,9 +30,9 @@ def parse_frames(text: str) -> list[Interval]:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("no frames given; use e.g. '1-250' or '1-10,20'")
     intervals: list[Interval] = []
-    for part in text.split(","):
-        part = part.strip()
-        match = _RANGE.fullmatch(part)
+    for written in text.strip().split(","):
+        part = written.strip()
+        match = _PART.fullmatch(part.replace(_BLENDER_RANGE, _RANGE))
         if match is None:
             raise ValueError(f"cannot read {part!r}; use e.g. '1-250', '1..250' or '1-10,20'")
         first = int(match.group(1))
@@ -75,6 +85,17 @@ def chunk_frames(intervals: list[Interval], chunk_size: int) -> list[list[Interv
     return chunks
 
 
-def format_frames(intervals: list[Interval], separator: str = "-") -> str:
-    """`1-3,5` notation (Blender's command line wants `..` as the separator)."""
-    return ",".join(str(first) if first == last else f"{first}{separator}{last}" for first, last in intervals)
+def chunk_text(intervals: list[Interval]) -> str:
+    """A chunk as Flamenco names it: `1-3,5,7,8` (runs of one or two frames are listed)."""
+    parts: list[str] = []
+    for first, last in intervals:
+        if last - first >= 2:
+            parts.append(f"{first}{_RANGE}{last}")
+        else:
+            parts.extend(str(frame) for frame in range(first, last + 1))
+    return ",".join(parts)
+
+
+def blender_frames(intervals: list[Interval]) -> str:
+    """A chunk as Blender's `--render-frame` wants it: `1..3,5`."""
+    return chunk_text(intervals).replace(_RANGE, _BLENDER_RANGE)

@@ -1,39 +1,57 @@
-"""Path arithmetic on strings that may come from any platform (both separators are understood)."""
+"""Path arithmetic on strings from any platform, with the results a Flamenco job compiler gets.
+
+Flamenco's job compilers treat `\\` as a separator on every platform and hand back paths with forward
+slashes (`R:\\out\\######` has the directory `R:/out`); `join` also tidies the result (no `.` or empty
+parts, `..` resolved). These functions keep those rules, so compiled paths are the same text.
+"""
 
 from __future__ import annotations
 
-
-def _separator(path: str) -> str:
-    return "\\" if "\\" in path and "/" not in path else "/"
+import posixpath
 
 
-def _split(path: str) -> tuple[str, str]:
-    cut = max(path.rfind("/"), path.rfind("\\"))
-    if cut < 0:
-        return "", path
-    head = path[:cut] if cut > 0 else path[:1]
-    return head, path[cut + 1 :]
+def to_slash(path: str) -> str:
+    return path.replace("\\", "/")
 
 
 def dirname(path: str) -> str:
-    head, _ = _split(path)
-    return head or "."
+    """Everything before the last separator, `.` when there is none; double slashes are kept."""
+    slashed = to_slash(path)
+    cut = slashed.rfind("/")
+    if cut < 0:
+        return "."
+    head = slashed[: cut + 1]
+    return head[:-1] if len(head) > 1 else head
 
 
 def basename(path: str) -> str:
-    return _split(path)[1]
+    """The last part, trailing separators ignored; `.` for an empty path, `/` for only separators."""
+    slashed = to_slash(path)
+    if not slashed:
+        return "."
+    trimmed = slashed.rstrip("/")
+    if not trimmed:
+        return "/"
+    return trimmed[trimmed.rfind("/") + 1 :]
 
 
-def join(directory: str, name: str) -> str:
-    if not directory or directory == ".":
-        return name
-    if directory.endswith(("/", "\\")):
-        return directory + name
-    return directory + _separator(directory) + name
+def join(*parts: str) -> str:
+    """The non-empty parts joined with `/` and tidied (`a//b/./c/..` is `a/b`); `""` if all are empty."""
+    for index, part in enumerate(parts):
+        if part:
+            return to_slash(_clean("/".join(parts[index:])))
+    return ""
+
+
+def _clean(path: str) -> str:
+    # Only `/` separates here: a backslash is tidied as part of a name, and only turned into `/` after.
+    cleaned = posixpath.normpath(path)
+    # normpath keeps exactly two leading slashes (POSIX leaves them to the implementation); one is meant.
+    return cleaned[1:] if cleaned.startswith("//") else cleaned
 
 
 def stem(path: str) -> str:
-    """The file name without its last extension."""
+    """The last part without its extension (`shot.flamenco.blend` → `shot.flamenco`, `.blend` → ``)."""
     name = basename(path)
     dot = name.rfind(".")
-    return name[:dot] if dot > 0 else name
+    return name[:dot] if dot >= 0 else name

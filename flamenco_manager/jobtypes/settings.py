@@ -12,15 +12,18 @@ from flamenco_manager.values import expected
 # Bounds of Flamenco's `int32` setting type.
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+# From this size on JavaScript writes a whole number in exponent notation (`1e+21`), so it stays a float.
+JS_PLAIN_INTEGER_LIMIT = 1e21
 
 
 def apply_settings(definitions: list[dict[str, Any]], submitted: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `submitted` with defaults filled in and every defined setting type-checked.
 
     Every refused setting is named in one `SettingsError`, in the order the job type defines them.
-    Settings the job type does not define are kept as they are (submitters may add their own).
+    Settings the job type does not define are kept as they are (submitters may add their own). Numbers
+    are stored as Flamenco stores them: a whole number is an integer (`24`, not `24.0`) wherever it is.
     """
-    settings = dict(submitted)
+    settings = {key: js_numbers(value) for key, value in submitted.items()}
     problems: list[JobCompileError] = []
     for definition in definitions:
         key = definition["key"]
@@ -66,7 +69,6 @@ def _check_value(definition: dict[str, Any], value: Any) -> Any:
     elif kind == "float":
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise JobCompileError(key, expected(float, value))
-        value = float(value)
     elif kind == "bool" and not isinstance(value, bool):
         raise JobCompileError(key, expected(bool, value))
     choices = definition.get("choices")
@@ -77,4 +79,21 @@ def _check_value(definition: dict[str, Any], value: Any) -> Any:
         raise JobCompileError(key, f"{value} is below the minimum {bounds['min']}")
     if "max" in bounds and value > bounds["max"]:
         raise JobCompileError(key, f"{value} is above the maximum {bounds['max']}")
+    return value
+
+
+def js_numbers(value: Any) -> Any:
+    """`value` with every whole float an int, as a JavaScript job compiler and Flamenco's JSON give it.
+
+    JSON from JavaScript (and Go) writes the number 24.0 as `24`; stored settings and compiled commands
+    must read the same whichever compiler made them.
+    """
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < JS_PLAIN_INTEGER_LIMIT:
+            return int(value)
+        return value
+    if isinstance(value, Mapping):
+        return {key: js_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [js_numbers(item) for item in value]
     return value

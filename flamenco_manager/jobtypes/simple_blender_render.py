@@ -117,10 +117,17 @@ BAT_PACK_SUFFIX = ".flamenco"
 # Layout of {timestamp} in output paths (local time), as Flamenco writes it.
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H%M%S"
 
-# Forces the render settings chunked rendering depends on, whatever the blend file says.
-RENDER_SETTINGS_EXPR = (
-    "import bpy; render = bpy.context.scene.render; render.use_file_extension = True; "
-    "render.use_overwrite = False; render.use_placeholder = False"
+# Forces the render settings chunked rendering depends on, whatever the blend file says: file names get
+# their extension, and a requeued task skips the frames that exist instead of rendering them again. The
+# text is Flamenco's, statement for statement, so the Blender command lines are the same.
+RENDER_SETTINGS_EXPR = "; ".join(
+    [
+        "import bpy",
+        "r = bpy.context.scene.render",
+        "r.use_file_extension = True",
+        "r.use_overwrite = False",
+        "r.use_placeholder = False",
+    ]
 )
 PREVIEW_VIDEO_ARGS = ["-c:v", "h264", "-crf", "20", "-g", "18", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
 PREVIEW_VIDEO_PIXEL_FORMAT = "yuv420p"
@@ -177,15 +184,15 @@ def _render_output_path(settings: dict[str, Any], created: datetime.datetime) ->
 def _render_task(
     settings: dict[str, Any], render_dir: str, render_output: str, chunk: list[frames.Interval]
 ) -> CompiledTask:
-    chunk_text = frames.format_frames(chunk)
+    # Only a named scene is passed; without one Blender renders the file's active scene.
+    scene_args = ["--scene", settings["scene"]] if settings.get("scene") else []
     parameters = {
         "exe": "{blender}",
         "exeArgs": "{blenderArgs}",
         "argsBefore": [],
         "blendfile": settings["blendfile"],
         "args": [
-            "--scene",
-            settings["scene"],
+            *scene_args,
             "--python-expr",
             RENDER_SETTINGS_EXPR,
             "--render-output",
@@ -193,11 +200,11 @@ def _render_task(
             "--render-format",
             settings["format"],
             "--render-frame",
-            frames.format_frames(chunk, separator=".."),
+            frames.blender_frames(chunk),
         ],
     }
     return CompiledTask(
-        name=f"render-{chunk_text}",
+        name=f"render-{frames.chunk_text(chunk)}",
         type="blender",
         commands=[command("blender-render", parameters, frames.frame_count(chunk))],
     )
@@ -212,7 +219,8 @@ def _preview_video_task(
     fps = settings.get("fps")
     if not fps:
         return None
-    frames_text = settings["frames"].strip()
+    # The video is named after the frames as written; a list of ranges becomes first-last.
+    frames_text = settings["frames"]
     if "," in frames_text:
         frames_text = f"{frame_intervals[0][0]}-{frame_intervals[-1][1]}"
     video_stem = paths.stem(settings["blendfile"]).replace(BAT_PACK_SUFFIX, "", 1)
@@ -222,20 +230,9 @@ def _preview_video_task(
         "fps": fps,
         "inputGlob": paths.join(render_dir, f"*{extension}"),
         "outputFile": paths.join(render_dir, f"{video_stem}-{frames_text}.mp4"),
-        "args": [
-            *PREVIEW_VIDEO_ARGS,
-            "-pix_fmt",
-            PREVIEW_VIDEO_PIXEL_FORMAT,
-            "-r",
-            _number_text(fps),
-            "-y",
-        ],
+        # The frame rate goes in as the number it is; the worker writes it out as a word.
+        "args": [*PREVIEW_VIDEO_ARGS, "-pix_fmt", PREVIEW_VIDEO_PIXEL_FORMAT, "-r", fps, "-y"],
     }
     return CompiledTask(
         name="preview-video", type="ffmpeg", commands=[command("frames-to-video", parameters)]
     )
-
-
-def _number_text(value: float) -> str:
-    """A number as a command-line argument: `24`, not `24.0`."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -18,14 +18,24 @@ from flamenco_manager.jobtypes import (
     available_job_types,
     compile_job,
     get_job_type,
+    paths,
 )
-from flamenco_manager.jobtypes.frames import MAX_FRAME_COUNT, MAX_FRAME_NUMBER, chunk_frames, parse_frames
+from flamenco_manager.jobtypes.frames import (
+    MAX_FRAME_COUNT,
+    MAX_FRAME_NUMBER,
+    blender_frames,
+    chunk_frames,
+    chunk_text,
+    parse_frames,
+)
+from flamenco_manager.jobtypes.settings import js_numbers
 
 CREATED = datetime.datetime(2024, 3, 5, 14, 7, 9, tzinfo=datetime.UTC)
 OUTPUT_DIR = "/render/shot/2024-03-05_140709"
+# Flamenco's forced render settings, statement for statement.
 RENDER_EXPR = (
-    "import bpy; render = bpy.context.scene.render; render.use_file_extension = True; "
-    "render.use_overwrite = False; render.use_placeholder = False"
+    "import bpy; r = bpy.context.scene.render; r.use_file_extension = True; "
+    "r.use_overwrite = False; r.use_placeholder = False"
 )
 
 
@@ -189,13 +199,13 @@ def test_simple_blender_render_compiles_chunks_and_preview_video() -> None:
                     "name": "frames-to-video",
                     "parameters": {
                         "exe": "ffmpeg",
-                        "fps": 24.0,
+                        "fps": 24,
                         "inputGlob": f"{OUTPUT_DIR}/*.png",
                         "outputFile": f"{OUTPUT_DIR}/shot-1-10.mp4",
                         "args": [
                             *("-c:v", "h264", "-crf", "20", "-g", "18"),
                             *("-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p"),
-                            *("-r", "24", "-y"),
+                            *("-r", 24, "-y"),
                         ],
                     },
                     "total_step_count": 0,
@@ -205,6 +215,7 @@ def test_simple_blender_render_compiles_chunks_and_preview_video() -> None:
         ),
     ]
     assert job.settings["render_output_path"] == f"{OUTPUT_DIR}/######"
+    assert job.settings["fps"] == 24 and isinstance(job.settings["fps"], int), "stored as JSON 24, not 24.0"
     assert job.metadata == {"project": "Sprite Fright"}
     assert [task.steps_total for task in job.tasks] == [5, 5, 1]
 
@@ -226,9 +237,11 @@ def test_unknown_settings_are_kept() -> None:
     [
         ("1-10,20", 5, ["render-1-5", "render-6-10", "render-20"], ["1..5", "6..10", "20"]),
         ("1..4", 3, ["render-1-3", "render-4"], ["1..3", "4"]),
-        ("3, 5-7, 47", 2, ["render-3,5", "render-6-7", "render-47"], ["3,5", "6..7", "47"]),
+        ("3, 5-7, 47", 2, ["render-3,5", "render-6,7", "render-47"], ["3,5", "6,7", "47"]),
         ("1-5,3-8", 10, ["render-1-8"], ["1..8"]),
-        ("20,1-2", 2, ["render-1-2", "render-20"], ["1..2", "20"]),
+        ("20,1-2", 2, ["render-1,2", "render-20"], ["1,2", "20"]),
+        ("1-3,5-6,8", 10, ["render-1-3,5,6,8"], ["1..3,5,6,8"]),
+        (" 1 .. 3 , +5 ", 10, ["render-1-3,5"], ["1..3,5"]),
         ("0", 1, ["render-0"], ["0"]),
     ],
 )
@@ -269,13 +282,27 @@ def test_preview_video_only_for_ffmpeg_readable_output(
         assert [v.commands[0]["parameters"]["inputGlob"] for v in videos] == [f"{OUTPUT_DIR}/{video_glob}"]
 
 
-def test_fractional_fps_is_passed_as_written() -> None:
-    job = compile_job(render_job(fps=23.976), created=CREATED)
-    args = job.tasks[-1].commands[0]["parameters"]["args"]
-    assert args[args.index("-r") + 1] == "23.976"
+@pytest.mark.parametrize(("fps", "expected"), [(23.976, 23.976), (24.0, 24), (25, 25), (29.97, 29.97)])
+def test_fps_is_passed_as_a_number(fps: float, expected: float) -> None:
+    """The frame rate is a number in the parameters and in the ffmpeg arguments; whole ones are integers."""
+    job = compile_job(render_job(fps=fps), created=CREATED)
+    parameters = job.tasks[-1].commands[0]["parameters"]
+    args = parameters["args"]
+    assert json.dumps([parameters["fps"], args[args.index("-r") + 1]]) == json.dumps([expected, expected])
 
 
-def test_windows_paths_keep_their_separators() -> None:
+def test_preview_video_is_named_after_the_frames_as_written() -> None:
+    job = compile_job(render_job(frames=" 1..4 "), created=CREATED)
+    assert job.tasks[-1].commands[0]["parameters"]["outputFile"] == f"{OUTPUT_DIR}/shot- 1..4 .mp4"
+
+
+def test_a_scene_is_passed_only_when_named() -> None:
+    job = compile_job(render_job(), created=CREATED)
+    assert job.tasks[0].commands[0]["parameters"]["args"][:2] == ["--scene", "Scene"]
+
+
+def test_windows_paths_come_out_with_forward_slashes() -> None:
+    """Render output and video paths are built with `/`; the blend file is passed on as written."""
     job = compile_job(
         render_job(
             render_output_path="C:\\renders\\{timestamp}\\######",
@@ -283,12 +310,23 @@ def test_windows_paths_keep_their_separators() -> None:
         ),
         created=CREATED,
     )
-    args = job.tasks[0].commands[0]["parameters"]["args"]
-    assert args[args.index("--render-output") + 1] == "C:\\renders\\2024-03-05_140709\\######"
-    assert (
-        job.tasks[-1].commands[0]["parameters"]["outputFile"]
-        == "C:\\renders\\2024-03-05_140709\\shot-1-10.mp4"
+    parameters = job.tasks[0].commands[0]["parameters"]
+    assert parameters["blendfile"] == "C:\\projects\\shot.blend"
+    args = parameters["args"]
+    assert args[args.index("--render-output") + 1] == "C:/renders/2024-03-05_140709/######"
+    assert job.settings["render_output_path"] == "C:\\renders\\2024-03-05_140709\\######"
+    video = job.tasks[-1].commands[0]["parameters"]
+    assert video["outputFile"] == "C:/renders/2024-03-05_140709/shot-1-10.mp4"
+    assert video["inputGlob"] == "C:/renders/2024-03-05_140709/*.png"
+
+
+def test_output_paths_are_tidied() -> None:
+    job = compile_job(
+        render_job(render_output_path="/render//out/./x/../{timestamp}/######"), created=CREATED
     )
+    args = job.tasks[0].commands[0]["parameters"]["args"]
+    assert args[args.index("--render-output") + 1] == "/render/out/2024-03-05_140709/######"
+    assert job.settings["render_output_path"] == "/render//out/./x/../2024-03-05_140709/######"
 
 
 def test_other_fields_in_output_path_are_left_alone() -> None:
@@ -320,6 +358,11 @@ def test_other_fields_in_output_path_are_left_alone() -> None:
         ({"frames": "abc"}, "frames", "cannot read 'abc'; use e.g. '1-250', '1..250' or '1-10,20'"),
         ({"frames": "1-"}, "frames", "cannot read '1-'; use e.g. '1-250', '1..250' or '1-10,20'"),
         ({"frames": "-5"}, "frames", "cannot read '-5'; use e.g. '1-250', '1..250' or '1-10,20'"),
+        ({"frames": "1:4"}, "frames", "cannot read '1:4'; use e.g. '1-250', '1..250' or '1-10,20'"),
+        ({"frames": "1-2-3"}, "frames", "cannot read '1-2-3'; use e.g. '1-250', '1..250' or '1-10,20'"),
+        ({"frames": "5..1"}, "frames", "range '5..1' runs backwards; write it as 1-5"),
+        # Flamenco would drop a backwards part of a list without a word; refusing it names the typo.
+        ({"frames": "1-3,10-1"}, "frames", "range '10-1' runs backwards; write it as 1-10"),
         ({"frames": "1,,2"}, "frames", "cannot read ''; use e.g. '1-250', '1..250' or '1-10,20'"),
         ({"frames": " "}, "frames", "required setting is empty"),
         (
@@ -400,6 +443,73 @@ def test_frame_cap_counts_merged_frames() -> None:
     assert parse_frames(f"1-{MAX_FRAME_COUNT},1-{MAX_FRAME_COUNT}") == [(1, MAX_FRAME_COUNT)]
 
 
+@pytest.mark.parametrize(
+    ("frames", "chunk_size", "texts", "for_blender"),
+    [
+        ("1-10", 3, ["1-3", "4-6", "7-9", "10"], ["1..3", "4..6", "7..9", "10"]),
+        ("1-10", 2, ["1,2", "3,4", "5,6", "7,8", "9,10"], ["1,2", "3,4", "5,6", "7,8", "9,10"]),
+        (
+            "0-12,34-56,78-90",
+            20,
+            ["0-12,34-40", "41-56,78-81", "82-90"],
+            ["0..12,34..40", "41..56,78..81", "82..90"],
+        ),
+        ("1,3,5-7", 50, ["1,3,5-7"], ["1,3,5..7"]),
+    ],
+)
+def test_chunks_are_written_as_flamenco_writes_them(
+    frames: str, chunk_size: int, texts: list[str], for_blender: list[str]
+) -> None:
+    chunks = chunk_frames(parse_frames(frames), chunk_size)
+    assert [chunk_text(chunk) for chunk in chunks] == texts
+    assert [blender_frames(chunk) for chunk in chunks] == for_blender
+
+
+@pytest.mark.parametrize(
+    ("function", "path", "expected"),
+    [
+        (paths.dirname, "", "."),
+        (paths.dirname, "file.png", "."),
+        (paths.dirname, "/file", "/"),
+        (paths.dirname, "C:\\file", "C:"),
+        (paths.dirname, "\\\\NAS\\share\\out\\####", "//NAS/share/out"),
+        (paths.dirname, "/a//b", "/a/"),
+        (paths.basename, "", "."),
+        (paths.basename, "///", "/"),
+        (paths.basename, "C:\\dir\\", "dir"),
+        (paths.stem, "/jobs/shot.flamenco.blend", "shot.flamenco"),
+        (paths.stem, "/jobs/.blend", ""),
+        (paths.stem, "C:\\jobs\\shot", "shot"),
+    ],
+)
+def test_path_parts(function: Any, path: str, expected: str) -> None:
+    assert function(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("",), ""),
+        (("", "a", "", "b", ""), "a/b"),
+        (("/render//out/./x/..", "######"), "/render/out/######"),
+        (("//NAS/share", "x"), "/NAS/share/x"),
+        (("\\\\NAS\\share", "x"), "//NAS/share/x"),
+        (("C:\\a\\..", "b"), "C:/a/../b"),
+        (("/", "..", "x"), "/x"),
+    ],
+)
+def test_path_join_tidies_like_flamenco(parts: tuple[str, ...], expected: str) -> None:
+    assert paths.join(*parts) == expected
+
+
+def test_whole_numbers_are_integers_everywhere_in_settings() -> None:
+    assert json.dumps(js_numbers({"a": 24.0, "b": [2.0, 0.5], "c": {"d": -0.0}, "e": 1e21, "f": True})) == (
+        '{"a": 24, "b": [2, 0.5], "c": {"d": 0}, "e": 1e+21, "f": true}'
+    )
+    job = compile_job(render_job(frame_step=2.0, chunk_size=5.0), created=CREATED)
+    assert json.dumps([job.settings["frame_step"], job.settings["chunk_size"]]) == "[2, 5]"
+
+
 def test_chunks_cover_every_frame_once() -> None:
     intervals = parse_frames("1-7,10,12-13")
     chunks = chunk_frames(intervals, 3)
@@ -439,10 +549,18 @@ def test_echo_sleep_test_repeats() -> None:
     assert job.tasks[2].commands[0]["parameters"]["duration_in_seconds"] == 3
 
 
-def test_echo_sleep_test_zero_repeats_is_only_the_echo() -> None:
-    settings = {"message": "m", "sleep_repeats": 0}
+@pytest.mark.parametrize("repeats", [0, -1])
+def test_echo_sleep_test_no_repeats_is_only_the_echo(repeats: int) -> None:
+    settings = {"message": "m", "sleep_repeats": repeats}
     job = compile_job({"type": "echo-sleep-test", "settings": settings}, created=CREATED)
     assert [t.name for t in job.tasks] == ["echo"]
+
+
+def test_echo_sleep_test_limits_are_not_part_of_the_form() -> None:
+    """Flamenco's form has no bounds for these settings; the limits are checked when compiling."""
+    job_type = get_job_type("echo-sleep-test")
+    assert job_type is not None
+    assert all("propargs" not in setting for setting in job_type["settings"])
 
 
 @pytest.mark.parametrize(
@@ -450,12 +568,11 @@ def test_echo_sleep_test_zero_repeats_is_only_the_echo() -> None:
     [
         ({}, "message", "required setting is missing"),
         ({"message": 5}, "message", "expected a string, not a number (5)"),
-        ({"message": "m", "sleep_repeats": -1}, "sleep_repeats", "-1 is below the minimum 0"),
         ({"message": "m", "sleep_repeats": 10**6}, "sleep_repeats", "1000000 is above the maximum 10000"),
         (
             {"message": "m", "sleep_duration_seconds": -2},
             "sleep_duration_seconds",
-            "-2 is below the minimum 0",
+            "-2 is not between 0 and 86400",
         ),
         (
             {"message": "m", "sleep_duration_seconds": "1"},

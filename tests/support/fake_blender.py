@@ -36,8 +36,12 @@ def png(width: int, height: int, shade: int) -> bytes:
 
 
 def frames(spec: str) -> list[int]:
-    start, _, end = spec.partition("..")
-    return list(range(int(start), int(end or start) + 1))
+    """Blender's --render-frame notation: `1..3,5,7`."""
+    found: list[int] = []
+    for part in spec.split(","):
+        start, _, end = part.partition("..")
+        found.extend(range(int(start), int(end or start) + 1))
+    return found
 
 
 def main(argv: list[str]) -> int:

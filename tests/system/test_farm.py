@@ -72,9 +72,13 @@ def test_render_job_with_fake_blender_and_real_ffmpeg(farm_factory, short_dir: P
     job = submit_render(farm, out)
     wait_job(farm, job["id"])
     tasks = {t["name"]: t for t in farm.manager.tasks(job["id"])}
-    assert set(tasks) == {"render-1-2", "render-3-4", "preview-video"}
+    assert set(tasks) == {
+        "render-1,2",
+        "render-3,4",
+        "preview-video",
+    }  # two-frame chunks, named as Flamenco does
     assert all(t["status"] == "completed" for t in tasks.values())
-    assert tasks["render-1-2"]["steps_completed"] == 2  # one step per "Time:" line
+    assert tasks["render-1,2"]["steps_completed"] == 2  # one step per "Time:" line
     assert sorted(p.name for p in out.glob("*.png")) == [
         "000001.png",
         "000002.png",
@@ -103,7 +107,7 @@ def test_render_job_with_fake_blender_and_real_ffmpeg(farm_factory, short_dir: P
     )
     stream = json.loads(probe.stdout)["streams"][0]
     assert stream["codec_name"] == "h264" and int(stream["nb_read_frames"]) == 4
-    log = task_log(farm, tasks["render-1-2"]["id"])
+    log = task_log(farm, tasks["render-1,2"]["id"])
     assert "going to run" in log and "Saved: '" in log
     # the last rendered image reached the manager as a thumbnail
     farm.manager.wait_until(

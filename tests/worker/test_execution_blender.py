@@ -133,9 +133,15 @@ async def test_blender_failing(fake_blender: pathlib.Path, monkeypatch: pytest.M
         ),
         ({"exe": "sh", "exeArgs": '--python-expr "unterminated'}, 'parameter "exeArgs" cannot be split'),
         ({"exe": "sh", "exeArgs": ["-b"]}, 'parameter "exeArgs" must be a string, got a list'),
-        ({"exe": "sh", "argsBefore": "-b"}, 'parameter "argsBefore" must be a list of strings, got a string'),
+        (
+            {"exe": "sh", "argsBefore": "-b"},
+            'parameter "argsBefore" must be a list of strings or numbers, got a string',
+        ),
         ({"exe": "sh", "blendfile": 1}, 'parameter "blendfile" must be a string, got a number'),
-        ({"exe": "sh", "args": [None]}, 'parameter "args" must be a list of strings, item 0 is null'),
+        (
+            {"exe": "sh", "args": [None]},
+            'parameter "args" must be a list of strings or numbers, item 0 is null',
+        ),
     ],
 )
 async def test_parameter_errors(parameters: dict[str, Any], message: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from flamenco_worker.execution import Command, CommandError, Executor
 from flamenco_worker.execution.commands.ffmpeg import format_fps
+from flamenco_worker.execution.params import number_argument
 from tests.worker.execution_fakes import RecordingListener, write_script
 
 needs_ffmpeg = pytest.mark.skipif(
@@ -47,6 +48,40 @@ async def test_argv_assembly(tmp_path: pathlib.Path) -> None:
     ]
 
 
+async def test_numbers_in_the_arguments_are_written_as_words(tmp_path: pathlib.Path) -> None:
+    """A job compiler may put a setting's number in `args` (the preview video's `-r`, fps); Flamenco's worker
+    writes it as a word, so this one does too."""
+    fake = write_script(tmp_path / "ffmpeg", '#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    listener = await to_video(
+        {**GOOD, "exe": str(fake), "fps": 23.976, "argsBefore": [2], "args": ["-r", 23.976, "-g", 18.0, "-y"]}
+    )
+    assert listener.output() == [
+        "2",
+        *("-r", "23.976", "-pattern_type", "glob", "-i", "/f/*.png"),
+        *("-r", "23.976", "-g", "18", "-y"),
+        *("-r", "23.976", "/v/out.mp4"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("number", "word"),
+    [
+        (24, "24"),
+        (24.0, "24"),
+        (23.976, "23.976"),
+        (-0.5, "-0.5"),
+        (120, "120"),
+        (999999, "999999"),
+        (1e6, "1e+06"),
+        (1234567, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+    ],
+)
+def test_number_arguments_read_as_flamencos_worker_writes_them(number: float, word: str) -> None:
+    assert number_argument(number) == word
+
+
 @pytest.mark.parametrize(("fps", "text"), [(24, "24"), (24.0, "24"), (29.97, "29.97"), (1e-7, "0.0000001")])
 def test_fps_is_written_as_plain_decimal(fps: float, text: str) -> None:
     assert format_fps(float(fps)) == text
@@ -66,7 +101,15 @@ GOOD = {"exe": "ffmpeg", "fps": 24, "inputGlob": "/f/*.png", "outputFile": "/v/o
         ({"inputGlob": None}, 'parameter "inputGlob" is missing'),
         ({"outputFile": ""}, 'parameter "outputFile" must not be empty'),
         ({"exe": None}, 'parameter "exe" is missing'),
-        ({"args": "-y"}, 'parameter "args" must be a list of strings'),
+        ({"args": "-y"}, 'parameter "args" must be a list of strings or numbers, got a string'),
+        (
+            {"args": ["-y", True]},
+            'parameter "args" must be a list of strings or numbers, item 1 is a boolean',
+        ),
+        (
+            {"args": [float("nan")]},
+            'parameter "args" must be a list of strings or numbers, item 0 is a number',
+        ),
     ],
 )
 async def test_parameter_errors(change: dict[str, Any], message: str, tmp_path: pathlib.Path) -> None:

@@ -34,8 +34,12 @@ async def test_exec_finds_a_bare_name_on_path() -> None:
         ({"exe": 42}, "exe", 'exec: parameter "exe" must be a string, got a number'),
         ({"exe": "no-such-program-here"}, "exe", "\"exe\" 'no-such-program-here' is not found on PATH"),
         ({"exe": "/nonexistent/blender"}, "exe", "\"exe\" '/nonexistent/blender' is not an executable file"),
-        ({"exe": "true", "args": "-v"}, "args", '"args" must be a list of strings, got a string'),
-        ({"exe": "true", "args": ["-v", 3]}, "args", '"args" must be a list of strings, item 1 is a number'),
+        ({"exe": "true", "args": "-v"}, "args", '"args" must be a list of strings or numbers, got a string'),
+        (
+            {"exe": "true", "args": ["-v", None]},
+            "args",
+            '"args" must be a list of strings or numbers, item 1 is null',
+        ),
     ],
 )
 async def test_exec_parameter_errors(parameters: dict[str, Any], parameter: str, message: str) -> None:

@@ -29,9 +29,9 @@ def blender_argv(ctx: CommandContext) -> list[str]:
     params = ctx.params
     exe = params.executable("exe")
     exe_args = params.split_string("exeArgs")
-    args_before = params.string_list("argsBefore")
+    args_before = params.argument_list("argsBefore")
     blendfile = params.optional_string("blendfile")
-    args = params.string_list("args")
+    args = params.argument_list("args")
     return [exe, *exe_args, *args_before, *([blendfile] if blendfile else []), *args]
 
 

@@ -21,8 +21,8 @@ def frames_to_video_argv(ctx: CommandContext) -> list[str]:
         raise params.error("fps", "must not be zero")
     input_glob = params.string("inputGlob")
     output_file = params.string("outputFile")
-    args_before = params.string_list("argsBefore")
-    args = params.string_list("args")
+    args_before = params.argument_list("argsBefore")
+    args = params.argument_list("args")
     rate = format_fps(fps)
     return [
         exe,

@@ -12,7 +12,7 @@ async def exec_command(ctx: CommandContext) -> None:
     """Run a program directly, without a shell; only exit code 0 succeeds."""
     params = ctx.params
     exe = params.executable("exe")
-    args = params.string_list("args")
+    args = params.argument_list("args")
     await ctx.run_process([exe, *args])
 
 
