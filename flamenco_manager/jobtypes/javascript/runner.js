@@ -1,0 +1,360 @@
+// The job-script engine: one long-lived Node process driven by the Manager over stdin/stdout.
+//
+// Protocol (one JSON object per line):
+//   first line in:  {"prelude": "<prelude.js source>", "platform": "linux"}
+//   first line out: {"ready": true, "version": "v20.1.0", "inspector": true}
+//   then in:  {"id": 1, "op": "describe"|"compile", "filename": "x.js", "source": "...",
+//              "job": "<job JSON>"|null, "timeLimit": 5, "memoryMib": 256}
+//   then out: {"id": 1, "payload": <JSON made inside the sandbox>, "location": {...}|null}
+//          or {"id": 1, "problem": {"message": "...", "line": 3, "column": 7}}
+//
+// Rules this file keeps:
+// - Requests run one at a time, each in a NEW worker thread (with V8 heap limits) that creates a
+//   NEW vm context. The context gets source text and primitives only; results leave it only as a
+//   string made by the prelude's JSON.stringify, checked with typeof here.
+// - This main thread owns the limits: it terminates the worker when the time is up or when the
+//   process's resident memory grows past the memory limit (ArrayBuffers live outside the V8 heap).
+// - One spare worker is started ahead of time so a request does not wait for a thread to boot.
+"use strict";
+
+const readline = require("node:readline");
+const { Worker } = require("node:worker_threads");
+
+// How often the main thread samples resident memory while a script runs: often enough that a
+// script filling memory at several GB/s overshoots the limit by tens of MiB at most.
+const MEMORY_SAMPLE_MS = 5;
+// A result larger than this is refused (a job of 100,000 tasks stays well below it).
+const MAX_PAYLOAD_CHARS = 64 * 1024 * 1024;
+// print()/alert() output kept per run; past either figure one "output truncated" line ends it.
+const MAX_OUTPUT_LINES = 200;
+const MAX_OUTPUT_BYTES = 64 * 1024;
+// Young-generation size of a worker's heap: V8's default for a 64-bit process.
+const YOUNG_GENERATION_MIB = 16;
+// "use strict"; is put before each script on its first line: Flamenco compiles scripts in strict mode.
+const STRICT_PREFIX = '"use strict";';
+
+// ---------------------------------------------------------------------------------------------
+// The worker thread. This function is turned into source text; it shares nothing with this file.
+function workerMain() {
+  "use strict";
+  const { parentPort, workerData } = require("node:worker_threads");
+  const vm = require("node:vm");
+  const crypto = require("node:crypto");
+  const STRICT_PREFIX = workerData.strictPrefix;
+
+  let currentFile = null;
+  let lastThrow = null; // where the last exception in the script was thrown, from the debugger
+  if (workerData.inspector) {
+    try {
+      const inspector = require("node:inspector");
+      const session = new inspector.Session();
+      session.connect();
+      const urls = new Map();
+      session.on("Debugger.scriptParsed", (m) => urls.set(m.params.scriptId, m.params.url));
+      session.on("Debugger.paused", (m) => {
+        const p = m.params;
+        if (p.reason === "exception" || p.reason === "promiseRejection") {
+          for (const frame of p.callFrames) {
+            if (urls.get(frame.location.scriptId) === currentFile) {
+              lastThrow = { line: frame.location.lineNumber + 1, column: frame.location.columnNumber + 1 };
+              break;
+            }
+          }
+        }
+        session.post("Debugger.resume");
+      });
+      session.post("Debugger.enable");
+      session.post("Debugger.setPauseOnExceptions", { state: "all" });
+    } catch {
+      lastThrow = null;
+    }
+  }
+
+  const context = vm.createContext(Object.create(null), {
+    name: "job script",
+    codeGeneration: { strings: true, wasm: false },
+    microtaskMode: "afterEvaluate",
+  });
+  const install = new vm.Script(workerData.prelude, { filename: "flamenco:prelude.js" }).runInContext(context);
+  const describeTopLevelThrow = install(
+    JSON.stringify({
+      uuidBase: crypto.randomUUID().replace(/-/g, ""),
+      platform: workerData.platform,
+      maxOutputLines: workerData.maxOutputLines,
+      maxOutputBytes: workerData.maxOutputBytes,
+    }),
+  );
+
+  const fixColumn = (line, column) => (line === 1 && column != null ? Math.max(1, column - STRICT_PREFIX.length) : column);
+  const isTimeout = (e) => e instanceof Error && e.code === "ERR_SCRIPT_EXECUTION_TIMEOUT";
+  const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+  // Without a debugger: a thrown string is located when the source throws it as a literal, once.
+  function findLiteralThrow(source, message) {
+    const found = [];
+    for (const q of ['"', "'", "`"]) {
+      const re = new RegExp("\\bthrow\\s*" + q + escapeRegExp(message) + q, "g");
+      for (const m of source.matchAll(re)) found.push(m.index);
+      if (found.length > 1) return null;
+    }
+    if (found.length !== 1) return null;
+    const before = source.slice(0, found[0]);
+    const line = before.split("\n").length;
+    return { line, column: found[0] - before.lastIndexOf("\n") };
+  }
+
+  // Where the script threw, for a payload that reports a throw; null when unknown.
+  function locate(payload, source) {
+    if (!payload.startsWith('{"thrown":')) return null;
+    let thrown;
+    try {
+      thrown = JSON.parse(payload).thrown;
+    } catch {
+      return null;
+    }
+    // The prelude located Error objects itself; anything else needs the debugger or the source.
+    const where = thrown.located ? thrown : lastThrow || findLiteralThrow(source, thrown.message);
+    return where ? { line: where.line, column: fixColumn(where.line, where.column) } : null;
+  }
+
+  function handle(req) {
+    const started = Date.now();
+    const remainingMs = () => Math.max(1, Math.ceil(req.timeLimit * 1000 - (Date.now() - started)));
+    currentFile = req.filename;
+    let script;
+    try {
+      script = new vm.Script(STRICT_PREFIX + req.source, { filename: req.filename });
+    } catch (e) {
+      const stack = String(e && e.stack);
+      const lines = stack.split("\n");
+      const where = /:(\d+)$/.exec(lines[0]);
+      const line = where ? Number(where[1]) : null;
+      const caret = line !== null && lines[2] !== undefined ? lines[2].indexOf("^") : -1;
+      return {
+        problem: {
+          message: `${e.name}: ${e.message}`,
+          line,
+          column: caret >= 0 ? fixColumn(line, caret + 1) : null,
+        },
+      };
+    }
+    let payload;
+    try {
+      script.runInContext(context, { timeout: remainingMs(), displayErrors: false });
+    } catch (thrown) {
+      if (isTimeout(thrown)) return { timeout: true };
+      payload = describeTopLevelThrow(thrown, req.filename);
+    }
+    if (payload === undefined) {
+      const call = `__flamencoRun(${JSON.stringify(req.op)}, ${JSON.stringify(req.filename)}, ${JSON.stringify(req.job || "")})`;
+      try {
+        payload = new vm.Script(call, { filename: "flamenco:run.js" }).runInContext(context, {
+          timeout: remainingMs(),
+          displayErrors: false,
+        });
+      } catch (thrown) {
+        if (isTimeout(thrown)) return { timeout: true };
+        return { problem: { message: "the sandbox failed to run the script", line: null, column: null } };
+      }
+    }
+    if (typeof payload !== "string") {
+      return { problem: { message: "the sandbox returned no result", line: null, column: null } };
+    }
+    return { payload, location: locate(payload, req.source) };
+  }
+
+  parentPort.once("message", (req) => {
+    let reply;
+    try {
+      reply = handle(req);
+    } catch (e) {
+      reply = { problem: { message: `the sandbox failed: ${e && e.message}`, line: null, column: null } };
+    }
+    parentPort.postMessage(reply);
+  });
+  parentPort.postMessage({ ready: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The main thread.
+const WORKER_SOURCE = `(${workerMain.toString()})();`;
+let prelude = null;
+let platform = "linux";
+let inspectorAvailable = false;
+
+function inspectorWorks() {
+  // Checked once: the permission model (when on) refuses the inspector.
+  try {
+    const inspector = require("node:inspector");
+    const session = new inspector.Session();
+    session.connect();
+    session.disconnect();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+class Sandbox {
+  constructor(memoryMib) {
+    this.memoryMib = memoryMib;
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      env: {},
+      stdout: false,
+      stderr: false,
+      workerData: {
+        prelude,
+        platform,
+        inspector: inspectorAvailable,
+        strictPrefix: STRICT_PREFIX,
+        maxOutputLines: MAX_OUTPUT_LINES,
+        maxOutputBytes: MAX_OUTPUT_BYTES,
+      },
+      resourceLimits: { maxOldGenerationSizeMb: memoryMib, maxYoungGenerationSizeMb: YOUNG_GENERATION_MIB },
+    });
+    this.events = [];
+    this.listener = null;
+    const push = (event) => (this.listener ? this.listener(event) : this.events.push(event));
+    this.worker.on("message", (m) => push({ kind: "message", m }));
+    this.worker.on("error", (e) => push({ kind: "error", e }));
+    this.worker.on("exit", (code) => push({ kind: "exit", code }));
+  }
+
+  listen(fn) {
+    this.listener = fn;
+    for (const event of this.events.splice(0)) fn(event);
+  }
+
+  discard() {
+    this.worker.terminate().catch(() => {});
+  }
+}
+
+let spare = null;
+
+function takeSandbox(memoryMib) {
+  let sandbox = spare;
+  spare = null;
+  if (!sandbox || sandbox.memoryMib !== memoryMib) {
+    if (sandbox) sandbox.discard();
+    sandbox = new Sandbox(memoryMib);
+  }
+  return sandbox;
+}
+
+function formatSeconds(s) {
+  return String(Number(s));
+}
+
+function run(req) {
+  return new Promise((resolve) => {
+    const sandbox = takeSandbox(req.memoryMib);
+    const limitBytes = req.memoryMib * 1024 * 1024;
+    const baseRss = process.memoryUsage.rss();
+    let done = false;
+    const finish = (reply) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      clearInterval(watch);
+      sandbox.discard();
+      resolve(reply);
+    };
+    const problem = (message) => finish({ problem: { message, line: null, column: null } });
+    const timeProblem = () => problem(`stopped after ${formatSeconds(req.timeLimit)} s (time limit)`);
+    const memoryProblem = () => problem(`stopped: used more than ${req.memoryMib} MiB (memory limit)`);
+    const timer = setTimeout(timeProblem, req.timeLimit * 1000);
+    const watch = setInterval(() => {
+      if (process.memoryUsage.rss() - baseRss > limitBytes) memoryProblem();
+    }, MEMORY_SAMPLE_MS);
+    sandbox.listen((event) => {
+      if (event.kind === "message") {
+        const m = event.m;
+        if (m && m.ready === true) {
+          sandbox.worker.postMessage({
+            op: req.op,
+            filename: req.filename,
+            source: req.source,
+            job: req.job,
+            timeLimit: req.timeLimit,
+          });
+        } else if (m && m.timeout) {
+          timeProblem();
+        } else if (m && m.problem) {
+          finish({ problem: m.problem });
+        } else if (m && typeof m.payload === "string") {
+          if (m.payload.length > MAX_PAYLOAD_CHARS) {
+            problem(`the script's result is too large (${m.payload.length} characters)`);
+          } else {
+            finish({ payload: m.payload, location: m.location || null });
+          }
+        } else {
+          problem("the sandbox sent an unexpected message");
+        }
+      } else if (event.kind === "error") {
+        const e = event.e;
+        if (e && e.code === "ERR_WORKER_OUT_OF_MEMORY") memoryProblem();
+        else problem(`the script engine failed: ${e && e.message}`);
+      } else {
+        problem(`the sandbox stopped unexpectedly (exit code ${event.code})`);
+      }
+    });
+  });
+}
+
+function write(obj, rawPayload) {
+  // The payload is JSON text made by the sandbox's own JSON.stringify: it is spliced in as is.
+  let line = JSON.stringify(obj);
+  if (rawPayload !== undefined) line = `${line.slice(0, -1)},"payload":${rawPayload}}`;
+  process.stdout.write(`${line}\n`);
+}
+
+const queue = [];
+let busy = false;
+
+async function drain() {
+  if (busy) return;
+  busy = true;
+  while (queue.length > 0) {
+    const req = queue.shift();
+    let reply;
+    try {
+      reply = await run(req);
+    } catch (e) {
+      reply = { problem: { message: `the script engine failed: ${e && e.message}`, line: null, column: null } };
+    }
+    if (reply.payload !== undefined) {
+      write({ id: req.id, location: reply.location }, reply.payload);
+    } else {
+      write({ id: req.id, problem: reply.problem });
+    }
+    // Warm the next sandbox while the Manager is busy with this answer.
+    if (!spare) spare = new Sandbox(req.memoryMib);
+  }
+  busy = false;
+}
+
+function onLine(text) {
+  let msg;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    process.stderr.write("ignoring a request that is not JSON\n");
+    return;
+  }
+  if (prelude === null) {
+    prelude = String(msg.prelude);
+    platform = String(msg.platform || "linux");
+    inspectorAvailable = inspectorWorks();
+    spare = new Sandbox(Number(msg.memoryMib) || 256);
+    write({ ready: true, version: process.version, inspector: inspectorAvailable });
+    return;
+  }
+  queue.push(msg);
+  drain();
+}
+
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+rl.on("line", onLine);
+rl.on("close", () => process.exit(0));
