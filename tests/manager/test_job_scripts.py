@@ -29,8 +29,9 @@ STUDIO_RENDER = FIXTURES / "studio_render.js"
 ECHO_JS = FIXTURES / "echo_js.js"
 # Time limit of a script run in these tests: an endless loop is stopped quickly, a real compile fits.
 TEST_TIME_LIMIT = "2s"
-# How quickly the Manager must answer while a script runs: far below the time limit.
-RESPONSIVE_WITHIN = 0.5
+# How quickly the Manager must answer while a script runs: half the time limit (a Manager whose event loop
+# waited for the script would take the whole limit), with room for a loaded test machine.
+RESPONSIVE_WITHIN = 1.0
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (node) is not installed")
 
@@ -208,7 +209,7 @@ def test_script_errors_are_400_naming_script_and_line(start_manager) -> None:
     assert status == 400, body
     assert "studio_render.js:28: chunk_size 600 is more than this studio allows" in body["message"]
     status, body = manager.request("POST", "/api/v3/jobs", submission(frames="10-1"))
-    assert status == 400 and "studio_render.js" in body["message"] and "10-1" in body["message"], body
+    assert status == 400 and 'studio_render.js:32: invalid range "10-1": empty range' in body["message"], body
     # Settings are checked against the declared types before the script runs.
     status, body = manager.request("POST", "/api/v3/jobs/check", submission(chunk_size="three"))
     assert status == 400 and "chunk_size" in body["message"], body
@@ -293,13 +294,13 @@ def test_the_manager_answers_while_a_script_loops_forever(start_manager) -> None
     submitter = threading.Thread(target=lambda: answer.append(manager.request("POST", "/api/v3/jobs", body)))
     submitter.start()
     # While the script runs (the submission is unanswered), the Manager answers other requests at once.
-    latencies = []
-    while submitter.is_alive() and len(latencies) < 10:
+    latencies: list[float] = []
+    while submitter.is_alive():
         began = time.monotonic()
         manager.get("/api/v3/version")
         latencies.append(time.monotonic() - began)
-    assert submitter.is_alive() or len(latencies) >= 3, "the compile ended before it could be measured"
     submitter.join(timeout=30)
+    assert len(latencies) >= 3, latencies
     assert max(latencies) < RESPONSIVE_WITHIN, latencies
     status, error = answer[0]
     assert status == 400 and "time limit" in error["message"] and "endless.js" in error["message"], error

@@ -25,7 +25,7 @@ const JOB_TYPE = {
 function compileJob(job) {
     const settings = job.settings;
     if (settings.chunk_size > 500) {
-        throw "chunk_size " + settings.chunk_size + " is more than this studio allows";
+        throw new Error(`chunk_size ${settings.chunk_size} is more than this studio allows`);
     }
     const outputDir = path.dirname(settings.render_output_path);
     const renderTasks = [];
