@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from flamenco_manager.config import ConfigError, load_config
 from flamenco_manager.jobtypes import etag
 from flamenco_manager.jobtypes.script_info import JobTypeScriptError, job_type_name, placeholder, script_info
 from flamenco_manager.jobtypes.script_job import JobContext, JobScriptError, authored_job, job_object
+from flamenco_manager.services import job_types_of
 from flamenco_manager.services.job_types import FileStamp, check_settings, scan
 
 CONTEXT = JobContext(
@@ -219,3 +221,44 @@ def test_scripts_are_regular_js_files_of_at_least_8_bytes(tmp_path: pathlib.Path
     assert found is not None and sorted(found) == ["good_one.js", "linked.js"]
     assert isinstance(found["good_one.js"], FileStamp)
     assert scan(tmp_path / "missing") is None
+
+
+def test_script_settings_in_the_configuration(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "flamenco-manager.yaml"
+    path.write_text("_meta: {version: 3}\n")
+    defaults = load_config(path, explicit=True)
+    assert (defaults.scripts_dir, defaults.job_script_time_limit, defaults.job_script_memory_limit) == (
+        "scripts",
+        5.0,
+        256,
+    )
+    assert job_types_of(defaults).scripts_dir == tmp_path / "scripts"  # beside the configuration file
+    path.write_text(
+        "_meta: {version: 3}\nscripts_dir: job-types\njob_script_time_limit: 1500ms\n"
+        "job_script_memory_limit: 512\njavascript_engine: bin/node\n"
+    )
+    config = load_config(path, explicit=True)
+    registry = job_types_of(config)
+    assert registry.scripts_dir == tmp_path / "job-types"
+    assert registry.configured_engine == str(tmp_path / "bin" / "node")
+    assert (registry.limits.time_limit, registry.limits.memory_mib) == (1.5, 512)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("job_script_time_limit: 0", ":2: job_script_time_limit: must be longer than zero"),
+        ("job_script_time_limit: 1h", ":2: job_script_time_limit: must be longer than zero and at most 10m"),
+        ("job_script_time_limit: soon", ":2: job_script_time_limit: invalid duration"),
+        ("job_script_memory_limit: 8", ":2: job_script_memory_limit: must be 16 to 65536 MiB, not 8"),
+        ("job_script_memory_limit: 1.5", ":2: job_script_memory_limit: expected a whole number of MiB"),
+        ("scripts_dir: ''", ":2: scripts_dir: must not be empty"),
+        ("javascript_engine: [node]", ":2: javascript_engine: expected the path of node"),
+    ],
+)
+def test_bad_script_settings_name_file_line_and_key(tmp_path: pathlib.Path, line: str, expected: str) -> None:
+    path = tmp_path / "flamenco-manager.yaml"
+    path.write_text(f"_meta: {{version: 3}}\n{line}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, explicit=True)
+    assert f"{path}{expected}" in str(caught.value)
