@@ -202,6 +202,8 @@ class JobTypes:
         if self.scripts_dir is None:
             return False
         async with self._lock:
+            if force:
+                self._missing_logged = None  # an asked-for reload says again what it still cannot do
             listing = await asyncio.to_thread(scan, self.scripts_dir)
             self._note_directory(listing is None)
             listing = listing or {}

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from flamenco_manager.openapi import load_spec
+from tests.manager.openapi_check import assert_response_valid
 from tests.support.dbus_daemon import PrivateBus
 from tests.support.manager_process import ManagerProcess, NotifiedManager, write_config
 from tests.support.notify_socket import NotifySocket
@@ -163,6 +165,9 @@ def test_scripts_are_listed_beside_the_builtins_with_their_settings_as_declared(
     assert [list(s) for s in studio["settings"]] == [list(s) for s in declared_settings()]  # declared order
     status, one = manager.request("GET", "/api/v3/jobs/type/studio-render")
     assert status == 200 and one == studio
+    spec = load_spec()
+    assert_response_valid(spec, "get", "/api/v3/jobs/types", 200, {"job_types": listed})
+    assert_response_valid(spec, "get", "/api/v3/jobs/type/{type_name}", 200, studio)
 
 
 def test_a_js_job_compiles_and_its_tasks_are_stored(start_manager) -> None:
@@ -379,6 +384,10 @@ def test_check_scripts_prints_a_table_and_exits_by_the_result(tmp_path: Path) ->
     (tmp_path / "no-engine.yaml").write_text("_meta: {version: 3}\njavascript_engine: /nonexistent\n")
     missing = _check("-config", "no-engine.yaml", cwd=tmp_path)
     assert missing.returncode == 2 and "/nonexistent" in missing.stderr, missing.stderr
+
+    (tmp_path / "elsewhere.yaml").write_text("_meta: {version: 3}\nscripts_dir: /nonexistent/scripts\n")
+    none = _check("-config", "elsewhere.yaml", cwd=tmp_path)
+    assert none.returncode == 0 and "no job type scripts in /nonexistent/scripts" in none.stdout, none
 
 
 @pytest.mark.system
