@@ -108,6 +108,7 @@ class ScriptEngine:
         self._stderr_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._next_id = 0
+        self._out_of_memory = False  # the child's stderr said V8 ran out of heap (it then aborts)
 
     # ---- lifecycle ----
 
@@ -125,7 +126,7 @@ class ScriptEngine:
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     async def _ensure_child(self) -> asyncio.subprocess.Process:
-        if self._proc is not None and self._proc.returncode is None:
+        if self._proc is not None and _alive(self._proc):
             return self._proc
         if self._proc is not None:
             await self._stop(self._proc)
@@ -211,6 +212,8 @@ class ScriptEngine:
                 continue
             if not line:
                 return
+            if b"heap out of memory" in line or b"Allocation failed" in line:
+                self._out_of_memory = True
             logger.warning("script engine stderr pid=%d: %s", pid, line.decode(errors="replace").rstrip())
 
     async def _stop(self, proc: asyncio.subprocess.Process | None) -> None:
@@ -254,8 +257,6 @@ class ScriptEngine:
     async def _request(self, op: str, filename: str, source: str, job_json: str | None) -> dict[str, Any]:
         context = f"script={filename} job_type={job_type_of(filename)}"
         async with self._lock:
-            proc = await self._ensure_child()
-            assert proc.stdin is not None and proc.stdout is not None
             self._next_id += 1
             request_id = self._next_id
             request = {
@@ -267,9 +268,10 @@ class ScriptEngine:
                 "timeLimit": self.limits.time_limit,
                 "memoryMib": self.limits.memory_mib,
             }
+            line = json.dumps(request).encode() + b"\n"
+            self._out_of_memory = False
+            proc = await self._send(line, filename)
             try:
-                proc.stdin.write(json.dumps(request).encode() + b"\n")
-                await proc.stdin.drain()
                 deadline = self.limits.time_limit + REPLY_GRACE
                 reply = await asyncio.wait_for(self._reply(proc, request_id), deadline)
             except TimeoutError:
@@ -281,10 +283,30 @@ class ScriptEngine:
             except (OSError, ValueError, EOFError) as exc:
                 code = await self._kill(proc)
                 logger.error("script engine stopped %s op=%s exit_code=%s error=%s", context, op, code, exc)
-                raise ScriptProblem(
-                    filename, f"the script engine stopped while running the script (exit code {code})"
-                ) from None
+                if self._out_of_memory:
+                    message = f"stopped: used more than {self.limits.memory_mib} MiB (memory limit)"
+                else:
+                    message = f"the script engine stopped while running the script (exit code {code})"
+                raise ScriptProblem(filename, message) from None
         return _interpret(reply, filename, context)
+
+    async def _send(self, line: bytes, filename: str) -> asyncio.subprocess.Process:
+        """Writes one request line; a child found dead before it read anything is replaced once."""
+        for attempt in (1, 2):
+            proc = await self._ensure_child()
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(line)
+                await proc.stdin.drain()
+            except OSError as exc:
+                await self._kill(proc)
+                if attempt == 2:
+                    raise ScriptProblem(
+                        filename, f"the script engine does not take requests ({exc})"
+                    ) from None
+                continue
+            return proc
+        raise AssertionError("unreachable")
 
     async def _reply(self, proc: asyncio.subprocess.Process, request_id: int) -> dict[str, Any]:
         assert proc.stdout is not None
@@ -308,6 +330,17 @@ class ScriptEngine:
             self._proc = None
             await self._stop(proc)
         return code
+
+
+def _alive(proc: asyncio.subprocess.Process) -> bool:
+    """Whether the child still runs; looks at an exited child without reaping it (asyncio does that)."""
+    if proc.returncode is not None or (proc.stdout is not None and proc.stdout.at_eof()):
+        return False
+    try:
+        exited = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return exited is None
 
 
 def _output(payload: dict[str, Any]) -> tuple[ScriptOutput, ...]:

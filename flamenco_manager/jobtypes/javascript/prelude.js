@@ -96,6 +96,68 @@
   });
   lockGlobal("Error", ErrorCtor);
 
+  // ---- memory: what lives outside the V8 heap ----
+  // ArrayBuffers are allocated (and filled) in one native step, which neither V8's heap limit nor
+  // the runner's watchdog can interrupt: a single buffer larger than the memory limit is refused.
+  // Goja (Flamenco's engine) has no WebAssembly, SharedArrayBuffer or Atomics; neither do we.
+  const maxBufferBytes = settings.maxBufferBytes;
+  const RangeErrorCtor = RangeError;
+  const ProxyCtor = Proxy;
+  const construct = Reflect.construct;
+  const tooBig = (bytes) => {
+    if (bytes > maxBufferBytes) {
+      throw new RangeErrorCtor(
+        "Array buffer allocation of " + bytes + " bytes is over the memory limit (" + settings.memoryMib + " MiB)",
+      );
+    }
+  };
+  const bufferByteLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
+  const isBuffer = (value) => {
+    try {
+      call(bufferByteLength, value);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  function guardConstructor(name, bytesOf) {
+    const original = G[name];
+    const guarded = new ProxyCtor(original, {
+      __proto__: null,
+      construct(target, args, newTarget) {
+        tooBig(bytesOf(args, target));
+        return construct(target, args, newTarget);
+      },
+    });
+    defineProperty(original.prototype, "constructor", {
+      __proto__: null, value: guarded, writable: true, enumerable: false, configurable: true,
+    });
+    setGlobal(name, guarded);
+  }
+  guardConstructor("ArrayBuffer", (args) => {
+    const options = args[1];
+    const max = options != null && typeof options === "object" ? NumberCtor(options.maxByteLength) || 0 : 0;
+    const length = NumberCtor(args[0]) || 0;
+    return length > max ? length : max;
+  });
+  const typedArrayNames = ObjectKeys(Object.getOwnPropertyDescriptors(G));
+  for (let i = 0; i < typedArrayNames.length; i++) {
+    const name = typedArrayNames[i];
+    const ctor = G[name];
+    if (name === "Array" || typeof ctor !== "function" || !("BYTES_PER_ELEMENT" in ctor)) continue;
+    guardConstructor(name, (args, target) => {
+      const first = args[0];
+      if (first === null || (typeof first !== "object" && typeof first !== "function")) {
+        return (NumberCtor(first) || 0) * target.BYTES_PER_ELEMENT;
+      }
+      if (isBuffer(first)) return 0; // a view on an existing buffer
+      return (NumberCtor(first.length) || 0) * target.BYTES_PER_ELEMENT;
+    });
+  }
+  delete G.WebAssembly;
+  delete G.SharedArrayBuffer;
+  delete G.Atomics;
+
   // ---- output: print() and alert() ----
   const output = [];
   let outputBytes = 0;

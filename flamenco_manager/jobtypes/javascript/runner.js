@@ -30,6 +30,10 @@ const MAX_OUTPUT_LINES = 200;
 const MAX_OUTPUT_BYTES = 64 * 1024;
 // Young-generation size of a worker's heap: V8's default for a 64-bit process.
 const YOUNG_GENERATION_MIB = 16;
+// A worker's V8 heap may grow to this many times the memory limit: the resident-memory watchdog
+// stops a growing script first, with a clear message, and V8's own limit is only the backstop
+// (running out of heap can abort the whole process rather than just the worker).
+const HEAP_LIMIT_FACTOR = 2;
 // "use strict"; is put before each script on its first line: Flamenco compiles scripts in strict mode.
 const STRICT_PREFIX = '"use strict";';
 
@@ -82,6 +86,8 @@ function workerMain() {
       platform: workerData.platform,
       maxOutputLines: workerData.maxOutputLines,
       maxOutputBytes: workerData.maxOutputBytes,
+      memoryMib: workerData.memoryMib,
+      maxBufferBytes: workerData.memoryMib * 1024 * 1024,
     }),
   );
 
@@ -210,8 +216,12 @@ class Sandbox {
         strictPrefix: STRICT_PREFIX,
         maxOutputLines: MAX_OUTPUT_LINES,
         maxOutputBytes: MAX_OUTPUT_BYTES,
+        memoryMib,
       },
-      resourceLimits: { maxOldGenerationSizeMb: memoryMib, maxYoungGenerationSizeMb: YOUNG_GENERATION_MIB },
+      resourceLimits: {
+        maxOldGenerationSizeMb: memoryMib * HEAP_LIMIT_FACTOR,
+        maxYoungGenerationSizeMb: YOUNG_GENERATION_MIB,
+      },
     });
     this.events = [];
     this.listener = null;

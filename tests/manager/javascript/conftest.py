@@ -58,3 +58,14 @@ def make_job(settings: dict[str, Any] | None = None, **fields: Any) -> dict[str,
     }
     job.update(fields)
     return job
+
+
+def value_script(body: str) -> str:
+    """A job-type script whose JOB_TYPE.value is what `body` (a function body) returns."""
+    return f"const JOB_TYPE = {{ value: (function () {{\n{body}\n}})() }};\nfunction compileJob(job) {{}}\n"
+
+
+async def evaluate(engine: ScriptEngine, body: str) -> Any:
+    """Runs `body` as a function body inside a fresh sandbox (through describe) and returns its value."""
+    described = await engine.describe("probe.js", value_script(body))
+    return described.get("value")
