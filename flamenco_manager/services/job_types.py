@@ -97,12 +97,13 @@ class ScriptState:
 
 
 def scan(directory: pathlib.Path) -> dict[str, FileStamp] | None:
-    """The scripts in `directory` by file name; None when the directory does not exist."""
+    """The scripts in `directory` by file name; None when the directory does not exist.
+
+    OSError when it cannot be read (permissions, a failing network file system).
+    """
     try:
         entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     found: dict[str, FileStamp] = {}
     for entry in entries:
@@ -156,7 +157,7 @@ class JobTypes:
         self._seen: dict[str, FileStamp] = {}
         self._engine: ScriptEngine | None = None
         self._lock = asyncio.Lock()
-        self._dir_missing: bool | None = None
+        self._dir_problem: str | None = None  # what was last logged about the directory
         self._missing_logged: tuple[str, tuple[str, ...]] | None = None
 
     # Reading the registry.
@@ -204,8 +205,13 @@ class JobTypes:
         async with self._lock:
             if force:
                 self._missing_logged = None  # an asked-for reload says again what it still cannot do
-            listing = await asyncio.to_thread(scan, self.scripts_dir)
-            self._note_directory(listing is None)
+            try:
+                listing = await asyncio.to_thread(scan, self.scripts_dir)
+            except OSError as exc:
+                # Nothing is dropped for a directory that cannot be read now; the next look may succeed.
+                self._note_directory(f"cannot be read ({exc.strerror or exc})", logging.ERROR)
+                return False
+            self._note_directory("does not exist" if listing is None else "", logging.INFO)
             listing = listing or {}
             removed = sorted(set(self._seen) - set(listing))
             stale = sorted(name for name, found in listing.items() if force or self._seen.get(name) != found)
@@ -233,14 +239,15 @@ class JobTypes:
             except Exception:
                 log.exception("checking the job type scripts failed dir=%s", self.scripts_dir)
 
-    def _note_directory(self, missing: bool) -> None:
-        if missing == self._dir_missing:
+    def _note_directory(self, problem: str, level: int) -> None:
+        """Log what is wrong with the directory (empty: nothing) once, when it changes."""
+        if problem == self._dir_problem:
             return
-        if missing:
-            log.info("no job type scripts: the directory does not exist dir=%s", self.scripts_dir)
-        elif self._dir_missing is not None:
-            log.info("job type scripts directory appeared dir=%s", self.scripts_dir)
-        self._dir_missing = missing
+        if problem:
+            log.log(level, "no job type scripts: the directory %s dir=%s", problem, self.scripts_dir)
+        elif self._dir_problem is not None:
+            log.info("job type scripts directory is back dir=%s", self.scripts_dir)
+        self._dir_problem = problem
 
     async def _ensure_engine(self, scripts: list[str]) -> ScriptEngine | None:
         if self._engine is not None:

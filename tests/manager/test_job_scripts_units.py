@@ -4,6 +4,7 @@ and an authored job checked into a CompiledJob."""
 from __future__ import annotations
 
 import datetime
+import logging
 import pathlib
 from typing import Any
 
@@ -14,7 +15,7 @@ from flamenco_manager.jobtypes import etag
 from flamenco_manager.jobtypes.script_info import JobTypeScriptError, job_type_name, placeholder, script_info
 from flamenco_manager.jobtypes.script_job import JobContext, JobScriptError, authored_job, job_object
 from flamenco_manager.services import job_types_of
-from flamenco_manager.services.job_types import FileStamp, check_settings, scan
+from flamenco_manager.services.job_types import FileStamp, JobTypes, check_settings, scan
 
 CONTEXT = JobContext(
     job_uuid="6f2f3c55-3a0a-4b8e-9d53-8f0c4f3d2a11",
@@ -262,3 +263,19 @@ def test_bad_script_settings_name_file_line_and_key(tmp_path: pathlib.Path, line
     with pytest.raises(ConfigError) as caught:
         load_config(path, explicit=True)
     assert f"{path}{expected}" in str(caught.value)
+
+
+async def test_a_missing_scripts_directory_means_the_builtins_and_one_line(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = JobTypes(tmp_path / "scripts")
+    caplog.set_level(logging.INFO, logger="flamenco_manager.services.job_types")
+    await registry.start()
+    await registry.reload()
+    assert [t["name"] for t in registry.available()] == ["echo-sleep-test", "simple-blender-render"]
+    lines = [r.getMessage() for r in caplog.records if "directory does not exist" in r.getMessage()]
+    assert len(lines) == 1 and str(tmp_path / "scripts") in lines[0]
+    (tmp_path / "scripts").mkdir()
+    await registry.reload()
+    assert any("directory is back" in r.getMessage() for r in caplog.records)
+    await registry.close()
