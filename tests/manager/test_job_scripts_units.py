@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from flamenco_manager import cli
 from flamenco_manager.config import ConfigError, load_config
 from flamenco_manager.jobtypes import etag
 from flamenco_manager.jobtypes.script_info import JobTypeScriptError, job_type_name, placeholder, script_info
@@ -279,3 +280,30 @@ async def test_a_missing_scripts_directory_means_the_builtins_and_one_line(
     await registry.reload()
     assert any("directory is back" in r.getMessage() for r in caplog.records)
     await registry.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("studio-render: [1, 2]\n", "settings.yaml:1: studio-render: expected a mapping of setting keys"),
+        ("- frames\n", "settings.yaml:1: expected a mapping of job type names to settings"),
+        ("studio-render: {frames: '1-10'\n", "settings.yaml:2: invalid YAML"),
+    ],
+)
+def test_check_settings_files_name_file_line_and_key(
+    tmp_path: pathlib.Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        cli._check_settings(path)
+    assert expected in str(caught.value)
+
+
+def test_check_settings_file_gives_settings_per_job_type(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("studio-render:\n  frames: 1-10\n  chunk_size: 5\necho-js: {message: hi}\n")
+    assert cli._check_settings(path) == {
+        "studio-render": {"frames": "1-10", "chunk_size": 5},
+        "echo-js": {"message": "hi"},
+    }
