@@ -13,10 +13,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
 
-import yaml
 from aiohttp import web
 
 from flamenco_manager import __version__, buildinfo, logsetup
@@ -24,7 +21,7 @@ from flamenco_manager.api import build_app
 from flamenco_manager.api.slow_clients import GuardedAppRunner
 from flamenco_manager.config import ConfigError, ManagerConfig, load_config, parse_listen
 from flamenco_manager.services import Manager, job_types_of
-from flamenco_manager.services.job_types import CheckRow, check_scripts
+from flamenco_manager.services.job_type_check import check_scripts, read_check_settings, table
 from flamenco_manager.store import StoreError
 from flamenco_manager.systemd_notify import Notifier
 
@@ -280,7 +277,7 @@ def run() -> None:
 def _check_scripts(config: ManagerConfig, args: argparse.Namespace) -> int:
     """`-check-scripts`: every script loaded and compiled once, a table on stdout, an exit code."""
     try:
-        overrides = _check_settings(pathlib.Path(args.check_settings)) if args.check_settings else {}
+        overrides = read_check_settings(pathlib.Path(args.check_settings)) if args.check_settings else {}
         registry = job_types_of(config)
         directory = pathlib.Path(args.check_scripts) if args.check_scripts else registry.scripts_dir
         assert directory is not None
@@ -300,43 +297,7 @@ def _check_scripts(config: ManagerConfig, args: argparse.Namespace) -> int:
     if not rows:
         print(f"no job type scripts in {directory}")
         return 0
-    print(_table(rows))
+    print(table(rows))
     failed = sum(not row.ok for row in rows)
     print(f"{len(rows)} scripts, {failed} failed" if failed else f"{len(rows)} scripts, all compiled")
     return EX_SCRIPT_FAILED if failed else 0
-
-
-def _table(rows: list[CheckRow]) -> str:
-    lines = [("TYPE", "LABEL", "SETTINGS", "RESULT")]
-    for row in rows:
-        count = "-" if row.settings is None else str(row.settings)
-        lines.append((row.name, row.label or "-", count, row.result))
-    widths = [max(len(line[column]) for line in lines) for column in range(3)]
-    return "\n".join(
-        f"{name:<{widths[0]}}  {label:<{widths[1]}}  {count:>{widths[2]}}  {result}"
-        for name, label, count, result in lines
-    )
-
-
-def _check_settings(path: pathlib.Path) -> dict[str, Mapping[str, Any]]:
-    """-check-settings FILE.yaml: job type name -> settings; ConfigError naming file:line and key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, None, None, f"cannot read it: {exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
-        raise ConfigError(path, line, None, f"invalid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, None, None, f"invalid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
-        raise ConfigError(path, 1, None, "expected a mapping of job type names to settings")
-    for key_node, value_node in root.value:
-        if not isinstance(data.get(key_node.value), dict):
-            line = value_node.start_mark.line + 1
-            raise ConfigError(path, line, str(key_node.value), "expected a mapping of setting keys to values")
-    return {str(name): settings for name, settings in data.items()}

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
-import datetime
 import logging
 import os
 import pathlib
 import stat
-import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -42,7 +39,6 @@ from flamenco_manager.jobtypes.script_info import (
     SCRIPT_SUFFIX,
     JobTypeScriptError,
     job_type_name,
-    placeholder,
     script_info,
 )
 from flamenco_manager.jobtypes.script_job import JobContext, JobScriptError, authored_job, job_object
@@ -389,80 +385,3 @@ def _log_output(job_type: ScriptJobType, output: Iterable[Any]) -> None:
             job_type.filename,
             text,
         )
-
-
-# Trying every script out (`flamenco-manager -check-scripts`).
-
-
-@dataclass(frozen=True)
-class CheckRow:
-    filename: str
-    name: str
-    label: str
-    settings: int | None
-    result: str
-    ok: bool
-
-
-def check_settings(info: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings to try a job type with: placeholders for what the add-on would fill in, then `overrides`.
-
-    A setting without a default that is required, or that the add-on computes (`eval`), gets a placeholder
-    (see `script_info.placeholder`); the others are left to their defaults or left out.
-    """
-    settings = {
-        s["key"]: placeholder(s)
-        for s in info["settings"]
-        if "default" not in s and (s.get("required") or "eval" in s)
-    }
-    settings.update(overrides)
-    return settings
-
-
-async def check_scripts(
-    directory: pathlib.Path,
-    *,
-    engine: str = "",
-    limits: EngineLimits | None = None,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-) -> tuple[list[CheckRow], str | None]:
-    """Each script of `directory` loaded and compiled once; the rows and, when there is none, the
-    reason there is no engine (then the rows are empty)."""
-    registry = JobTypes(directory, engine=engine, limits=limits)
-    overrides = overrides or {}
-    rows: list[CheckRow] = []
-    try:
-        await registry.start()
-        if registry.engine_problem is not None:
-            return [], registry.engine_problem
-        for state in registry.states():
-            rows.append(await _check_one(registry, state, overrides))
-    finally:
-        await registry.close()
-    return rows, None
-
-
-async def _check_one(
-    registry: JobTypes, state: ScriptState, overrides: Mapping[str, Mapping[str, Any]]
-) -> CheckRow:
-    name = job_type_name(state.filename)
-    if state.script is None or state.problem is not None:
-        return CheckRow(state.filename, name, "", None, state.problem or "not loaded", False)
-    info = state.script.info
-    settings = check_settings(info, overrides.get(name, {}))
-    context = JobContext(
-        job_uuid=str(uuidlib.uuid4()),
-        name=f"check {name}",
-        type=name,
-        priority=50,
-        created=datetime.datetime.now(datetime.UTC),
-    )
-    row = CheckRow(state.filename, name, info["label"], len(info["settings"]), "", True)
-    try:
-        compiled = await registry.compile(state.script, {"settings": settings, "metadata": {}}, context)
-    except JobScriptError as exc:
-        return dataclasses.replace(row, result=str(exc), ok=False)
-    except JobCompileError as exc:
-        return dataclasses.replace(row, result=f"{state.filename}: {exc}", ok=False)
-    count = len(compiled.job.tasks)
-    return dataclasses.replace(row, result=f"{count} task{'s' if count != 1 else ''}")

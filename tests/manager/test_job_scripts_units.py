@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from flamenco_manager import cli
 from flamenco_manager.config import ConfigError, load_config
 from flamenco_manager.jobtypes import etag
 from flamenco_manager.jobtypes.script_info import JobTypeScriptError, job_type_name, placeholder, script_info
 from flamenco_manager.jobtypes.script_job import JobContext, JobScriptError, authored_job, job_object
 from flamenco_manager.services import job_types_of
-from flamenco_manager.services.job_types import FileStamp, JobTypes, check_settings, scan
+from flamenco_manager.services.job_type_check import check_settings, read_check_settings
+from flamenco_manager.services.job_types import FileStamp, JobTypes, scan
 
 CONTEXT = JobContext(
     job_uuid="6f2f3c55-3a0a-4b8e-9d53-8f0c4f3d2a11",
@@ -296,14 +296,14 @@ def test_check_settings_files_name_file_line_and_key(
     path = tmp_path / "settings.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
-        cli._check_settings(path)
+        read_check_settings(path)
     assert expected in str(caught.value)
 
 
 def test_check_settings_file_gives_settings_per_job_type(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "settings.yaml"
     path.write_text("studio-render:\n  frames: 1-10\n  chunk_size: 5\necho-js: {message: hi}\n")
-    assert cli._check_settings(path) == {
+    assert read_check_settings(path) == {
         "studio-render": {"frames": "1-10", "chunk_size": 5},
         "echo-js": {"message": "hi"},
     }
