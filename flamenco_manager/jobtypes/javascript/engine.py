@@ -333,14 +333,21 @@ class ScriptEngine:
 
 
 def _alive(proc: asyncio.subprocess.Process) -> bool:
-    """Whether the child still runs; looks at an exited child without reaping it (asyncio does that)."""
+    """Whether the child still runs, also when asyncio has not yet noticed its death."""
     if proc.returncode is not None or (proc.stdout is not None and proc.stdout.at_eof()):
         return False
     try:
-        exited = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        # Looks without reaping (asyncio's child watcher does that) ...
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return False
     except ChildProcessError:
         return False
-    return exited is None
+    # ... but a child that the watcher is reaping right now is no longer waitable: still a zombie.
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def _output(payload: dict[str, Any]) -> tuple[ScriptOutput, ...]:

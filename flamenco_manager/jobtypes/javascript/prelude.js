@@ -51,8 +51,9 @@
   const MAX_OUTPUT_BYTES = settings.maxOutputBytes;
 
   const call = (fn, self, ...args) => apply(fn, self, args);
+  const arrPush = Array.prototype.push;
   const push = (arr, value) => {
-    defineProperty(arr, arr.length, { __proto__: null, value, writable: true, enumerable: true, configurable: true });
+    apply(arrPush, arr, [value]);
   };
   const lockGlobal = (name, value) => {
     defineProperty(G, name, { __proto__: null, value, writable: false, enumerable: false, configurable: false });
