@@ -175,10 +175,11 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
         manager.stop_holding()
     finally:
         if reloader is not None:
-            reloader.cancel()
+            reloader.cancel()  # awaited after the HTTP side is closed, which starts at once as before
+        await _cleanup_unless_forced(runner, forced)
+        if reloader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
-        await _cleanup_unless_forced(runner, forced)
         await manager.stop()
         await notify.close()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
