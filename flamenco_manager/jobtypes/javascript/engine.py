@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ REPLY_GRACE = 5.0
 CLOSE_GRACE = 2.0
 # Longest reply line accepted from the child (the runner refuses results past 64 Mi characters).
 READ_LIMIT = 256 * 1024 * 1024
+# Outside the sandbox contexts (which allow it for Flamenco's sake) no code is made from strings:
+# an object of the runner's realm that reaches a script (an error thrown while Node formats a stack
+# near the stack limit) then gives no way to run code there. Dynamic import() is refused through
+# the vm modules hook, which needs --experimental-vm-modules. Warnings about both are noise.
+NODE_FLAGS = ("--disallow-code-generation-from-strings", "--experimental-vm-modules", "--no-warnings")
 # Node's permission model (where the Node version has one) confines the child; tests switch it off
 # to exercise the debugger-based location of thrown strings, which the permission model refuses.
 USE_PERMISSION_MODEL = True
@@ -109,14 +115,21 @@ class ScriptEngine:
         self._lock = asyncio.Lock()
         self._next_id = 0
         self._out_of_memory = False  # the child's stderr said V8 ran out of heap (it then aborts)
+        self._closed = False
+        self._abandoned = 0  # requests sent whose callers were cancelled: the child still runs them
+        self._node_version: tuple[int, int, int] | None = None
 
     # ---- lifecycle ----
 
     async def start(self) -> None:
+        """Starts the child now (calls start it anyway); also undoes a close()."""
+        self._closed = False
         async with self._lock:
             await self._ensure_child()
 
     async def close(self) -> None:
+        """Stops the child at once, also during a call (which then fails); later calls fail too."""
+        self._closed = True
         proc, self._proc = self._proc, None
         await self._stop(proc)
 
@@ -126,15 +139,23 @@ class ScriptEngine:
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     async def _ensure_child(self) -> asyncio.subprocess.Process:
+        if self._closed:
+            raise EngineMissing("the script engine was closed")
         if self._proc is not None and _alive(self._proc):
             return self._proc
         if self._proc is not None:
             await self._stop(self._proc)
             self._proc = None
         self._proc = await self._spawn()
+        self._abandoned = 0
         return self._proc
 
     async def _version(self) -> tuple[int, int, int]:
+        if self._node_version is None:
+            self._node_version = await self._ask_version()
+        return self._node_version
+
+    async def _ask_version(self) -> tuple[int, int, int]:
         try:
             proc = await asyncio.create_subprocess_exec(
                 self.executable,
@@ -162,7 +183,7 @@ class ScriptEngine:
         version = await self._version()
         runner = str(RUNNER)
         flags = permission_flags(version, runner) if USE_PERMISSION_MODEL else []
-        args = [self.executable, "--no-warnings", *flags, runner]
+        args = [self.executable, *NODE_FLAGS, *flags, runner]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *args,
@@ -208,8 +229,10 @@ class ScriptEngine:
         while True:
             try:
                 line = await stream.readline()
-            except (ValueError, OSError):
-                continue
+            except ValueError:
+                continue  # a line past READ_LIMIT: dropped
+            except OSError:
+                return
             if not line:
                 return
             if b"heap out of memory" in line or b"Allocation failed" in line:
@@ -271,9 +294,14 @@ class ScriptEngine:
             line = json.dumps(request).encode() + b"\n"
             self._out_of_memory = False
             proc = await self._send(line, filename)
+            started = time.monotonic()
             try:
-                deadline = self.limits.time_limit + REPLY_GRACE
+                # Abandoned requests run first in the child, each within the time limit.
+                deadline = (1 + self._abandoned) * self.limits.time_limit + REPLY_GRACE
                 reply = await asyncio.wait_for(self._reply(proc, request_id), deadline)
+            except asyncio.CancelledError:
+                self._abandoned += 1
+                raise
             except TimeoutError:
                 logger.error("script engine stuck, stopping it %s op=%s", context, op)
                 await self._kill(proc)
@@ -288,6 +316,7 @@ class ScriptEngine:
                 else:
                     message = f"the script engine stopped while running the script (exit code {code})"
                 raise ScriptProblem(filename, message) from None
+        logger.debug("script ran %s op=%s seconds=%.3f", context, op, time.monotonic() - started)
         return _interpret(reply, filename, context)
 
     async def _send(self, line: bytes, filename: str) -> asyncio.subprocess.Process:
@@ -320,6 +349,7 @@ class ScriptEngine:
             if reply.get("id") == request_id:
                 return reply
             # The answer to a call that was cancelled while it waited: nobody wants it any more.
+            self._abandoned = max(0, self._abandoned - 1)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> int | None:
         if proc.returncode is None:

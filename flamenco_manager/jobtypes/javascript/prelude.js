@@ -677,8 +677,11 @@
     return JSONstringify({ result, output });
   }
   lockGlobal("__flamencoRun", run);
-  // For the runner: what the script threw at its top level (outside __flamencoRun).
-  return function describeTopLevelThrow(thrown, filename) {
-    return JSONstringify({ thrown: describeThrown(thrown, filename), output });
+  // For the runner: what the script threw at its top level (outside __flamencoRun), and the error
+  // that import() rejects with (made here, so the script never holds an object of the runner's).
+  return function hostRequest(op, value, filename) {
+    if (op === "thrown") return JSONstringify({ thrown: describeThrown(value, filename), output });
+    if (op === "importError") return new ErrorCtor("import() is not available to job scripts");
+    throw new ErrorCtor("unknown request " + op);
   };
 });

@@ -79,8 +79,18 @@ function workerMain() {
     codeGeneration: { strings: true, wasm: false },
     microtaskMode: "afterEvaluate",
   });
-  const install = new vm.Script(workerData.prelude, { filename: "flamenco:prelude.js" }).runInContext(context);
-  const describeTopLevelThrow = install(
+  // Errors made by this thread's own code are of this thread's realm; a script holding one could
+  // reach this realm's Function constructor. The process runs with code generation from strings
+  // disallowed outside the sandbox, and this realm's stack formatter cannot be replaced.
+  Object.defineProperty(Error, "prepareStackTrace", { value: undefined, writable: false, configurable: false });
+  let hostRequest = null;
+  // import() is refused with an error made inside the sandbox (Node's own would be of this realm).
+  const refuseImport = () => {
+    throw hostRequest("importError");
+  };
+  const compile = (source, filename) => new vm.Script(source, { filename, importModuleDynamically: refuseImport });
+  const install = compile(workerData.prelude, "flamenco:prelude.js").runInContext(context);
+  hostRequest = install(
     JSON.stringify({
       uuidBase: crypto.randomUUID().replace(/-/g, ""),
       platform: workerData.platform,
@@ -129,7 +139,7 @@ function workerMain() {
     currentFile = req.filename;
     let script;
     try {
-      script = new vm.Script(STRICT_PREFIX + req.source, { filename: req.filename });
+      script = compile(STRICT_PREFIX + req.source, req.filename);
     } catch (e) {
       const stack = String(e && e.stack);
       const lines = stack.split("\n");
@@ -149,12 +159,12 @@ function workerMain() {
       script.runInContext(context, { timeout: remainingMs(), displayErrors: false });
     } catch (thrown) {
       if (isTimeout(thrown)) return { timeout: true };
-      payload = describeTopLevelThrow(thrown, req.filename);
+      payload = hostRequest("thrown", thrown, req.filename);
     }
     if (payload === undefined) {
       const call = `__flamencoRun(${JSON.stringify(req.op)}, ${JSON.stringify(req.filename)}, ${JSON.stringify(req.job || "")})`;
       try {
-        payload = new vm.Script(call, { filename: "flamenco:run.js" }).runInContext(context, {
+        payload = compile(call, "flamenco:run.js").runInContext(context, {
           timeout: remainingMs(),
           displayErrors: false,
         });
@@ -183,7 +193,7 @@ function workerMain() {
 
 // ---------------------------------------------------------------------------------------------
 // The main thread.
-const WORKER_SOURCE = `(${workerMain.toString()})();`;
+const WORKER_SOURCE = `"use strict";(${workerMain.toString()})();`;
 let prelude = null;
 let platform = "linux";
 let inspectorAvailable = false;
@@ -206,7 +216,6 @@ class Sandbox {
     this.memoryMib = memoryMib;
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      env: {},
       stdout: false,
       stderr: false,
       workerData: {
@@ -294,7 +303,10 @@ function run(req) {
         } else if (m && m.problem) {
           finish({ problem: m.problem });
         } else if (m && typeof m.payload === "string") {
-          if (m.payload.length > MAX_PAYLOAD_CHARS) {
+          if (m.payload.includes("\n")) {
+            // JSON.stringify never writes a raw newline: this payload did not come from the prelude.
+            problem("the sandbox returned a malformed result");
+          } else if (m.payload.length > MAX_PAYLOAD_CHARS) {
             problem(`the script's result is too large (${m.payload.length} characters)`);
           } else {
             finish({ payload: m.payload, location: m.location || null });

@@ -9,7 +9,8 @@ import pathlib
 
 import pytest
 
-from flamenco_manager.jobtypes.javascript import EngineLimits, ScriptEngine, ScriptProblem
+import flamenco_manager.jobtypes.javascript.engine as engine_module
+from flamenco_manager.jobtypes.javascript import EngineLimits, EngineMissing, ScriptEngine, ScriptProblem
 from flamenco_manager.jobtypes.javascript.locate import parse_version
 from tests.support.waiting import wait_for
 
@@ -151,19 +152,56 @@ async def test_buffers_past_the_memory_limit_are_refused(engine: ScriptEngine) -
 
 
 async def test_dynamic_import_fails(engine: ScriptEngine) -> None:
+    # import() settles after the call has answered (Node's import hook is asynchronous), so all the
+    # script can see is that nothing was loaded; the rejection is an error of the sandbox's own.
     source = """
 let status = "pending";
 try {
     import("fs").then(() => { status = "loaded"; }, (e) => { status = "refused"; });
+    eval('import("child_process")').then(() => { status = "loaded"; }, () => {});
 } catch (e) {
-    status = "refused";
+    status = "refused synchronously";
 }
 const JOB_TYPE = { get value() { return status; } };
 function compileJob(job) {}
 """
     described = await engine.describe("import.js", source)
-    assert described == {"value": "refused"}
+    assert described["value"] in {"pending", "refused"}
     await assert_still_works(engine)
+
+
+async def test_errors_of_the_runners_realm_give_no_code_execution(node: str) -> None:
+    # Near the stack limit, the overflow can happen inside Node's own stack formatter: the script
+    # then catches a RangeError of the runner's realm, whose Function constructor must be useless.
+    engine = ScriptEngine(node, EngineLimits(time_limit=60.0))  # 60 stack overflows take a while
+    try:
+        found = await evaluate(engine, PROBE_RUNNER_REALM)
+    finally:
+        await engine.close()
+    assert found["runner"] > 0, "the probe no longer reaches the runner's realm: adjust it"
+    assert found["escaped"] == 0
+    assert found["refused"] == found["runner"]
+    assert found["sandbox"] + found["runner"] == 60
+
+
+PROBE_RUNNER_REALM = """
+        Error.stackTraceLimit = 1;
+        const seen = { sandbox: 0, runner: 0, escaped: 0, refused: 0 };
+        for (let pad = 0; pad < 60; pad++) {
+            const recur = (...a) => { new Error().stack; return recur(...a); };
+            try { recur(...Array(pad).fill(0)); } catch (e) {
+                if (e instanceof RangeError) { seen.sandbox++; continue; }
+                seen.runner++;
+                try {
+                    const p = e.constructor.constructor("return process")();
+                    if (typeof p.binding === "function") seen.escaped++;
+                } catch (x) {
+                    if (x.name === "EvalError") seen.refused++;
+                }
+            }
+        }
+        return seen;
+"""
 
 
 async def test_stack_trace_api_gives_no_call_sites(engine: ScriptEngine) -> None:
@@ -356,6 +394,7 @@ async def test_child_runs_with_clean_environment_and_root_cwd(engine: ScriptEngi
     assert names <= {"TZ", "LANG"}
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
     cmdline = _proc_file(pid, "cmdline")
+    assert b"--disallow-code-generation-from-strings" in cmdline
     version = parse_version(engine.version)
     assert version is not None
     if version[0] >= 20:
@@ -462,3 +501,44 @@ async def test_cancelled_call_does_not_confuse_the_next(engine: ScriptEngine) ->
 
 async def test_value_script_helper_is_sound(engine: ScriptEngine) -> None:
     assert await engine.describe("v.js", value_script("return 1;")) == {"value": 1}
+
+
+async def test_calls_after_close_fail_until_start(node: str) -> None:
+    eng = ScriptEngine(node, EngineLimits())
+    await eng.start()
+    await eng.close()
+    with pytest.raises(EngineMissing, match="closed"):
+        await evaluate(eng, "return 1;")
+    assert eng.pid is None
+    await eng.start()
+    try:
+        await assert_still_works(eng)
+    finally:
+        await eng.close()
+
+
+async def test_abandoned_slow_call_does_not_time_out_the_next(
+    node: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short grace, so that the Python-side deadline would pass if it ignored the abandoned call.
+    monkeypatch.setattr(engine_module, "REPLY_GRACE", 0.5)
+    eng = ScriptEngine(node, EngineLimits(time_limit=2.0))
+    try:
+        await eng.start()
+        pid = eng.pid
+        assert pid is not None
+        base = _cpu_seconds(pid)
+        slow = asyncio.create_task(
+            evaluate(eng, "const end = Date.now() + 1800; while (Date.now() < end) {} return 1;")
+        )
+        await asyncio.to_thread(wait_for, lambda: _cpu_seconds(pid) > base + 0.2, 20, "the slow call to run")
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        # The child finishes the abandoned call first; this one still gets its full time.
+        assert (
+            await evaluate(eng, "const end = Date.now() + 1500; while (Date.now() < end) {} return 2;") == 2
+        )
+        assert eng.pid == pid
+    finally:
+        await eng.close()
