@@ -12,6 +12,7 @@ import pathlib
 import re
 import signal
 import sys
+import time
 
 from aiohttp import web
 
@@ -19,7 +20,8 @@ from flamenco_manager import __version__, buildinfo, logsetup
 from flamenco_manager.api import build_app
 from flamenco_manager.api.slow_clients import GuardedAppRunner
 from flamenco_manager.config import ConfigError, ManagerConfig, load_config, parse_listen
-from flamenco_manager.services import Manager
+from flamenco_manager.services import Manager, job_types_of
+from flamenco_manager.services.job_type_check import check_scripts, read_check_settings, table
 from flamenco_manager.store import StoreError
 from flamenco_manager.systemd_notify import Notifier
 
@@ -31,6 +33,9 @@ DEFAULT_CONFIG = "flamenco-manager.yaml"
 SHUTDOWN_GRACE = 5.0
 # Exit code after a second SIGTERM/SIGINT cut the graceful shutdown short.
 EX_FORCED = 1
+# -check-scripts: a script failed to load or compile; no JavaScript engine to run them.
+EX_SCRIPT_FAILED = 1
+EX_NO_ENGINE = 2
 
 EPILOG = """\
 exit codes:
@@ -39,12 +44,24 @@ exit codes:
        exiting), a crash, or a second SIGTERM/SIGINT that cut the shutdown short
   78   invalid configuration, flags or database (EX_CONFIG); one line on stderr names the file:line
        and key; systemd should not restart (RestartPreventExitStatus=78)
+  -check-scripts: 0 every script loads and compiles, 1 one does not, 2 no JavaScript engine (node)
+
+-check-scripts [DIR] loads every job-type script of scripts_dir (or DIR) and compiles it once, then
+         prints one line per script: job type, label, number of settings, and "N tasks" or the error
+         with file:line. Settings with a default keep it; the others that are required or computed
+         by the add-on (eval) get a placeholder: the first of their choices, else string "1" (a frame
+         range), int32 max(1, min), float 24.0, bool false. -check-settings FILE.yaml replaces them:
+           simple-blender-render:
+             frames: "1-250"
+             chunk_size: 10
 
 signals: SIGTERM/SIGINT stop gracefully: held long-polls are answered at once, requests in flight
-         get 5 s; a second one stops without waiting for them.
+         get 5 s; a second one stops without waiting for them. SIGHUP reads every job-type script
+         again (changed files are also picked up by themselves within a second).
 
-systemd: with NOTIFY_SOCKET set it sends READY=1 once listening and STOPPING=1 at shutdown; with
-         WATCHDOG_USEC set (WatchdogSec=) also WATCHDOG=1 at half that interval from its event loop.
+systemd: with NOTIFY_SOCKET set it sends READY=1 once listening and STOPPING=1 at shutdown, and
+         RELOADING=1 then READY=1 around a SIGHUP reload; with WATCHDOG_USEC set (WatchdogSec=) also
+         WATCHDOG=1 at half that interval from its event loop.
 """
 
 
@@ -80,7 +97,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-version", "--version", action="store_true", help="print the version and exit")
     parser.add_argument("-quiet", "--quiet", action="store_true", help="log only warnings and errors")
     parser.add_argument("-debug", "--debug", action="store_true", help="log debug messages")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "-check-scripts",
+        "--check-scripts",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="load and compile every job-type script (of scripts_dir, or DIR), print a table, exit",
+    )
+    parser.add_argument(
+        "-check-settings",
+        "--check-settings",
+        default=None,
+        metavar="FILE",
+        help="YAML: job type name -> settings that -check-scripts compiles with",
+    )
+    args = parser.parse_args(argv)
+    if args.check_settings is not None and args.check_scripts is None:
+        parser.error("flag -check-settings: only with -check-scripts")
+    return args
 
 
 def configure(args: argparse.Namespace) -> ManagerConfig:
@@ -113,6 +149,10 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    reload_wanted = asyncio.Event()
+    # SIGHUP only asks; _reload_when_asked() does the reading, one reload at a time.
+    loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
+    reloader: asyncio.Task[None] | None = None
 
     app = build_app(manager)
     # The access log costs ~25 µs per request even when filtered out, so it only exists with -debug.
@@ -129,20 +169,41 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
         log.info("listening listen=%s database=%s version=%s", config.listen, config.database, __version__)
         notify.send("READY=1", f"STATUS=listening on {config.listen}")
         notify.start_watchdog()
+        reloader = asyncio.create_task(_reload_when_asked(manager, reload_wanted, notify), name="reloader")
         await stop.wait()
         notify.send("STOPPING=1")
         manager.stop_holding()
     finally:
+        if reloader is not None:
+            reloader.cancel()  # awaited after the HTTP side is closed, which starts at once as before
         await _cleanup_unless_forced(runner, forced)
+        if reloader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloader
         await manager.stop()
         await notify.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     if forced.is_set():
         log.warning("stopped without waiting for requests in flight")
         return EX_FORCED
     log.info("stopped")
     return 0
+
+
+async def _reload_when_asked(manager: Manager, wanted: asyncio.Event, notify: Notifier) -> None:
+    """Reload the job-type scripts on each SIGHUP, telling systemd (RELOADING=1 … READY=1)."""
+    while True:
+        await wanted.wait()
+        wanted.clear()
+        # MONOTONIC_USEC: systemd ≥ 253 wants it with RELOADING=1 to match the reload to its request.
+        now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        notify.send("RELOADING=1", f"MONOTONIC_USEC={now_usec}", "STATUS=reloading job type scripts")
+        try:
+            await manager.reload_job_types()
+        except Exception:
+            log.exception("reloading the job type scripts failed")
+        notify.send("READY=1", f"STATUS=listening on {manager.config.listen}")
 
 
 async def _cleanup_unless_forced(runner: web.AppRunner, forced: asyncio.Event) -> None:
@@ -191,11 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.version:
             print(buildinfo.version_line())
             return 0
-        logsetup.setup(quiet=args.quiet, debug=args.debug)
+        # -check-scripts prints its own table; the log then says only what went wrong beyond it.
+        logsetup.setup(quiet=args.quiet or args.check_scripts is not None, debug=args.debug)
         config = configure(args)
     except ConfigError as exc:
         print(f"flamenco-manager: {exc}", file=sys.stderr)
         return EX_CONFIG
+    if args.check_scripts is not None:
+        return _check_scripts(config, args)
     try:
         return asyncio.run(serve(config, debug=args.debug))
     except StoreError as exc:
@@ -209,3 +273,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     sys.exit(main())
+
+
+def _check_scripts(config: ManagerConfig, args: argparse.Namespace) -> int:
+    """`-check-scripts`: every script loaded and compiled once, a table on stdout, an exit code."""
+    try:
+        overrides = read_check_settings(pathlib.Path(args.check_settings)) if args.check_settings else {}
+        registry = job_types_of(config)
+        directory = pathlib.Path(args.check_scripts) if args.check_scripts else registry.scripts_dir
+        assert directory is not None
+        if args.check_scripts and not directory.is_dir():
+            raise ConfigError("command line", None, "-check-scripts", f"{directory} is not a directory")
+    except ConfigError as exc:
+        print(f"flamenco-manager: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    rows, engine_problem = asyncio.run(
+        check_scripts(
+            directory, engine=registry.configured_engine, limits=registry.limits, overrides=overrides
+        )
+    )
+    if engine_problem is not None:
+        print(f"flamenco-manager: no usable JavaScript engine: {engine_problem}", file=sys.stderr)
+        return EX_NO_ENGINE
+    if not rows:
+        print(f"no job type scripts in {directory}")
+        return 0
+    print(table(rows))
+    failed = sum(not row.ok for row in rows)
+    print(f"{len(rows)} scripts, {failed} failed" if failed else f"{len(rows)} scripts, all compiled")
+    return EX_SCRIPT_FAILED if failed else 0

@@ -47,6 +47,18 @@ DEFAULT_TIMEOUT_INITIAL_DELAY = 5 * 60.0
 
 HIGHEST_PORT = 65535
 
+# Job-type scripts live here, beside the configuration file (/etc/flamenco/scripts for the package).
+DEFAULT_SCRIPTS_DIR = "scripts"
+# A script's describe or compile is stopped after this long: Flamenco's scripts take milliseconds, and a
+# submission waits for it (the add-on's request times out, and other compiles queue behind it).
+DEFAULT_JOB_SCRIPT_TIME_LIMIT = 5.0
+# Longest time limit accepted: compiles run one at a time, so a longer one stalls every submission.
+MAX_JOB_SCRIPT_TIME_LIMIT = 10 * 60.0
+# Memory of one script run, in MiB: a 50,000-task job's objects fit in well under 100 MiB.
+DEFAULT_JOB_SCRIPT_MEMORY_LIMIT = 256
+# The engine needs a few MiB of its own; above a machine's worth is a typo.
+JOB_SCRIPT_MEMORY_LIMIT_RANGE = range(16, 64 * 1024 + 1)
+
 # Keys of Flamenco's Manager configuration that this Manager reads.
 _DURATION_KEYS = (
     "task_timeout",
@@ -54,6 +66,7 @@ _DURATION_KEYS = (
     "long_poll_max",
     "timeout_check_interval",
     "timeout_initial_delay",
+    "job_script_time_limit",
 )
 _USED_KEYS = frozenset(
     {
@@ -69,6 +82,9 @@ _USED_KEYS = frozenset(
         "api_token",
         "api_token_file",
         "flamenco_version",
+        "scripts_dir",
+        "job_script_memory_limit",
+        "javascript_engine",
         *_DURATION_KEYS,
     }
 )
@@ -106,6 +122,12 @@ class ManagerConfig:
     api_token: str = field(default="", repr=False)
     # Ours: the Flamenco release answered as `shortversion`, which the Blender add-on must match.
     flamenco_version: str = DEFAULT_FLAMENCO_VERSION
+    # Ours: job-type scripts (relative: to the configuration file's directory), their limits, and the
+    # JavaScript engine (`node`) that runs them; empty: found on PATH or in the virtualenv.
+    scripts_dir: str = DEFAULT_SCRIPTS_DIR
+    job_script_time_limit: float = DEFAULT_JOB_SCRIPT_TIME_LIMIT
+    job_script_memory_limit: int = DEFAULT_JOB_SCRIPT_MEMORY_LIMIT
+    javascript_engine: str = ""
 
     @property
     def listen(self) -> str:
@@ -305,6 +327,14 @@ class _Loader:
                 values[key] = seconds
         if values.get("timeout_check_interval", DEFAULT_TIMEOUT_CHECK_INTERVAL) <= 0:
             raise self.error("timeout_check_interval", "must be longer than zero")
+        limit = values.get("job_script_time_limit", DEFAULT_JOB_SCRIPT_TIME_LIMIT)
+        if not 0 < limit <= MAX_JOB_SCRIPT_TIME_LIMIT:
+            raise self.error(
+                "job_script_time_limit",
+                f"must be longer than zero and at most {MAX_JOB_SCRIPT_TIME_LIMIT / 60:g}m,"
+                f" not {self.data['job_script_time_limit']!r}",
+            )
+        values.update(self._scripts())
         for key in ("blocklist_threshold", "task_fail_after_softfail_count"):
             count = self._get(key, _is_int, "a whole number")
             if count is not None:
@@ -324,6 +354,24 @@ class _Loader:
         if token:
             values["api_token"] = token
         return ManagerConfig(source_path=self.path, **values)
+
+    def _scripts(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        scripts_dir = self._get("scripts_dir", str, "a directory path")
+        if scripts_dir is not None:
+            if not scripts_dir.strip():
+                raise self.error("scripts_dir", "must not be empty")
+            values["scripts_dir"] = scripts_dir
+        memory = self._get("job_script_memory_limit", _is_int, "a whole number of MiB")
+        if memory is not None:
+            low, high = JOB_SCRIPT_MEMORY_LIMIT_RANGE[0], JOB_SCRIPT_MEMORY_LIMIT_RANGE[-1]
+            if memory not in JOB_SCRIPT_MEMORY_LIMIT_RANGE:
+                raise self.error("job_script_memory_limit", f"must be {low} to {high} MiB, not {memory}")
+            values["job_script_memory_limit"] = memory
+        engine = self._get("javascript_engine", str, "the path of node (or empty)")
+        if engine is not None:
+            values["javascript_engine"] = engine.strip()
+        return values
 
     def _api_token(self) -> str:
         literal = self._get("api_token", str, "a string")

@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from flamenco_manager import jobtypes, payloads
+from flamenco_manager import payloads
 from flamenco_manager.api.durable import durable
 from flamenco_manager.api.errors import HTTPError
 from flamenco_manager.api.keys import JOB_DELETER, JOBS, STORAGE, STORE, need
@@ -33,12 +33,12 @@ def job_json(store: StoreReads, job: Job) -> dict:
 
 @routes.get("/api/v3/jobs/types")
 async def job_types(request: web.Request) -> web.Response:
-    return web.json_response({"job_types": jobtypes.available_job_types()})
+    return web.json_response({"job_types": need(request, JOBS).job_types.available()})
 
 
 @routes.get("/api/v3/jobs/type/{type_name}")
 async def job_type(request: web.Request) -> web.Response:
-    info = jobtypes.get_job_type(request.match_info["type_name"])
+    info = need(request, JOBS).job_types.get(request.match_info["type_name"])
     if info is None:
         raise HTTPError(404, f"no job type {request.match_info['type_name']!r}")
     return web.json_response(info, headers={"ETag": f'"{info["etag"]}"'})

@@ -15,10 +15,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from flamenco_manager.config import ManagerConfig, current_platform
+from flamenco_manager.jobtypes.javascript import EngineLimits
 from flamenco_manager.services.durability import Durability
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.farm_status import FarmStatus
 from flamenco_manager.services.job_deleter import JobDeleter
+from flamenco_manager.services.job_types import JobTypes
 from flamenco_manager.services.jobs import Jobs
 from flamenco_manager.services.scheduler import Scheduler
 from flamenco_manager.services.sleep_scheduler import SleepScheduler
@@ -46,6 +48,15 @@ def _resolve(config: ManagerConfig, path: str) -> pathlib.Path:
     return config.source_path.parent / p
 
 
+def job_types_of(config: ManagerConfig) -> JobTypes:
+    """The job-types registry the configuration asks for (not yet loaded: `await start()`)."""
+    engine = config.javascript_engine
+    if "/" in engine:
+        engine = str(_resolve(config, engine))  # a path; a bare name is looked up on PATH
+    limits = EngineLimits(time_limit=config.job_script_time_limit, memory_mib=config.job_script_memory_limit)
+    return JobTypes(_resolve(config, config.scripts_dir).absolute(), engine=engine, limits=limits)
+
+
 class Manager:
     def __init__(self, config: ManagerConfig, store: Store | None = None) -> None:
         self.config = config
@@ -69,7 +80,8 @@ class Manager:
             blocklist_threshold=config.blocklist_threshold,
             fail_after_softfail_count=config.task_fail_after_softfail_count,
         )
-        self.jobs = Jobs(self.store, self.hub, self.machine, config.variables, self.platform)
+        self.job_types = job_types_of(config)
+        self.jobs = Jobs(self.store, self.hub, self.machine, config.variables, self.platform, self.job_types)
         self.job_deleter = JobDeleter(self.store, self.hub, self.machine, self.logs, self.storage)
         self.timeouts = TimeoutChecker(
             self.store,
@@ -101,6 +113,8 @@ class Manager:
         self._spawn(self.farm_status.run(), "farm-status")
         self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
         self._spawn(self.job_deleter.run(), "job-deleter")
+        await self.job_types.start()
+        self._spawn(self.job_types.watch(), "job-type-scripts")
         self.hub.publish("/lifecycle", {"type": "manager-startup"})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
@@ -117,6 +131,11 @@ class Manager:
             except Exception:
                 log.exception("background job failed job=%s", getattr(fn, "__name__", fn))
 
+    async def reload_job_types(self) -> None:
+        """Read every job-type script again (SIGHUP); a script that fails keeps its last good version."""
+        log.info("reloading the job type scripts dir=%s", self.job_types.scripts_dir)
+        await self.job_types.reload(force=True)
+
     def stop_holding(self) -> None:
         """Answer held long-polls now and hold no new ones: the first step of a shutdown."""
         self.hub.publish("/lifecycle", {"type": "manager-shutdown"})
@@ -132,6 +151,7 @@ class Manager:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         self._loops.clear()
+        await self.job_types.close()
         self.farm_status.close()
         self.hub.close_all()
         try:

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flamenco_manager import jobtypes
+from flamenco_manager.jobtypes.script_job import JobContext
 from flamenco_manager.model import JOB_STATUSES, Job, JobStatus, NewTask, Tag
 from flamenco_manager.services.errors import Invalid, NotAcceptable, NotFound, PreconditionFailed
 from flamenco_manager.services.events import Hub
+from flamenco_manager.services.job_types import JobTypes
 from flamenco_manager.services.statemachine import StateMachine
 from flamenco_manager.store import Store
 from flamenco_manager.variables import Variables
@@ -69,6 +71,9 @@ class _Checked:
     """What checking a submission found out: its compiled form and what the rules resolved."""
 
     compiled: jobtypes.CompiledJob
+    job_uuid: str
+    name: str  # as the job type left it (a script may rename the job)
+    priority: int
     created: datetime.datetime
     platform: str
     tag: Tag | None
@@ -103,12 +108,14 @@ class Jobs:
         machine: StateMachine,
         variables: Variables,
         manager_platform: str,
+        job_types: JobTypes,
     ) -> None:
         self.store = store
         self.hub = hub
         self.machine = machine
         self.variables = variables
         self.manager_platform = manager_platform
+        self.job_types = job_types
 
     def get(self, job_uuid: str) -> Job:
         job = self.store.get_job(job_uuid)
@@ -135,13 +142,14 @@ class Jobs:
     async def submit(self, submission: JobSubmission, *, store: bool = True) -> Job | None:
         """Validate and compile a SubmittedJob; store it unless only checking.
 
-        Compiling runs on a thread and the tasks are inserted in chunks, one per event-loop turn, while
-        the job is `under-construction` (which the scheduler ignores): a 50,000-task job does not stall
-        the loop. A job left under construction by a crash is removed at the next start.
+        Compiling runs off the event loop (on a thread, or in the script engine's process) and the tasks
+        are inserted in chunks, one per event-loop turn, while the job is `under-construction` (which the
+        scheduler ignores): a 50,000-task job does not stall the loop. A job left under construction by a
+        crash is removed at the next start.
         """
         checked = await self._check(submission)
         compiled, created = checked.compiled, checked.created
-        name, type_name = submission.name, submission.type
+        name, type_name = checked.name, submission.type
         undefined = compiled.undefined_settings
         if not store:
             if undefined:
@@ -151,11 +159,11 @@ class Jobs:
         now = created.timestamp()
         job = Job(
             id=0,
-            uuid=str(uuidlib.uuid4()),
+            uuid=checked.job_uuid,
             name=name,
             job_type=type_name,
             type_etag=submission.type_etag,
-            priority=submission.priority,
+            priority=checked.priority,
             status=JobStatus.UNDER_CONSTRUCTION,
             activity=_undefined_settings_activity(type_name, undefined),
             settings_json=json.dumps(compiled.settings),
@@ -227,18 +235,26 @@ class Jobs:
         type_name = submission.type
         job_type = None
         try:
-            job_type = jobtypes.require_job_type(type_name)
+            job_type = self.job_types.require(type_name)
         except jobtypes.JobCompileError as exc:
             problems.append(Invalid(exc.field, exc.message))
         etag = submission.type_etag
-        if job_type is not None and etag and etag != job_type["etag"]:
+        if job_type is not None and etag and etag != job_type.info["etag"]:
             if problems:
                 raise Invalid.together(problems)
             raise PreconditionFailed(
                 f"job refused: its settings are outdated, job type {type_name!r} changed on the Manager"
-                f" (etag {job_type['etag']}, submitted {etag}); refresh the job type and submit again"
+                f" (etag {job_type.info['etag']}, submitted {etag}); refresh the job type and submit again"
             )
-        created = datetime.datetime.now(datetime.UTC)
+        context = JobContext(
+            job_uuid=str(uuidlib.uuid4()),
+            name=submission.name,
+            type=type_name,
+            priority=submission.priority,
+            created=datetime.datetime.now(datetime.UTC),
+            shaman_checkout_id=submission.shaman_checkout_id,
+            worker_tag_uuid=tag.uuid if tag else "",
+        )
         compiled = None
         if job_type is not None:
             submitted = {
@@ -247,7 +263,7 @@ class Jobs:
                 "metadata": self.variables.replace_two_way_at_submission(submission.metadata, platform),
             }
             try:
-                compiled = await asyncio.to_thread(jobtypes.compile_job, submitted, created=created)
+                compiled = await self.job_types.compile(job_type, submitted, context)
             except jobtypes.SettingsError as exc:
                 settings = [Invalid(problem.field, problem.message) for problem in exc.problems]
                 problems.append(Invalid.together(settings, "settings"))
@@ -256,7 +272,15 @@ class Jobs:
         if problems:
             raise Invalid.together(problems)
         assert compiled is not None
-        return _Checked(compiled=compiled, created=created, platform=platform, tag=tag)
+        return _Checked(
+            compiled=compiled.job,
+            job_uuid=context.job_uuid,
+            name=compiled.name,
+            priority=compiled.priority,
+            created=context.created,
+            platform=platform,
+            tag=tag,
+        )
 
     def _tag_of_submission(self, tag_uuid: str) -> Tag | None:
         if not tag_uuid:
