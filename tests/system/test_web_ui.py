@@ -57,11 +57,18 @@ def open_ui(browser: Any) -> Iterator[Opener]:
     """Open the UI of a manager in a fresh browser context; console errors fail the test at the end."""
     contexts: list[tuple[Any, ConsoleWatch]] = []
 
-    def opener(manager: ManagerProcess, route: str = "", viewport: dict | None = None):
+    def opener(
+        manager: ManagerProcess,
+        route: str = "",
+        viewport: dict | None = None,
+        prepare: Callable[[Any], None] | None = None,
+    ):
         context = browser.new_context(viewport=viewport or DESKTOP)
         page = context.new_page()
         console = ConsoleWatch()
         console.attach(page)
+        if prepare is not None:
+            prepare(page)  # e.g. routes, which must be in place before the page loads
         page.goto(manager.url + route)
         expect(page.locator("#connection")).to_have_text("live", timeout=LIVE)
         contexts.append((context, console))
@@ -285,7 +292,7 @@ def test_job_appears_live_with_progress_and_task_log(farm: Farm, open_ui: Opener
     row.click()
     expect(page.locator(".job-head h2")).to_have_text("live job")
     details = page.locator(".details-pane")
-    expect(details.locator(".fields.kv").first).to_contain_text("sleep_repeats")
+    expect(details.locator(".job-settings .fields.kv")).to_contain_text("Sleep Repeats")
     tasks = details.locator(".tasks-grid .grid-row")
     expect(tasks).to_have_count(4)
     first_task_id = tasks.first.get_attribute("data-id")
@@ -612,3 +619,130 @@ def test_remove_worker_explains_and_asks_first(seeded_manager, open_ui: Opener) 
     page.locator("#confirm-ok").click()
     expect(worker_row(page, victim)).to_have_count(0, timeout=LIVE)
     assert manager.request("GET", f"/api/v3/worker-mgt/workers/{victim}")[0] == 404
+
+
+# --- Job types: the type's label and the settings a job type shows ---------------------------------------
+
+JOB_TYPES_URL = "**/api/v3/jobs/types"
+FRAMES_DESCRIPTION = "Frames to render, e.g. '47', '1-30' or '3, 5-10, 47-327'"
+RENDER_SUBMISSION: dict[str, Any] = {
+    "name": "trailer shot",
+    "type": "simple-blender-render",
+    "priority": 50,
+    "submitter_platform": "linux",
+    "settings": {
+        "frames": "1-10",
+        "chunk_size": 2,
+        "render_output_root": "/render/shot",
+        "add_path_components": 0,
+        "render_output_path": "/render/shot/######",
+        "blendfile": "/render/shot.blend",
+        "fps": 24.0,
+        "format": "PNG",
+        "image_file_extension": ".png",
+        "has_previews": False,
+        "scene": "Scene",
+        # not a setting of the job type: the Manager keeps it, the listing leaves it out
+        "studio_note": "for the trailer",
+    },
+}
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[ManagerProcess]:
+    manager = ManagerProcess(tmp_path / "mgr").start()
+    yield manager
+    manager.stop()
+
+
+def setting_titles(page: Any) -> dict[str, str | None]:
+    return {dt.inner_text(): dt.get_attribute("title") for dt in page.locator(".job-settings dt").all()}
+
+
+def test_job_details_show_the_type_label_and_the_settings_for_the_web(
+    manager: ManagerProcess, open_ui: Opener
+) -> None:
+    status, job = manager.request("POST", "/api/v3/jobs", RENDER_SUBMISSION)
+    assert status == 200, job
+    page, _ = open_ui(manager, f"#/jobs/{job['id']}")
+    details = page.locator(".details-pane")
+    expect(details.locator(".fields .job-type")).to_have_text("Simple Blender Render", timeout=LIVE)
+    expect(details.locator(".fields .job-type")).to_have_attribute("title", "simple-blender-render")
+    expect(details.locator(".fields code", has_text="simple-blender-render")).to_be_visible()
+
+    # visible absent or "web": shown, labelled from the key; "submission", "hidden" and undefined: not
+    settings = details.locator(".job-settings dt")
+    expect(settings).to_have_text(["Blendfile", "Format", "Frames", "Render Output Path", "Scene"])
+    titles = setting_titles(page)
+    assert titles["Frames"] == FRAMES_DESCRIPTION
+    assert titles["Blendfile"] == "The blend file to render, as the workers see it"
+    assert titles["Format"] == "format"  # no description: the key
+    expect(details.locator(".job-settings dd").nth(2)).to_have_text("1-10")
+    expect(details.locator(".job-settings")).not_to_contain_text("trailer")
+    expect(details.locator(".settings-note")).to_have_count(0)
+    screenshot(page, "job-type-settings")
+
+    show_all = page.locator("#settings-show-all")
+    expect(show_all).to_have_text("Show all (7 more)")
+    expect(show_all).to_have_attribute("aria-pressed", "false")
+    show_all.click()
+    expect(settings).to_have_text(sorted(RENDER_SUBMISSION["settings"]))
+    expect(show_all).to_have_text("Show fewer")
+    expect(show_all).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("document.activeElement.id") == "settings-show-all"
+    assert setting_titles(page)["studio_note"] == "studio_note"
+    expect(details.locator(".job-settings")).to_contain_text("for the trailer")
+    show_all.click()
+    expect(settings).to_have_count(5)
+
+
+def test_a_job_of_a_type_the_page_lacks_fetches_the_types_again_and_unknown_ones_show_by_key(
+    manager: ManagerProcess, open_ui: Opener
+) -> None:
+    # The page gets the Manager's job types without these, as from a Manager before a script was added.
+    left_out = {"echo-sleep-test"}
+    fetches: list[str] = []
+
+    def job_types(route: Any) -> None:
+        fetches.append(route.request.url)
+        response = route.fetch()
+        body = response.json()
+        body["job_types"] = [t for t in body["job_types"] if t["name"] not in left_out]
+        route.fulfill(response=response, json=body)
+
+    page, _ = open_ui(manager, "#/jobs", prepare=lambda page: page.route(JOB_TYPES_URL, job_types))
+    expect(page.locator(".table-empty")).to_be_visible()  # drawn after the first fetch of everything
+    assert len(fetches) == 1
+    mark_page(page)
+
+    left_out.clear()  # the Manager knows it now (scripts reloaded), and a job of that type appears
+    with page.expect_request(lambda request: request.url.endswith("/api/v3/jobs/types"), timeout=LIVE):
+        job = manager.submit_echo_sleep(name="new type")  # its event alone fetches the types again
+    job_row(page, job["id"]).click()
+    details = page.locator(".details-pane")
+    expect(details.locator(".fields .job-type")).to_have_text("Echo Sleep Test", timeout=LIVE)
+    expect(details.locator(".job-settings dt")).to_have_text(
+        ["Message", "Sleep Duration Seconds", "Sleep Repeats"]
+    )
+    assert setting_titles(page)["Message"] == "Text the echo task logs"
+    assert len(fetches) == 2, fetches
+    assert_not_reloaded(page)
+
+    # A type the Manager does not know (any more): its name, and every setting by key, fetched once.
+    left_out.add("echo-sleep-test")
+    fetches.clear()
+    page.reload()
+    expect(details.locator(".settings-note")).to_contain_text("does not know the job type echo-sleep-test")
+    expect(details.locator(".fields .job-type")).to_have_text("echo-sleep-test")
+    expect(details.locator(".fields code", has_text="echo-sleep-test")).to_have_count(0)
+    expect(details.locator(".job-settings dt")).to_have_text(
+        ["message", "sleep_duration_seconds", "sleep_repeats"]
+    )
+    expect(page.locator("#settings-show-all")).to_have_count(0)
+    screenshot(page, "job-type-unknown")
+    assert len(fetches) == 2, fetches  # the page's first fetch, and one more for the job's type
+    # news of the job itself does not ask again
+    assert manager.request("POST", f"/api/v3/jobs/{job['id']}/setpriority", {"priority": 77})[0] == 204
+    expect(job_row(page, job["id"])).to_contain_text("77", timeout=LIVE)
+    expect(page.locator("#job-priority")).to_have_value("77", timeout=LIVE)
+    assert len(fetches) == 2, fetches

@@ -81,6 +81,7 @@ export const api = {
   deleteTag: (tagId) => call("DELETE", `/worker-mgt/tag/${id(tagId)}`),
 
   jobs: async () => (await call("GET", "/jobs")).jobs,
+  jobTypes: async () => (await call("GET", "/jobs/types")).job_types,
   job: (jobId) => call("GET", `/jobs/${id(jobId)}`),
   jobTasks: async (jobId) => (await call("GET", `/jobs/${id(jobId)}/tasks`)).tasks,
   setJobStatus: (jobId, status, reason) => call("POST", `/jobs/${id(jobId)}/setstatus`, { status, reason }),

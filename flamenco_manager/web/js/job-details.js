@@ -3,8 +3,9 @@
 import { api } from "./api.js";
 import { absoluteTime, compactTime, fill, h, refill } from "./dom.js";
 import { EventStream } from "./events.js";
+import { jobTypes, settingsToShow } from "./job-types.js";
 import { confirmDialog, copyText, notify } from "./notify.js";
-import { state } from "./state.js";
+import { changes, state } from "./state.js";
 import { JOB_ACTIONS, JOB_DELETABLE_FROM, progressBar, statusBadge } from "./statuses.js";
 import { ItemTable } from "./table.js";
 import { TaskDetails } from "./task-details.js";
@@ -57,6 +58,9 @@ export class JobDetails {
       },
     });
     this.taskDetails = new TaskDetails(() => this.job);
+    // Every setting, or only those the job type shows on the web (kept while moving between jobs).
+    this.showAllSettings = false;
+    changes.addEventListener("jobtypes", () => this.jobTypesChanged());
     this.head = h("div");
     this.body = h("div");
     this.element = h("div", { class: "details" }, this.head, this.body);
@@ -107,6 +111,7 @@ export class JobDetails {
     if (!jobId) return;
     try {
       const [job, tasks] = await Promise.all([api.job(jobId), api.jobTasks(jobId)]);
+      await jobTypes.ensure(job.type); // its settings are listed as its type says
       if (jobId !== this.jobId) return;
       this.job = job;
       for (const t of tasks) t.worker = taskWorker(t.worker);
@@ -170,6 +175,22 @@ export class JobDetails {
     } catch {
       // the next event or a reconnect reads it again
     }
+  }
+
+  // A fetched list of job types may name this job's type now (or describe it differently).
+  jobTypesChanged() {
+    if (!this.job || !this.fields) return;
+    const fields = this.fieldsFor(this.job);
+    this.fields.replaceWith(fields);
+    this.fields = fields;
+    this.redrawSettings();
+  }
+
+  redrawSettings() {
+    if (!this.job || !this.settings) return;
+    const settings = this.settingsFor(this.job);
+    this.settings.replaceWith(settings);
+    this.settings = settings;
   }
 
   taskEvent(event) {
@@ -260,9 +281,10 @@ export class JobDetails {
 
   bodyFor(job) {
     this.fields = this.fieldsFor(job);
+    this.settings = this.settingsFor(job);
     return [
       this.fields,
-      keyValues("Settings", job.settings),
+      this.settings,
       keyValues("Metadata", job.metadata),
       h(
         "section",
@@ -289,7 +311,7 @@ export class JobDetails {
           h("span", { class: "copy-icon", "aria-hidden": "true" }),
         ),
       ),
-      field("Type", job.type),
+      field("Type", ...typeLabel(job.type)),
       field("Created", absoluteTime(job.created)),
       field("Updated", absoluteTime(job.updated)),
       field("Activity", job.activity || h("span", { class: "muted" }, "–")),
@@ -298,6 +320,51 @@ export class JobDetails {
         job.worker_tag ? (tag ? tag.name : job.worker_tag) : h("span", { class: "muted" }, "any worker"),
       ),
       job.delete_requested_at ? field("Deletion", `requested ${absoluteTime(job.delete_requested_at)}`) : null,
+    );
+  }
+
+  settingsFor(job) {
+    const jobType = jobTypes.get(job.type);
+    const { rows, hidden } = settingsToShow(jobType, job.settings, this.showAllSettings);
+    const toggle = hidden
+      ? h(
+          "button",
+          {
+            type: "button",
+            class: "btn small",
+            id: "settings-show-all",
+            "aria-pressed": String(this.showAllSettings),
+            title: "Also list the settings this job type keeps for the submission or for itself",
+            onclick: () => {
+              this.showAllSettings = !this.showAllSettings;
+              this.redrawSettings();
+              document.getElementById("settings-show-all")?.focus();
+            },
+          },
+          this.showAllSettings ? "Show fewer" : `Show all (${hidden} more)`,
+        )
+      : null;
+    return h(
+      "section",
+      { class: "details-section job-settings", "aria-labelledby": "kv-settings" },
+      h("div", { class: "section-title" }, h("h3", { id: "kv-settings" }, "Settings"), toggle),
+      jobType
+        ? null
+        : h(
+            "p",
+            { class: "hint settings-note" },
+            `This Manager does not know the job type ${job.type}: every setting is listed by its key.`,
+          ),
+      rows.length
+        ? h(
+            "dl",
+            { class: "fields kv" },
+            rows.map((row) => [
+              h("dt", { title: row.title, "data-key": row.key }, row.label),
+              h("dd", {}, shownValue(row.value)),
+            ]),
+          )
+        : h("p", { class: "muted" }, hidden ? "No settings to show here." : "No settings."),
     );
   }
 
@@ -340,6 +407,17 @@ export class JobDetails {
   }
 }
 
+// The type's label, and its name beside it when they differ; just the name when the type is unknown.
+function typeLabel(name) {
+  const label = jobTypes.label(name);
+  if (label === name) return [h("span", { class: "job-type" }, name)];
+  return [h("span", { class: "job-type", title: name }, label), " ", h("code", { class: "muted" }, name)];
+}
+
+function shownValue(value) {
+  return typeof value === "string" ? value : h("code", {}, JSON.stringify(value));
+}
+
 function keyValues(title, values) {
   const entries = Object.entries(values || {});
   const id = `kv-${title.toLowerCase()}`;
@@ -355,7 +433,7 @@ function keyValues(title, values) {
             .sort(([a], [b]) => a.localeCompare(b))
             .map(([k, v]) => [
               h("dt", {}, k),
-              h("dd", {}, typeof v === "string" ? v : h("code", {}, JSON.stringify(v))),
+              h("dd", {}, shownValue(v)),
             ]),
         )
       : h("p", { class: "muted" }, `No ${title.toLowerCase()}.`),

@@ -3,6 +3,7 @@
 import { api, whenTokenNeeded } from "./api.js";
 import { fill, refreshRelativeTimes } from "./dom.js";
 import { EventStream } from "./events.js";
+import { jobTypes } from "./job-types.js";
 import { JobsView } from "./jobs-view.js";
 import { notify } from "./notify.js";
 import { announce, jobFromEvent, state, workerFromEvent } from "./state.js";
@@ -58,7 +59,10 @@ function showConnection(streamState) {
 }
 
 async function fetchAll() {
+  // Without the job types the jobs still show, under their type names.
+  const types = jobTypes.refresh().catch(() => {});
   const [workers, jobs, tags, farm] = await Promise.all([api.workers(), api.jobs(), api.tags(), api.farmStatus()]);
+  await types;
   state.workers = new Map(workers.map((w) => [w.id, w]));
   state.jobs = new Map(jobs.map((j) => [j.id, j]));
   state.tags = new Map(tags.map((t) => [t.id, t]));
@@ -93,7 +97,10 @@ function startStream() {
           state.jobs.delete(event.id);
           announce("job-removed", event.id);
         } else {
-          const job = jobFromEvent(event, state.jobs.get(event.id));
+          const old = state.jobs.get(event.id);
+          // A new job of a type not known here: the Manager has job types this page has not fetched.
+          if (!old && !jobTypes.has(event.type)) jobTypes.refresh().catch(() => {});
+          const job = jobFromEvent(event, old);
           state.jobs.set(job.id, job);
           announce("job", { job, refreshTasks: event.refresh_tasks });
         }
