@@ -29,11 +29,13 @@ from tests.support import waiting
 SUITE = "bookworm"
 # What the packages need at run time (so apt installs them without a network), plus what the tests
 # drive: man-db (systemd-analyze verify opens the units' Documentation=man: pages), passwd (useradd).
+# nodejs is the manager's Recommends (Debian's own 18.x): JavaScript job types run under its unit.
 ROOTFS_PACKAGES = (
     "systemd",
     "systemd-sysv",
     "dbus",
     "man-db",
+    "nodejs",
     "passwd",
     "python3",
     "python3-aiohttp",

@@ -1,4 +1,5 @@
-"""The .debs in a booted Debian 12: install, supervision by systemd, D-Bus control, removal and upgrade.
+"""The .debs in a booted Debian 12: install, supervision by systemd, D-Bus control, removal, upgrade,
+and JavaScript job types run by Debian's own nodejs under the hardened manager unit.
 
 The packages are built once per session with `make deb` (which also runs lintian), the root filesystem
 once per machine (cached), and every test gets a fresh container (`--volatile=overlay`) with both
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -499,3 +501,221 @@ def test_upgrade_keeps_a_modified_conffile(node: Node) -> None:
         lambda: (w := node.manager_worker())["name"] == "kept-by-upgrade" and w["status"] == "awake",
         SETTLE,
     )
+
+
+# --- JavaScript job types under the packaged unit, with Debian's own nodejs -------------------------
+
+SCRIPTS_DIR = "/etc/flamenco/scripts"
+TURNTABLE = "turntable_render.js"
+# A studio's job type as an administrator would drop it into /etc/flamenco/scripts.
+TURNTABLE_JS = """\
+// Turntable renders of an asset: Blender renders the orbit in chunks of frames, then a preview video.
+const JOB_TYPE = {
+    label: "Turntable Render",
+    description: "Render an asset turntable in chunks of frames, then a preview video",
+    settings: [
+        { key: "frames", type: "string", required: true, visible: "submission",
+          eval: "f'{C.scene.frame_start}-{C.scene.frame_end}'",
+          description: "Frames of the orbit, e.g. '1-120'" },
+        { key: "chunk_size", type: "int32", default: 4, propargs: { min: 1, max: 100 },
+          description: "Frames one Blender task renders" },
+        { key: "blendfile", type: "string", required: true, visible: "web",
+          description: "Path of the asset's Blend file" },
+        { key: "render_output_path", type: "string", subtype: "file_path", editable: false,
+          eval: "str(Path(abspath('//'), 'turntable', jobname, '######'))",
+          description: "Where the frames go" },
+        { key: "fps", type: "float", visible: "hidden",
+          eval: "C.scene.render.fps / C.scene.render.fps_base" },
+    ],
+};
+
+function compileJob(job) {
+    const settings = job.settings;
+    if (settings.chunk_size > 50) {
+        throw "a turntable chunk of more than 50 frames holds a worker too long";
+    }
+    const outputDir = path.dirname(settings.render_output_path);
+    const video = author.Task("preview-video", "ffmpeg");
+    for (const chunk of frameChunker(settings.frames, settings.chunk_size)) {
+        const task = author.Task(`render-${chunk}`, "blender");
+        task.addCommand(author.Command("blender-render", {
+            exe: "{blender}",
+            exeArgs: "{blenderArgs}",
+            argsBefore: [],
+            blendfile: settings.blendfile,
+            args: ["--render-output", settings.render_output_path,
+                   "--render-frame", chunk.replace("-", "..")],
+        }, 0));
+        job.addTask(task);
+        video.addDependency(task);
+    }
+    video.addCommand(author.Command("frames-to-video", {
+        exe: "ffmpeg",
+        fps: settings.fps || 24,
+        inputGlob: path.join(outputDir, "*.png"),
+        outputFile: path.join(outputDir, "turntable.mp4"),
+        args: ["-c:v", "h264"],
+    }, 0));
+    job.addTask(video);
+    print("turntable:", frameCount(settings.frames), "frames for", job.name);
+}
+"""
+TURNTABLE_SETTINGS = {
+    "frames": "1-10",
+    "chunk_size": 4,
+    "blendfile": "/srv/flamenco/assets/chair.blend",
+    "render_output_path": "/srv/flamenco/render/chair/######",
+    "fps": 24.0,
+}
+
+
+@pytest.fixture
+def manager_with_node(root: Path, debs: Path, tmp_path: Path) -> Iterator[Container]:
+    """A container with only the manager package installed (its Recommends, nodejs, is in the rootfs)."""
+    with booted(root, f"fpk{os.getpid()}n{next(_names)}", [(debs, "/mnt/debs")], tmp_path) as ct:
+        install(ct, "/mnt/debs/flamenco-manager_0.1.0_all.deb")
+        yield ct
+
+
+def unit_processes(ct: Container, unit: str) -> dict[str, dict[str, str]]:
+    """pid -> {comm, seccomp} of every process in the unit's cgroup (the rootfs has no ps)."""
+    script = (
+        "import json, os, sys\n"
+        "out = {}\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        if not open(f'/proc/{pid}/cgroup').read().rstrip().endswith('/' + sys.argv[1]):\n"
+        "            continue\n"
+        "        status = open(f'/proc/{pid}/status').read().splitlines()\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    fields = dict(line.split(':', 1) for line in status)\n"
+        "    out[pid] = {'comm': fields['Name'].strip(), 'seccomp': fields['Seccomp'].strip()}\n"
+        "print(json.dumps(out))\n"
+    )
+    processes: dict[str, dict[str, str]] = json.loads(ct.run("python3", "-c", script, unit).stdout)
+    return processes
+
+
+def test_javascript_job_types_run_under_the_hardened_unit_with_debians_nodejs(
+    manager_with_node: Container,
+) -> None:
+    ct = manager_with_node
+    node_version = ct.run("node", "--version").stdout.strip()
+    assert node_version.startswith("v18."), f"the rootfs should hold Debian 12's nodejs, not {node_version}"
+    before = ct.show(MANAGER, *UNIT_PROPS)
+    assert before["ActiveState"] == "active", before
+
+    ct.write(f"{SCRIPTS_DIR}/{TURNTABLE}", TURNTABLE_JS)
+    ct.run("systemctl", "reload", MANAGER)
+    journal = wait_for(
+        "the manager to load the script after the reload",
+        lambda: (
+            j
+            if f"job type loaded name=turntable-render script={TURNTABLE}" in (j := ct.journal(MANAGER))
+            else None
+        ),
+        SETTLE,
+    )
+    assert f"reloading the job type scripts dir={SCRIPTS_DIR}" in journal, journal[-3000:]
+    assert "Reloaded flamenco-manager.service" in journal and "Reload failed" not in journal, journal[-3000:]
+
+    code, body = ct.http("GET", "/api/v3/jobs/types")
+    assert code == 200, body
+    types = {t["name"]: t for t in body["job_types"]}
+    turntable = types.get("turntable-render")
+    assert turntable is not None, sorted(types)
+    assert turntable["label"] == "Turntable Render"
+    settings = {s["key"]: s for s in turntable["settings"]}
+    assert list(settings) == ["frames", "chunk_size", "blendfile", "render_output_path", "fps"]
+    assert [settings[k].get("visible") for k in ("frames", "blendfile", "fps")] == [
+        "submission",
+        "web",
+        "hidden",
+    ]
+    assert "simple-blender-render" in types, "the built-ins stay beside the script"
+
+    job = {
+        "name": "chair turntable",
+        "type": "turntable-render",
+        "priority": 50,
+        "submitter_platform": "linux",
+        "settings": TURNTABLE_SETTINGS,
+    }
+    code, created = ct.http("POST", "/api/v3/jobs", job)
+    assert code == 200, created
+    code, tasks = ct.http("GET", f"/api/v3/jobs/{created['id']}/tasks")
+    assert code == 200, tasks
+    names = [t["name"] for t in tasks["tasks"]]
+    # frameChunker writes a chunk of two frames as "9,10", as Flamenco's does
+    assert sorted(names) == sorted(["render-1-4", "render-5-8", "render-9,10", "preview-video"]), names
+
+    # A thrown string reaches the submitter as a 400 naming the script and, located by node's debugger
+    # inside the sandbox, its line.
+    message = "a turntable chunk of more than 50 frames holds a worker too long"
+    line = next(n for n, text in enumerate(TURNTABLE_JS.splitlines(), 1) if message in text)
+    too_big = {**job, "settings": {**TURNTABLE_SETTINGS, "chunk_size": 80}}
+    code, refused = ct.http("POST", "/api/v3/jobs", too_big)
+    assert (code, refused["message"]) == (400, f"{TURNTABLE}:{line}: {message}"), refused
+
+    # node ran inside the unit, under its seccomp filter, and neither it nor the manager fell over.
+    processes = unit_processes(ct, MANAGER)
+    nodes = [p for p in processes.values() if p["comm"].startswith("node")]
+    assert len(nodes) == 1 and nodes[0]["seccomp"] == "2", processes
+    after = ct.show(MANAGER, *UNIT_PROPS)
+    assert (after["ActiveState"], after["MainPID"], after["NRestarts"]) == ("active", before["MainPID"], "0")
+    assert ct.run("systemctl", "is-active", MANAGER).stdout.strip() == "active"
+    journal = ct.journal(MANAGER)
+    assert journal.count("script engine started") == 1, journal[-3000:]
+    for trouble in ("script engine stderr", "Traceback", "did not start", "JavaScript job types skipped"):
+        assert trouble not in journal, journal[-3000:]
+
+    # An administrator checks the directory before reloading, as the README there says.
+    check = ct.run(
+        "flamenco-manager",
+        "-config",
+        "/etc/flamenco/flamenco-manager.yaml",
+        "-check-scripts",
+        SCRIPTS_DIR,
+        user="flamenco",
+        check=False,
+    )
+    assert check.returncode == 0, (check.stdout, check.stderr)
+    row = next((text for text in check.stdout.splitlines() if "turntable-render" in text), "")
+    # the frames' placeholder is "1": one render task and the video
+    assert "Turntable Render" in row and row.endswith("2 tasks"), check.stdout
+    assert "all compiled" in check.stdout, check.stdout
+
+
+def test_a_unit_with_memory_deny_write_execute_skips_the_scripts_and_keeps_the_builtins(
+    manager_with_node: Container,
+) -> None:
+    """What the README promises to whoever adds MemoryDenyWriteExecute=yes: node cannot start, the
+    scripts are skipped with one clear line, and the manager and its built-in job types carry on."""
+    ct = manager_with_node
+    ct.run("mkdir", "-p", "/etc/systemd/system/flamenco-manager.service.d")
+    ct.write(
+        "/etc/systemd/system/flamenco-manager.service.d/mdwe.conf", "[Service]\nMemoryDenyWriteExecute=yes\n"
+    )
+    ct.run("systemctl", "daemon-reload")
+    ct.run("systemctl", "restart", MANAGER)
+    before = ct.show(MANAGER, *UNIT_PROPS)
+    assert before["ActiveState"] == "active", before
+
+    ct.write(f"{SCRIPTS_DIR}/{TURNTABLE}", TURNTABLE_JS)
+    ct.run("systemctl", "reload", MANAGER)
+    skipped = "JavaScript job types skipped, no usable JavaScript engine"
+    journal = wait_for(
+        "the manager to skip the scripts",
+        lambda: j if skipped in (j := ct.journal(MANAGER)) else None,
+        SETTLE,
+    )
+    line = next(text for text in journal.splitlines() if skipped in text)
+    assert "did not start" in line and line.endswith(f"scripts={TURNTABLE}"), line
+
+    code, body = ct.http("GET", "/api/v3/jobs/types")
+    assert code == 200, body
+    names = {t["name"] for t in body["job_types"]}
+    assert "turntable-render" not in names and "simple-blender-render" in names, names
+    after = ct.show(MANAGER, *UNIT_PROPS)
+    assert (after["ActiveState"], after["MainPID"]) == ("active", before["MainPID"]), after
