@@ -58,10 +58,10 @@ lint: venv
 test: deps venv lint
 	$(PY) -m pytest -q -rs
 
-# Everything that starts no whole farm (tests/system is excluded by path in tests/conftest.py), one
-# pytest process per CPU: ~30 s on two idle cores, ~50 s when they are shared.
+# Everything that starts no whole farm (tests/system is excluded by path in tests/conftest.py) and
+# waits out no limit, one pytest process per CPU: ~45 s on two idle cores.
 unit: venv
-	$(PY) -m pytest -q -n auto -m "not system"
+	$(PY) -m pytest -q -n auto -m "not system and not slow"
 
 $(VENV_LATEST)/.installed: pyproject.toml
 	$(PYTHON_SYS) -m venv $(VENV_LATEST)

@@ -9,22 +9,21 @@ results are mapped to one shape and compared as canonical JSON text, so a `24.0`
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import json
 import pathlib
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
-import pytest_asyncio
 
 from flamenco_manager.jobtypes import JobCompileError, compile_job, get_job_type, javascript
 from flamenco_manager.jobtypes.settings import apply_settings
-
-in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 SCRIPTS = pathlib.Path(__file__).parent / "flamenco_job_scripts"
 # Late in the UTC day, so a local {timestamp} east of Greenwich falls on the next day.
@@ -255,19 +254,19 @@ def canonical(result: dict[str, Any]) -> str:
     return json.dumps(result, sort_keys=True, ensure_ascii=False, indent=1)
 
 
-async def compile_script(
-    engine: javascript.ScriptEngine, job_type: str, submitted: dict[str, Any]
-) -> dict[str, Any]:
+def compile_script(engine: EngineThread, job_type: str, submitted: dict[str, Any]) -> dict[str, Any]:
     filename = job_type.replace("-", "_") + ".js"
     source = (SCRIPTS / filename).read_text(encoding="utf-8")
-    described = await engine.describe(filename, source)
+    described = engine.describe(filename, source)
     try:
         # The Manager checks a submission against the job type's settings before any compiler runs.
         apply_settings(described["settings"], submitted["settings"])
     except JobCompileError:
         return REFUSED
     try:
-        authored = await engine.compile(filename, source, job_for_script(submitted, described["settings"]))
+        authored = engine.run(
+            engine.engine.compile(filename, source, job_for_script(submitted, described["settings"]))
+        )
     except javascript.ScriptProblem:
         return REFUSED
     return script_result(authored)
@@ -277,9 +276,39 @@ def zone_known(name: str) -> bool:
     return pathlib.Path("/usr/share/zoneinfo", name).is_file()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine() -> AsyncIterator[javascript.ScriptEngine]:
-    """One engine for the module, started (like the Python side) in LOCAL_ZONE when the zone is known."""
+T = TypeVar("T")
+# Longest one engine call of these tests may take (a compile takes milliseconds).
+ENGINE_CALL_TIMEOUT = 30.0
+
+
+class EngineThread:
+    """One engine for the whole module, on an event loop of its own thread, so the many cases share one
+    node child with any pytest-asyncio release (Debian 12's has no module-scoped event loops)."""
+
+    def __init__(self, engine: javascript.ScriptEngine) -> None:
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="script-engine", daemon=True)
+        self.thread.start()
+        self.described: dict[str, dict[str, Any]] = {}
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(ENGINE_CALL_TIMEOUT)
+
+    def describe(self, filename: str, source: str) -> dict[str, Any]:
+        if filename not in self.described:
+            self.described[filename] = self.run(self.engine.describe(filename, source))
+        return self.described[filename]
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(ENGINE_CALL_TIMEOUT)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[EngineThread]:
+    """The engine for the module, started (like the Python side) in LOCAL_ZONE when the zone is known."""
     try:
         executable = javascript.find_engine()
     except javascript.EngineMissing as missing:
@@ -288,54 +317,50 @@ async def engine() -> AsyncIterator[javascript.ScriptEngine]:
         if zone_known(LOCAL_ZONE):
             patch.setenv("TZ", LOCAL_ZONE)
         time.tzset()
-        script_engine = javascript.ScriptEngine(executable)
-        await script_engine.start()
+        runner = EngineThread(javascript.ScriptEngine(executable))
         try:
-            yield script_engine
+            runner.run(runner.engine.start())
+            yield runner
         finally:
-            await script_engine.close()
+            runner.run(runner.engine.close())
+            runner.stop()
     time.tzset()
 
 
-@in_module_loop
 @pytest.mark.parametrize(
     ("job_type", "settings"),
     [pytest.param(job_type, settings, id=f"{job_type}:{case_id}") for job_type, case_id, settings in CASES],
 )
-async def test_builtin_compiles_what_the_script_compiles(
-    engine: javascript.ScriptEngine, job_type: str, settings: dict[str, Any]
+def test_builtin_compiles_what_the_script_compiles(
+    engine: EngineThread, job_type: str, settings: dict[str, Any]
 ) -> None:
     submitted = submission(job_type, settings)
-    from_script = await compile_script(engine, job_type, submitted)
+    from_script = compile_script(engine, job_type, submitted)
     from_builtin = builtin_result(submitted)
     assert canonical(from_builtin) == canonical(from_script)
 
 
-@in_module_loop
 @pytest.mark.parametrize("job_type", ["simple-blender-render", "echo-sleep-test"])
-async def test_builtin_describes_what_the_script_describes(
-    engine: javascript.ScriptEngine, job_type: str
-) -> None:
+def test_builtin_describes_what_the_script_describes(engine: EngineThread, job_type: str) -> None:
     filename = job_type.replace("-", "_") + ".js"
-    described = await engine.describe(filename, (SCRIPTS / filename).read_text(encoding="utf-8"))
+    described = engine.run(engine.engine.describe(filename, (SCRIPTS / filename).read_text(encoding="utf-8")))
     info = get_job_type(job_type)
     assert info is not None
     builtin = {key: value for key, value in info.items() if key not in {"name", "etag"}}
     assert canonical(builtin) == canonical(described)
 
 
-@in_module_loop
 @pytest.mark.skipif(
     not zone_known(LOCAL_ZONE), reason=f"the time zone {LOCAL_ZONE} is not installed (tzdata)"
 )
-async def test_timestamp_is_local_time(engine: javascript.ScriptEngine) -> None:
+def test_timestamp_is_local_time(engine: EngineThread) -> None:
     """Both sides write {timestamp} in the zone the Manager runs in, not in UTC."""
     submitted = submission(
         "simple-blender-render", {**RENDER_SETTINGS, "render_output_path": "/out/{timestamp}/#"}
     )
     for result in [
         builtin_result(submitted),
-        await compile_script(engine, "simple-blender-render", submitted),
+        compile_script(engine, "simple-blender-render", submitted),
     ]:
         assert result["settings"]["render_output_path"] == f"/out/{LOCAL_TIMESTAMP}/#"
 

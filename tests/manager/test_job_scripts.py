@@ -35,7 +35,11 @@ TEST_TIME_LIMIT = "2s"
 # waited for the script would take the whole limit), with room for a loaded test machine.
 RESPONSIVE_WITHIN = 1.0
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (node) is not installed")
+# Real Manager processes, each with its node child (and a real worker in one test): several processes.
+pytestmark = [
+    pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (node) is not installed"),
+    pytest.mark.system,
+]
 
 RENDER_SETTINGS = {
     "frames": "1-10",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.manager.conftest import RENDER
 from tests.support.browser import CHROMIUM, ConsoleWatch, screenshot
 from tests.support.farm_seed import seed
 from tests.support.manager_process import ManagerProcess
@@ -625,26 +626,11 @@ def test_remove_worker_explains_and_asks_first(seeded_manager, open_ui: Opener) 
 
 JOB_TYPES_URL = "**/api/v3/jobs/types"
 FRAMES_DESCRIPTION = "Frames to render, e.g. '47', '1-30' or '3, 5-10, 47-327'"
+# not a setting of the job type: the Manager keeps it, the listing leaves it out
 RENDER_SUBMISSION: dict[str, Any] = {
+    **RENDER,
     "name": "trailer shot",
-    "type": "simple-blender-render",
-    "priority": 50,
-    "submitter_platform": "linux",
-    "settings": {
-        "frames": "1-10",
-        "chunk_size": 2,
-        "render_output_root": "/render/shot",
-        "add_path_components": 0,
-        "render_output_path": "/render/shot/######",
-        "blendfile": "/render/shot.blend",
-        "fps": 24.0,
-        "format": "PNG",
-        "image_file_extension": ".png",
-        "has_previews": False,
-        "scene": "Scene",
-        # not a setting of the job type: the Manager keeps it, the listing leaves it out
-        "studio_note": "for the trailer",
-    },
+    "settings": {**RENDER["settings"], "studio_note": "for the trailer"},
 }
 
 

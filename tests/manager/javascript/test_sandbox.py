@@ -170,6 +170,7 @@ function compileJob(job) {}
     await assert_still_works(engine)
 
 
+@pytest.mark.slow
 async def test_errors_of_the_runners_realm_give_no_code_execution(node: str) -> None:
     # Near the stack limit, the overflow can happen inside Node's own stack formatter: the script
     # then catches a RangeError of the runner's realm, whose Function constructor must be useless
@@ -319,6 +320,7 @@ async def tight_engine(node: str):
     ],
     ids=["loop", "loop-catching", "microtask-loop", "regexp-backtracking"],
 )
+@pytest.mark.slow
 async def test_time_limit_stops_the_script(tight_engine: ScriptEngine, body: str) -> None:
     with pytest.raises(ScriptProblem) as caught:
         await evaluate(tight_engine, body)
@@ -327,6 +329,7 @@ async def test_time_limit_stops_the_script(tight_engine: ScriptEngine, body: str
     await assert_still_works(tight_engine)
 
 
+@pytest.mark.slow
 async def test_time_limit_in_compile_job(tight_engine: ScriptEngine) -> None:
     source = "const JOB_TYPE = {};\nfunction compileJob(job) {\n  while (true) {}\n}\n"
     with pytest.raises(ScriptProblem, match=r"^probe.js: stopped after 1 s \(time limit\)$"):
@@ -346,6 +349,7 @@ async def test_time_limit_in_compile_job(tight_engine: ScriptEngine) -> None:
     ],
     ids=["objects", "big-array", "typed-arrays", "array-buffer-1GiB", "buffers-100MiB", "string-doubling"],
 )
+@pytest.mark.slow
 async def test_memory_limit_stops_the_script(node: str, body: str) -> None:
     eng = ScriptEngine(node, EngineLimits(time_limit=20.0, memory_mib=128))
     try:
@@ -525,6 +529,7 @@ async def test_calls_after_close_fail_until_start(node: str) -> None:
         await eng.close()
 
 
+@pytest.mark.slow
 async def test_abandoned_slow_call_does_not_time_out_the_next(
     node: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
