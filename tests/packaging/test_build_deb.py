@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,13 @@ BUILD_DEB = REPO / "packaging" / "build-deb"
 MISSING = "flamenco-no-such-package"
 # Building both packages without their test step, lintian included: about a minute on two busy cores.
 BUILD_TIMEOUT = 900
-# For the tests that look at the .deb: the first of them builds it.
-builds_the_deb = pytest.mark.timeout(BUILD_TIMEOUT + 60)
+
+
+# For the tests that look at the manager .deb: the first of them builds it (dpkg-buildpackage and
+# lintian, seconds of work), so `make unit` leaves them to `make test`.
+def builds_the_deb(test: Callable[..., None]) -> Callable[..., None]:
+    return pytest.mark.slow(pytest.mark.timeout(BUILD_TIMEOUT + 60)(test))
+
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dpkg-checkbuilddeps") is None or shutil.which("dash") is None,
