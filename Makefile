@@ -85,6 +85,8 @@ bench: venv
 	$(PY) bench/task_output
 	$(PY) bench/manager_load
 	$(PY) bench/job_deletion
+	$(PY) bench/job_scripts
+	$(PY) bench/manager_scripts
 
 # flamenco-worker and flamenco-manager .debs in dist/ (or DEB_OUT), built from a copy of the tree with
 # packaging/debian as debian/ by Debian's own Python, then checked with lintian (no errors, no warnings).
