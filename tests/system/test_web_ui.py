@@ -202,7 +202,7 @@ def test_send_to_sleep_immediately_requeues_and_wake_up_by_keyboard(farm: Farm, 
     expect(toast(page, "Worker sleepy: Send to Sleep (immediately) confirmed.")).to_be_visible()
 
     # keyboard only: Tab from the navigation reaches the menu, then Apply; Enter applies
-    page.locator('.tabs a[data-tab="tags"]').focus()
+    page.locator(".tabs a").last.focus()  # the last navigation item
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "worker-action"
     select.select_option(label="Wake Up")

@@ -87,6 +87,8 @@ export const api = {
   setJobStatus: (jobId, status, reason) => call("POST", `/jobs/${id(jobId)}/setstatus`, { status, reason }),
   setJobPriority: (jobId, priority) => call("POST", `/jobs/${id(jobId)}/setpriority`, { priority }),
   deleteJob: (jobId) => call("DELETE", `/jobs/${id(jobId)}`),
+  jobLastRendered: (jobId) => call("GET", `/jobs/${id(jobId)}/last-rendered`),
+  globalLastRendered: () => call("GET", "/jobs/last-rendered"),
 
   task: (taskId) => call("GET", `/tasks/${id(taskId)}`),
   setTaskStatus: (taskId, status, reason) => call("POST", `/tasks/${id(taskId)}/setstatus`, { status, reason }),

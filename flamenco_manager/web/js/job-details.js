@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { absoluteTime, compactTime, fill, h, refill } from "./dom.js";
 import { EventStream } from "./events.js";
 import { jobTypes, settingsToShow } from "./job-types.js";
+import { JobLastRendered } from "./last-rendered.js";
 import { confirmDialog, copyText, notify } from "./notify.js";
 import { changes, state } from "./state.js";
 import { JOB_ACTIONS, JOB_DELETABLE_FROM, progressBar, statusBadge } from "./statuses.js";
@@ -58,6 +59,7 @@ export class JobDetails {
       },
     });
     this.taskDetails = new TaskDetails(() => this.job);
+    this.lastRendered = new JobLastRendered();
     // Every setting, or only those the job type shows on the web (kept while moving between jobs).
     this.showAllSettings = false;
     changes.addEventListener("jobtypes", () => this.jobTypesChanged());
@@ -74,6 +76,7 @@ export class JobDetails {
       clearTimeout(this.rereadTimer); // a re-read planned for the previous job
       if (this.stream) this.stream.close();
       this.stream = null;
+      this.lastRendered.show(jobId);
       if (!jobId) {
         this.taskDetails.show(null);
         fill(this.head);
@@ -88,15 +91,17 @@ export class JobDetails {
       fill(this.body, h("p", { class: "muted pad" }, "Loading…"));
       // One stream per job for its tasks and their logs: browsers allow few connections per server.
       this.stream = new EventStream(
-        { topics: "task,tasklog", job: jobId },
+        { topics: "task,tasklog,last-rendered", job: jobId },
         {
           "/task": (event) => this.taskEvent(event),
           "/tasklog": (event) => this.taskDetails.logEvent(event),
+          "/last-rendered": (event) => this.lastRendered.event(event),
         },
         {
           onReconnect: () => {
             this.refresh();
             this.taskDetails.loadTail();
+            this.lastRendered.refresh();
           },
         },
       );
@@ -284,6 +289,7 @@ export class JobDetails {
     this.settings = this.settingsFor(job);
     return [
       this.fields,
+      this.lastRendered.element,
       this.settings,
       keyValues("Metadata", job.metadata),
       h(

@@ -5,6 +5,7 @@ import { fill, refreshRelativeTimes } from "./dom.js";
 import { EventStream } from "./events.js";
 import { jobTypes } from "./job-types.js";
 import { JobsView } from "./jobs-view.js";
+import { LastRenderedView } from "./last-rendered.js";
 import { notify } from "./notify.js";
 import { announce, jobFromEvent, state, workerFromEvent } from "./state.js";
 import { TagsView } from "./tags-view.js";
@@ -17,6 +18,7 @@ const views = {
   jobs: new JobsView(),
   workers: new WorkersView(),
   tags: new TagsView(),
+  "last-rendered": new LastRenderedView(),
 };
 let current = null;
 
@@ -36,7 +38,7 @@ function route() {
     for (const tab of document.querySelectorAll(".tabs a")) {
       tab.setAttribute("aria-current", tab.dataset.tab === name ? "page" : "false");
     }
-    document.title = `${name[0].toUpperCase()}${name.slice(1)} · Flamenco Manager`;
+    document.title = `${view.title || `${name[0].toUpperCase()}${name.slice(1)}`} · Flamenco Manager`;
   }
   view.show(params);
 }
