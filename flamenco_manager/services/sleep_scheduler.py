@@ -48,13 +48,14 @@ class SleepScheduler:
         return self.store.get_sleep_schedule(worker_id)
 
     def apply(self, schedule: SleepSchedule, now: float | None = None) -> None:
-        """Request the scheduled status (non-lazy: renders can take hours) and plan the next check."""
+        """Request the scheduled status (non-lazy: renders can take hours) and plan the next check.
+
+        An inactive schedule asks for `awake`, so switching a schedule off wakes its sleeping worker.
+        """
         now = time.time() if now is None else now
         schedule.next_check = next_check(schedule, now)
         with self.store.transaction():
             self.store.set_sleep_schedule(schedule)
-        if not schedule.is_active:
-            return
         worker = self.store.get_worker_by_id(schedule.worker_id)
         if worker is None or worker.deleted_at is not None or worker.status == WorkerStatus.ERROR:
             return

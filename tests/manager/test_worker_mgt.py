@@ -123,3 +123,13 @@ async def test_due_schedules_are_applied_by_the_loop(farm: Farm) -> None:
         farm.manager.store.set_sleep_schedule(schedule)
     farm.manager.sleep_scheduler.check()
     assert (await farm.worker(worker.uuid))["status_change"] == {"status": "asleep", "is_lazy": False}
+
+
+async def test_switching_a_schedule_off_wakes_the_worker(farm: Farm) -> None:
+    worker = await farm.awake_worker()
+    path = f"{API}/worker-mgt/workers/{worker.uuid}/sleep-schedule"
+    always = {"is_active": True, "days_of_week": "", "start_time": "", "end_time": ""}
+    assert (await farm.client.post(path, always)).status == 204
+    await worker.ack("asleep")
+    assert (await farm.client.post(path, {**always, "is_active": False})).status == 204
+    assert (await farm.worker(worker.uuid))["status_change"] == {"status": "awake", "is_lazy": False}

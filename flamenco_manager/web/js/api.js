@@ -25,7 +25,7 @@ function obtainToken(message) {
   return pendingToken;
 }
 
-async function call(method, path, body, attempt = 1) {
+export async function call(method, path, body, attempt = 1) {
   const init = { method, headers: {} };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";

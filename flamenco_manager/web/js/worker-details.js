@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { absoluteTime, fill, h, refill, relativeTimeElement } from "./dom.js";
 import { confirmDialog, copyText, notify } from "./notify.js";
+import { SleepScheduleSection } from "./sleep-schedule.js";
 import { state } from "./state.js";
 import { statusBadge, workerStatusCell } from "./statuses.js";
 
@@ -17,6 +18,7 @@ export class WorkerDetails {
     this.detail = null;
     this.timer = null;
     this.element = h("div", { class: "details" });
+    this.sleepSchedule = new SleepScheduleSection();
     this.show(null);
     setInterval(() => {
       if (this.detail && this.element.isConnected && document.visibilityState === "visible") this.refresh();
@@ -142,6 +144,7 @@ export class WorkerDetails {
         w.can_restart ? field("Can restart", "yes") : null,
       ),
       w.pending ? null : this.tagsSection(w),
+      w.pending ? null : this.sleepSchedule.update(w),
       w.pending ? null : this.removeSection(w),
     );
   }
