@@ -1,7 +1,8 @@
 // The Jobs tab: the jobs table with progress, and the selected job's details.
 
-import { compactTime, absoluteTime, h, perFrame } from "./dom.js";
+import { compactTime, absoluteTime, fill, h, perFrame } from "./dom.js";
 import { JobDetails } from "./job-details.js";
+import { link, navigate, notFound } from "./router.js";
 import { changes, state } from "./state.js";
 import { JOB_STATUSES, progressBar, statusBadge } from "./statuses.js";
 import { ItemTable, StatusFilter } from "./table.js";
@@ -44,11 +45,10 @@ export class JobsView {
           cell: (j) => h("time", { datetime: j.updated, title: absoluteTime(j.updated) }, compactTime(j.updated)),
         },
       ],
-      onSelect: ({ active }) => {
-        location.hash = active ? `#/jobs/${encodeURIComponent(active)}` : "#/jobs";
-      },
+      onSelect: ({ active }) => navigate(link("jobs", active)),
     });
     this.details = new JobDetails();
+    this.missing = h("div", { class: "details", hidden: true });
     this.count = h("span", { class: "count-label" });
     this.element = h(
       "section",
@@ -59,7 +59,7 @@ export class JobsView {
         h("div", { class: "toolbar secondary" }, this.filter.element, this.count),
         this.table.element,
       ),
-      h("aside", { class: "pane details-pane", "aria-label": "Job details" }, this.details.element),
+      h("aside", { class: "pane details-pane", "aria-label": "Job details" }, this.details.element, this.missing),
     );
     const apply = perFrame((updates) => this.applyUpdates(updates));
     changes.addEventListener("job", (e) => {
@@ -121,6 +121,16 @@ export class JobsView {
     this.visible = true;
     if (this.dirty) this.render();
     const [jobId = null, taskId = null] = params;
+    // the list is complete and kept current, so an unknown ID needs no request to the Manager
+    const known = !jobId || state.jobs.has(jobId);
+    this.missing.hidden = known;
+    this.details.element.hidden = !known;
+    if (!known) {
+      this.table.setSelection([], null);
+      this.details.show(null, null);
+      fill(this.missing, notFound("job", jobId));
+      return;
+    }
     this.table.setSelection(jobId ? [jobId] : [], jobId);
     if (jobId && jobId !== this.details.jobId) this.table.rows.get(jobId)?.scrollIntoView({ block: "nearest" });
     this.details.show(jobId, taskId);

@@ -1,0 +1,109 @@
+"""Finding one's way in the web UI: deep links, the keyboard, and the small texts around the lists.
+
+A real manager (seeded with registered workers and queued jobs) serves the page to Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.browser import screenshot
+from tests.support.farm_seed import seed
+from tests.support.manager_process import ManagerProcess
+from tests.system.test_web_ui import LIVE, Opener, browser, job_row, open_ui, worker_row
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
+expect = sync_api.expect
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
+
+__all__ = ["browser", "open_ui"]  # fixtures used by name
+
+WORKERS = 4
+JOBS = 3
+
+
+@pytest.fixture(scope="module")
+def small_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ManagerProcess, list, list]]:
+    manager = ManagerProcess(Path(tmp_path_factory.mktemp("nav")) / "mgr").start()
+    worker_ids, job_ids = seed(manager, WORKERS, JOBS)
+    yield manager, worker_ids, job_ids
+    manager.stop()
+
+
+def hash_of(page: Any) -> str:
+    return page.evaluate("location.hash")
+
+
+def test_a_pasted_link_opens_the_same_job_task_and_worker(small_farm, open_ui: Opener) -> None:
+    manager, worker_ids, job_ids = small_farm
+    job_id = job_ids[1]
+    task = manager.tasks(job_id)[1]
+    page, _ = open_ui(manager, f"#/jobs/{job_id}/{task['id']}")
+    expect(page.locator(".job-head h2")).to_have_text("shot-0001 lighting pass", timeout=LIVE)
+    expect(job_row(page, job_id)).to_have_attribute("aria-selected", "true")
+    expect(page.locator(f'.tasks-grid .grid-row[data-id="{task["id"]}"]')).to_have_attribute(
+        "aria-selected", "true", timeout=LIVE
+    )
+    expect(page.locator(".task-details .title-row strong")).to_contain_text(task["name"], timeout=LIVE)
+    screenshot(page, "nav-deep-link-task")
+
+    page2, _ = open_ui(manager, f"#/workers/{worker_ids[2]}")
+    expect(page2.locator(".details-head h2")).to_have_text("render-002", timeout=LIVE)
+    expect(worker_row(page2, worker_ids[2])).to_have_attribute("aria-selected", "true")
+
+
+def test_back_and_forward_move_between_selections(small_farm, open_ui: Opener) -> None:
+    manager, worker_ids, job_ids = small_farm
+    page, _ = open_ui(manager, "#/workers")
+    worker_row(page, worker_ids[0]).click()
+    expect(page.locator(".details-head h2")).to_have_text("render-000", timeout=LIVE)
+    worker_row(page, worker_ids[1]).click()
+    expect(page.locator(".details-head h2")).to_have_text("render-001", timeout=LIVE)
+    page.locator('.tabs a[data-tab="jobs"]').click()
+    job_row(page, job_ids[0]).click()
+    expect(page.locator(".job-head h2")).to_have_text("shot-0000 lighting pass", timeout=LIVE)
+
+    page.go_back()
+    expect(page.locator(".job-head")).to_have_count(0)
+    assert hash_of(page) == "#/jobs"
+    page.go_back()
+    expect(page.locator(".details-head h2")).to_have_text("render-001", timeout=LIVE)
+    page.go_back()
+    expect(page.locator(".details-head h2")).to_have_text("render-000", timeout=LIVE)
+    expect(worker_row(page, worker_ids[0])).to_have_attribute("aria-selected", "true")
+    expect(worker_row(page, worker_ids[1])).to_have_attribute("aria-selected", "false")
+    page.go_back()
+    expect(page.locator(".workers-grid .grid-row[aria-selected=true]")).to_have_count(0)
+    expect(page.locator(".details-pane .placeholder")).to_contain_text("Select a worker")
+    page.go_forward()
+    expect(page.locator(".details-head h2")).to_have_text("render-000", timeout=LIVE)
+    assert hash_of(page) == f"#/workers/{worker_ids[0]}"
+
+
+def test_an_unknown_id_in_a_link_says_not_found_quietly(small_farm, open_ui: Opener) -> None:
+    manager, _, job_ids = small_farm
+    missing = str(uuid.uuid4())
+    page, console = open_ui(manager, f"#/jobs/{missing}")
+    expect(page.locator(".details-pane .not-found")).to_contain_text("Job not found.", timeout=LIVE)
+    expect(page.locator(".details-pane .not-found")).to_contain_text(missing)
+    expect(page.locator(".toast")).to_have_count(0)
+    screenshot(page, "nav-job-not-found")
+
+    page.goto(manager.url + f"#/workers/{missing}")
+    expect(page.locator(".details-pane .not-found")).to_contain_text("Worker not found.", timeout=LIVE)
+    expect(page.locator(".details-pane .not-found")).to_be_visible()
+
+    # a task is looked up by the Manager: its 404 is the only console line
+    console.allow(r"status of 404")
+    page.goto(manager.url + f"#/jobs/{job_ids[0]}/{missing}")
+    expect(page.locator(".job-head h2")).to_have_text("shot-0000 lighting pass", timeout=LIVE)
+    expect(page.locator(".task-details .not-found")).to_contain_text("Task not found.", timeout=LIVE)
+    expect(page.locator(".toast")).to_have_count(0)
