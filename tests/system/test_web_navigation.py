@@ -107,3 +107,65 @@ def test_an_unknown_id_in_a_link_says_not_found_quietly(small_farm, open_ui: Ope
     expect(page.locator(".job-head h2")).to_have_text("shot-0000 lighting pass", timeout=LIVE)
     expect(page.locator(".task-details .not-found")).to_contain_text("Task not found.", timeout=LIVE)
     expect(page.locator(".toast")).to_have_count(0)
+
+
+def test_keys_move_open_filter_and_explain_themselves(small_farm, open_ui: Opener) -> None:
+    manager, worker_ids, job_ids = small_farm
+    page, _ = open_ui(manager, "#/workers")
+    expect(page.locator(".workers-grid .grid-row")).to_have_count(WORKERS)
+    page.locator("body").press("j")  # nothing selected: the first row
+    expect(page.locator(".details-head h2")).to_have_text("render-000", timeout=LIVE)
+    page.keyboard.press("j")
+    expect(page.locator(".details-head h2")).to_have_text("render-001", timeout=LIVE)
+    page.keyboard.press("ArrowDown")
+    expect(page.locator(".details-head h2")).to_have_text("render-002", timeout=LIVE)
+    page.keyboard.press("k")
+    expect(page.locator(".details-head h2")).to_have_text("render-001", timeout=LIVE)
+    assert hash_of(page) == f"#/workers/{worker_ids[1]}"
+    expect(worker_row(page, worker_ids[1])).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.classList.contains('details-pane')")
+
+    # "/" goes to the filter; typed keys are text there, not commands; Escape leaves it
+    page.keyboard.press("/")
+    name_filter = page.locator(".list-pane .text-filter")
+    expect(name_filter).to_be_focused()
+    page.keyboard.type("render-003 jk?")
+    expect(name_filter).to_have_value("render-003 jk?")
+    expect(page.locator(".details-head h2")).to_have_text("render-001")
+    expect(page.locator("#keys-help")).to_have_count(0)
+    name_filter.fill("render-003")
+    expect(page.locator(".workers-grid .grid-row:not([hidden])")).to_have_count(1)
+    expect(page.locator(".list-pane .count-label")).to_have_text(f"1 of {WORKERS} workers")
+    page.keyboard.press("Escape")
+    expect(name_filter).not_to_be_focused()
+    page.keyboard.press("j")
+    expect(page.locator(".details-head h2")).to_have_text("render-003", timeout=LIVE)
+    name_filter.fill("")
+    page.locator(".list-pane .table-wrap").focus()
+
+    # the help overlay lists the keys; Escape closes it
+    page.keyboard.press("?")
+    help_box = page.locator("#keys-help")
+    expect(help_box).to_be_visible()
+    expect(help_box).to_contain_text("Select the next row")
+    expect(help_box).to_contain_text("Filter the list by name")
+    screenshot(page, "nav-keys-help")
+    page.keyboard.press("Escape")
+    expect(help_box).to_be_hidden()
+
+    # on the Jobs tab the keys move through the jobs, then through the tasks of the open job
+    page.locator('.tabs a[data-tab="jobs"]').click()
+    expect(page.locator(".jobs-grid .grid-row")).to_have_count(JOBS)
+    newest = page.locator(".jobs-grid .grid-row").first.get_attribute("data-id")  # seeded in parallel
+    assert newest in job_ids
+    page.locator("body").press("j")
+    expect(page.locator(".job-head h2")).to_have_text(manager.job(newest)["name"], timeout=LIVE)
+    assert hash_of(page) == f"#/jobs/{newest}"
+    expect(page.locator(".tasks-grid .grid-row")).to_have_count(len(manager.tasks(newest)), timeout=LIVE)
+    page.locator(".tasks-grid").click(position={"x": 5, "y": 5})  # the tasks table's header: focus only
+    page.keyboard.press("j")
+    first_task = manager.tasks(newest)[0]
+    expect(page.locator(".task-details .title-row strong")).to_contain_text(first_task["name"], timeout=LIVE)
+    assert hash_of(page) == f"#/jobs/{newest}/{first_task['id']}"
+    screenshot(page, "nav-keys-tasks")

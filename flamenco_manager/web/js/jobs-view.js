@@ -5,7 +5,7 @@ import { JobDetails } from "./job-details.js";
 import { link, navigate, notFound } from "./router.js";
 import { changes, state } from "./state.js";
 import { JOB_STATUSES, progressBar, statusBadge } from "./statuses.js";
-import { ItemTable, StatusFilter } from "./table.js";
+import { ItemTable, StatusFilter, TextFilter } from "./table.js";
 
 // Newest first; a job keeps its place while it runs.
 const newestFirst = (a, b) => (b.created || "").localeCompare(a.created || "") || a.id.localeCompare(b.id);
@@ -17,6 +17,7 @@ export class JobsView {
     this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter(), {
       hideEmpty: true,
     });
+    this.nameFilter = new TextFilter("Filter jobs by name", () => this.applyFilter());
     this.table = new ItemTable({
       className: "jobs-grid",
       label: "Jobs",
@@ -56,7 +57,7 @@ export class JobsView {
       h(
         "div",
         { class: "pane list-pane" },
-        h("div", { class: "toolbar secondary" }, this.filter.element, this.count),
+        h("div", { class: "toolbar secondary" }, this.filter.element, this.nameFilter.element, this.count),
         this.table.element,
       ),
       h("aside", { class: "pane details-pane", "aria-label": "Job details" }, this.details.element, this.missing),
@@ -113,7 +114,7 @@ export class JobsView {
   }
 
   applyFilter() {
-    this.table.setFilter((j) => this.filter.accepts(j.status));
+    this.table.setFilter((j) => this.filter.accepts(j.status) && this.nameFilter.accepts(j.name));
     this.afterChange();
   }
 

@@ -5,6 +5,7 @@ import { fill, refreshRelativeTimes } from "./dom.js";
 import { EventStream } from "./events.js";
 import { jobTypes } from "./job-types.js";
 import { JobsView } from "./jobs-view.js";
+import { installKeyboard } from "./keyboard.js";
 import { notify } from "./notify.js";
 import { announce, jobFromEvent, state, workerFromEvent } from "./state.js";
 import { TagsView } from "./tags-view.js";
@@ -152,6 +153,7 @@ async function start() {
     () => {},
   );
   window.addEventListener("hashchange", route);
+  installKeyboard();
   startStream();
   try {
     await fetchAll();

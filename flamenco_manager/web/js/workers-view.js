@@ -4,7 +4,7 @@ import { api } from "./api.js";
 import { fill, h, perFrame, relativeTimeElement } from "./dom.js";
 import { link, navigate, notFound, replaceLink } from "./router.js";
 import { changes, state } from "./state.js";
-import { StatusFilter, ItemTable } from "./table.js";
+import { ItemTable, StatusFilter, TextFilter } from "./table.js";
 import { WORKER_STATUSES, workerStatusCell } from "./statuses.js";
 import { WorkerActionsBar } from "./worker-actions.js";
 import { WorkerDetails } from "./worker-details.js";
@@ -19,6 +19,7 @@ export class WorkersView {
     this.visible = false;
     this.dirty = true;
     this.filter = new StatusFilter("Filter workers by status", WORKER_STATUSES, () => this.applyFilter());
+    this.nameFilter = new TextFilter("Filter workers by name", () => this.applyFilter());
     this.table = new ItemTable({
       className: "workers-grid",
       label: "Workers",
@@ -44,7 +45,7 @@ export class WorkersView {
         "div",
         { class: "pane list-pane" },
         h("div", { class: "toolbar" }, this.actions.element),
-        h("div", { class: "toolbar secondary" }, this.filter.element, this.count),
+        h("div", { class: "toolbar secondary" }, this.filter.element, this.nameFilter.element, this.count),
         this.table.element,
       ),
       h("aside", { class: "pane details-pane", "aria-label": "Worker details" }, this.details.element, this.missing),
@@ -120,7 +121,7 @@ export class WorkersView {
   }
 
   applyFilter() {
-    this.table.setFilter((w) => this.filter.accepts(w.status));
+    this.table.setFilter((w) => this.filter.accepts(w.status) && this.nameFilter.accepts(w.name));
     this.afterChange();
   }
 
