@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.browser import screenshot
-from tests.support.farm_seed import seed
+from tests.support.farm_seed import _post, seed
 from tests.support.manager_process import ManagerProcess
 from tests.system.test_web_ui import LIVE, Opener, browser, job_row, open_ui, worker_row
 
@@ -169,3 +169,81 @@ def test_keys_move_open_filter_and_explain_themselves(small_farm, open_ui: Opene
     expect(page.locator(".task-details .title-row strong")).to_contain_text(first_task["name"], timeout=LIVE)
     assert hash_of(page) == f"#/jobs/{newest}/{first_task['id']}"
     screenshot(page, "nav-keys-tasks")
+
+
+LONG_NAME = "render-node-with-a-rather-long-hostname-07.studio.example"
+RECORD_BRAND = """
+window.__brand = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const brand = document.getElementById("manager-name");
+  window.__brand.push(brand.textContent);
+  new MutationObserver(() => window.__brand.push(brand.textContent))
+    .observe(brand, {childList: true, characterData: true, subtree: true});
+});
+"""
+
+
+def worker_takes_a_task(manager: ManagerProcess, name: str) -> tuple[str, dict]:
+    """A worker registered over the worker API that asks for (and gets) a task; no process runs it."""
+    base = manager.url.rstrip("/") + "/api/v3/worker"
+    secret = uuid.uuid4().hex
+    types = ["misc"]
+    worker_id = _post(
+        f"{base}/register-worker",
+        {"secret": secret, "platform": "linux", "supported_task_types": types, "name": name},
+    )["uuid"]
+    auth = (worker_id, secret)
+    _post(f"{base}/sign-on", {"name": name, "supported_task_types": types, "software_version": "3.7"}, auth)
+    _post(f"{base}/state-changed", {"status": "awake"}, auth)
+    return worker_id, _post(f"{base}/task", {}, auth)
+
+
+def test_counts_empty_panes_full_worker_names_steady_header_and_about(
+    tmp_path: Path, open_ui: Opener
+) -> None:
+    manager = ManagerProcess(tmp_path / "mgr", extra_yaml="manager_name: Studio East farm").start()
+    try:
+        job = manager.submit_echo_sleep(name="one job")
+        page, _ = open_ui(manager, "#/jobs", prepare=lambda p: p.add_init_script(RECORD_BRAND))
+        expect(page.locator(".list-pane .count-label")).to_have_text("1 job")
+        expect(page.locator(".details-pane .placeholder")).to_contain_text("Select a job to see its tasks")
+        # the header shows its final text from the start
+        assert page.evaluate("window.__brand") == ["Flamenco Manager"]
+
+        worker_id, task = worker_takes_a_task(manager, LONG_NAME)
+        page.goto(manager.url + "#/workers")
+        expect(page.locator(".list-pane .count-label")).to_have_text("1 worker", timeout=LIVE)
+        expect(page.locator(".details-pane .placeholder")).to_contain_text(
+            "Select a worker to see its details"
+        )
+        manager.submit_echo_sleep(name="another job")
+        page.goto(manager.url + "#/jobs")
+        expect(page.locator(".list-pane .count-label")).to_have_text("2 jobs", timeout=LIVE)
+
+        # the worker's full name: shown or cut with an ellipsis, and always the cell's tooltip
+        page.goto(manager.url + f"#/jobs/{job['id']}")
+        cell = page.locator(f'.tasks-grid .grid-row[data-id="{task["uuid"]}"] .col-worker')
+        expect(cell).to_have_text(LONG_NAME, timeout=LIVE)
+        expect(cell).to_have_attribute("title", LONG_NAME)
+        fits_or_ellipsis = cell.locator("a").evaluate(
+            "a => a.scrollWidth <= a.clientWidth || getComputedStyle(a).textOverflow === 'ellipsis'"
+        )
+        assert fits_or_ellipsis
+        screenshot(page, "nav-task-worker-name")
+
+        # the About box: the Manager's name, this program's version and the Flamenco release it presents
+        version = manager.get("/api/v3/version")
+        page.locator("#about-button").click()
+        about = page.locator("#about-dialog")
+        expect(about).to_be_visible()
+        expect(about).to_contain_text("Studio East farm", timeout=LIVE)
+        expect(about).to_contain_text(version["version"].split("(")[1].rstrip(")"))
+        expect(about).to_contain_text(f"Flamenco {version['shortversion']}")
+        expect(about).to_contain_text(version["git"])
+        screenshot(page, "nav-about")
+        page.keyboard.press("Escape")
+        expect(about).to_be_hidden()
+        assert page.evaluate("window.__brand") == ["Flamenco Manager"]
+        assert worker_id
+    finally:
+        manager.stop()

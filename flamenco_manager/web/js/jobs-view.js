@@ -5,10 +5,19 @@ import { JobDetails } from "./job-details.js";
 import { link, navigate, notFound } from "./router.js";
 import { changes, state } from "./state.js";
 import { JOB_STATUSES, progressBar, statusBadge } from "./statuses.js";
-import { ItemTable, StatusFilter, TextFilter } from "./table.js";
+import { ItemTable, StatusFilter, TextFilter, countLabel } from "./table.js";
 
 // Newest first; a job keeps its place while it runs.
 const newestFirst = (a, b) => (b.created || "").localeCompare(a.created || "") || a.id.localeCompare(b.id);
+
+function selectHint() {
+  return h(
+    "div",
+    { class: "placeholder" },
+    h("p", {}, "Select a job to see its tasks, settings and logs."),
+    h("p", { class: "muted" }, "j and k move through the list, / filters it, ? lists every key."),
+  );
+}
 
 export class JobsView {
   constructor() {
@@ -110,7 +119,7 @@ export class JobsView {
     this.filter.setCounts(state.jobs.values());
     const total = state.jobs.size;
     const shown = this.table.visibleIds().length;
-    this.count.textContent = shown === total ? `${total} jobs` : `${shown} of ${total} jobs`;
+    this.count.textContent = countLabel(shown, total, "job");
   }
 
   applyFilter() {
@@ -124,12 +133,12 @@ export class JobsView {
     const [jobId = null, taskId = null] = params;
     // the list is complete and kept current, so an unknown ID needs no request to the Manager
     const known = !jobId || state.jobs.has(jobId);
-    this.missing.hidden = known;
-    this.details.element.hidden = !known;
-    if (!known) {
+    this.missing.hidden = Boolean(jobId) && known;
+    this.details.element.hidden = !this.missing.hidden;
+    if (!this.missing.hidden) {
       this.table.setSelection([], null);
       this.details.show(null, null);
-      fill(this.missing, notFound("job", jobId));
+      fill(this.missing, jobId ? notFound("job", jobId) : selectHint());
       return;
     }
     this.table.setSelection(jobId ? [jobId] : [], jobId);

@@ -10,6 +10,12 @@ const ROWS_PER_FRAME = 150;
 // Cells whose text may be cut at the column's width; the full text is their tooltip.
 const TOOLTIP_COLUMNS = ["col-name", "col-worker"];
 
+/** "1 job", "2 jobs"; with a shown part, "1 of 2 jobs". */
+export function countLabel(shown, total, noun) {
+  const nouns = total === 1 ? noun : `${noun}s`;
+  return shown === total ? `${total} ${nouns}` : `${shown} of ${total} ${nouns}`;
+}
+
 /** Every table made, for the page-wide keyboard (the one in focus, or the list of the shown view). */
 export const tables = new Set();
 

@@ -4,7 +4,7 @@ import { api } from "./api.js";
 import { fill, h, perFrame, relativeTimeElement } from "./dom.js";
 import { link, navigate, notFound, replaceLink } from "./router.js";
 import { changes, state } from "./state.js";
-import { ItemTable, StatusFilter, TextFilter } from "./table.js";
+import { ItemTable, StatusFilter, TextFilter, countLabel } from "./table.js";
 import { WORKER_STATUSES, workerStatusCell } from "./statuses.js";
 import { WorkerActionsBar } from "./worker-actions.js";
 import { WorkerDetails } from "./worker-details.js";
@@ -117,7 +117,7 @@ export class WorkersView {
     this.actions.refresh();
     const total = state.workers.size;
     const shown = this.table.visibleIds().length;
-    this.count.textContent = shown === total ? `${total} workers` : `${shown} of ${total} workers`;
+    this.count.textContent = countLabel(shown, total, "worker");
   }
 
   applyFilter() {
