@@ -206,7 +206,7 @@ def test_counts_empty_panes_full_worker_names_steady_header_and_about(
         job = manager.submit_echo_sleep(name="one job")
         page, _ = open_ui(manager, "#/jobs", prepare=lambda p: p.add_init_script(RECORD_BRAND))
         expect(page.locator(".list-pane .count-label")).to_have_text("1 job")
-        expect(page.locator(".details-pane .placeholder")).to_contain_text("Select a job to see its tasks")
+        expect(page.locator(".details-pane .placeholder")).to_contain_text("Select a job to see its settings")
         # the header shows its final text from the start
         assert page.evaluate("window.__brand") == ["Flamenco Manager"]
 

@@ -14,7 +14,7 @@ function selectHint() {
   return h(
     "div",
     { class: "placeholder" },
-    h("p", {}, "Select a job to see its tasks, settings and logs."),
+    h("p", {}, "Select a job to see its settings, tasks and logs."),
     h("p", { class: "muted" }, "j and k move through the list, / filters it, ? lists every key."),
   );
 }
@@ -132,18 +132,32 @@ export class JobsView {
     if (this.dirty) this.render();
     const [jobId = null, taskId = null] = params;
     // the list is complete and kept current, so an unknown ID needs no request to the Manager
-    const known = !jobId || state.jobs.has(jobId);
-    this.missing.hidden = Boolean(jobId) && known;
-    this.details.element.hidden = !this.missing.hidden;
-    if (!this.missing.hidden) {
-      this.table.setSelection([], null);
-      this.details.show(null, null);
-      fill(this.missing, jobId ? notFound("job", jobId) : selectHint());
+    if (jobId && !state.jobs.has(jobId)) {
+      this.showNote(notFound("job", jobId));
       return;
     }
-    this.table.setSelection(jobId ? [jobId] : [], jobId);
-    if (jobId && jobId !== this.details.jobId) this.table.rows.get(jobId)?.scrollIntoView({ block: "nearest" });
+    if (!jobId) {
+      this.details.show(null, null);
+      // the details pane has its own hint once it let go of a job; before that it is empty
+      this.showNote(this.details.element.querySelector(".placeholder") ? null : selectHint());
+      this.table.setSelection([], null);
+      return;
+    }
+    this.showNote(null);
+    this.table.setSelection([jobId], jobId);
+    if (jobId !== this.details.jobId) this.table.rows.get(jobId)?.scrollIntoView({ block: "nearest" });
     this.details.show(jobId, taskId);
+  }
+
+  /** Something in place of the job's details (a hint, "not found"), or the details again (null). */
+  showNote(note) {
+    this.missing.hidden = !note;
+    this.details.element.hidden = Boolean(note);
+    fill(this.missing, note);
+    if (note) {
+      this.table.setSelection([], null);
+      this.details.show(null, null);
+    }
   }
 
   hide() {

@@ -168,7 +168,7 @@ export class WorkersView {
   showMissing(id) {
     this.missing.hidden = !id;
     this.details.element.hidden = Boolean(id);
-    if (id) fill(this.missing, notFound("worker", id));
+    fill(this.missing, id ? notFound("worker", id) : null);
   }
 
   hide() {
