@@ -68,7 +68,9 @@ function open() {
   if (!table) return;
   if (!table.active) return table.move(1);
   const inJob = table.element.closest(".details-pane");
-  const details = inJob ? inJob.querySelector(".task-details") : table.element.closest(".two-pane")?.querySelector(".details-pane");
+  const details = inJob
+    ? inJob.querySelector(".task-details")
+    : table.element.closest(".two-pane")?.querySelector(".details-pane");
   if (!details) return;
   if (!details.hasAttribute("tabindex")) details.setAttribute("tabindex", "-1");
   details.focus({ preventScroll: true });
