@@ -74,7 +74,9 @@ export class TaskDetails {
       this.log.classList.toggle("empty", !tail);
       this.log.scrollTop = this.log.scrollHeight;
     } catch (err) {
-      if (taskId === this.taskId) this.log.textContent = isMissing(err) ? "" : `(could not load the log: ${err.message})`;
+      if (taskId === this.taskId) {
+        this.log.textContent = isMissing(err) ? "" : `(could not load the log: ${err.message})`;
+      }
     } finally {
       if (this.pendingLog === pending) {
         this.pendingLog = null;
