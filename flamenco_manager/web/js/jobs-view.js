@@ -1,13 +1,23 @@
 // The Jobs tab: the jobs table with progress, and the selected job's details.
 
-import { compactTime, absoluteTime, h, perFrame } from "./dom.js";
+import { compactTime, absoluteTime, fill, h, perFrame } from "./dom.js";
 import { JobDetails } from "./job-details.js";
+import { link, navigate, notFound } from "./router.js";
 import { changes, state } from "./state.js";
 import { JOB_STATUSES, progressBar, statusBadge } from "./statuses.js";
-import { ItemTable, StatusFilter } from "./table.js";
+import { ItemTable, StatusFilter, TextFilter, countLabel } from "./table.js";
 
 // Newest first; a job keeps its place while it runs.
 const newestFirst = (a, b) => (b.created || "").localeCompare(a.created || "") || a.id.localeCompare(b.id);
+
+function selectHint() {
+  return h(
+    "div",
+    { class: "placeholder" },
+    h("p", {}, "Select a job to see its settings, tasks and logs."),
+    h("p", { class: "muted" }, "j and k move through the list, / filters it, ? lists every key."),
+  );
+}
 
 export class JobsView {
   constructor() {
@@ -16,6 +26,7 @@ export class JobsView {
     this.filter = new StatusFilter("Filter jobs by status", JOB_STATUSES, () => this.applyFilter(), {
       hideEmpty: true,
     });
+    this.nameFilter = new TextFilter("Filter jobs by name", () => this.applyFilter());
     this.table = new ItemTable({
       className: "jobs-grid",
       label: "Jobs",
@@ -44,11 +55,10 @@ export class JobsView {
           cell: (j) => h("time", { datetime: j.updated, title: absoluteTime(j.updated) }, compactTime(j.updated)),
         },
       ],
-      onSelect: ({ active }) => {
-        location.hash = active ? `#/jobs/${encodeURIComponent(active)}` : "#/jobs";
-      },
+      onSelect: ({ active }) => navigate(link("jobs", active)),
     });
     this.details = new JobDetails();
+    this.missing = h("div", { class: "details", hidden: true });
     this.count = h("span", { class: "count-label" });
     this.element = h(
       "section",
@@ -56,10 +66,10 @@ export class JobsView {
       h(
         "div",
         { class: "pane list-pane" },
-        h("div", { class: "toolbar secondary" }, this.filter.element, this.count),
+        h("div", { class: "toolbar secondary" }, this.filter.element, this.nameFilter.element, this.count),
         this.table.element,
       ),
-      h("aside", { class: "pane details-pane", "aria-label": "Job details" }, this.details.element),
+      h("aside", { class: "pane details-pane", "aria-label": "Job details" }, this.details.element, this.missing),
     );
     const apply = perFrame((updates) => this.applyUpdates(updates));
     changes.addEventListener("job", (e) => {
@@ -109,11 +119,11 @@ export class JobsView {
     this.filter.setCounts(state.jobs.values());
     const total = state.jobs.size;
     const shown = this.table.visibleIds().length;
-    this.count.textContent = shown === total ? `${total} jobs` : `${shown} of ${total} jobs`;
+    this.count.textContent = countLabel(shown, total, "job");
   }
 
   applyFilter() {
-    this.table.setFilter((j) => this.filter.accepts(j.status));
+    this.table.setFilter((j) => this.filter.accepts(j.status) && this.nameFilter.accepts(j.name));
     this.afterChange();
   }
 
@@ -121,9 +131,33 @@ export class JobsView {
     this.visible = true;
     if (this.dirty) this.render();
     const [jobId = null, taskId = null] = params;
-    this.table.setSelection(jobId ? [jobId] : [], jobId);
-    if (jobId && jobId !== this.details.jobId) this.table.rows.get(jobId)?.scrollIntoView({ block: "nearest" });
+    // the list is complete and kept current, so an unknown ID needs no request to the Manager
+    if (jobId && !state.jobs.has(jobId)) {
+      this.showNote(notFound("job", jobId));
+      return;
+    }
+    if (!jobId) {
+      this.details.show(null, null);
+      // the details pane has its own hint once it let go of a job; before that it is empty
+      this.showNote(this.details.element.querySelector(".placeholder") ? null : selectHint());
+      this.table.setSelection([], null);
+      return;
+    }
+    this.showNote(null);
+    this.table.setSelection([jobId], jobId);
+    if (jobId !== this.details.jobId) this.table.rows.get(jobId)?.scrollIntoView({ block: "nearest" });
     this.details.show(jobId, taskId);
+  }
+
+  /** Something in place of the job's details (a hint, "not found"), or the details again (null). */
+  showNote(note) {
+    this.missing.hidden = !note;
+    this.details.element.hidden = Boolean(note);
+    fill(this.missing, note);
+    if (note) {
+      this.table.setSelection([], null);
+      this.details.show(null, null);
+    }
   }
 
   hide() {

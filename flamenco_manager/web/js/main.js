@@ -1,11 +1,13 @@
 // Start-up: first fetch, the event stream, the router and the header.
 
+import { installAbout } from "./about.js";
 import { api, whenTokenNeeded } from "./api.js";
 import { fill, refreshRelativeTimes } from "./dom.js";
 import { EventStream } from "./events.js";
 import { jobTypes } from "./job-types.js";
 import { JobsView } from "./jobs-view.js";
 import { LastRenderedView } from "./last-rendered.js";
+import { installKeyboard } from "./keyboard.js";
 import { notify } from "./notify.js";
 import { announce, jobFromEvent, state, workerFromEvent } from "./state.js";
 import { TagsView } from "./tags-view.js";
@@ -149,11 +151,12 @@ async function start() {
       // Flamenco's release (what the add-on checks) and this Manager's own version and build.
       document.getElementById("version").textContent = v.version;
       document.getElementById("version").title = `Flamenco ${v.shortversion} compatible; build ${v.git}`;
-      if (v.name) document.getElementById("manager-name").textContent = v.name;
     },
     () => {},
   );
   window.addEventListener("hashchange", route);
+  installKeyboard();
+  installAbout();
   startStream();
   try {
     await fetchAll();

@@ -7,6 +7,17 @@ import { h } from "./dom.js";
 // enough that no frame of a long list takes more than a few milliseconds.
 const FIRST_ROWS = 80;
 const ROWS_PER_FRAME = 150;
+// Cells whose text may be cut at the column's width; the full text is their tooltip.
+const TOOLTIP_COLUMNS = ["col-name", "col-worker"];
+
+/** "1 job", "2 jobs"; with a shown part, "1 of 2 jobs". */
+export function countLabel(shown, total, noun) {
+  const nouns = total === 1 ? noun : `${noun}s`;
+  return shown === total ? `${total} ${nouns}` : `${shown} of ${total} ${nouns}`;
+}
+
+/** Every table made, for the page-wide keyboard (the one in focus, or the list of the shown view). */
+export const tables = new Set();
 
 /**
  * columns: [{label, className, cell(item) -> node|string|array}]
@@ -53,6 +64,7 @@ export class ItemTable {
       this.table,
       this.empty,
     );
+    tables.add(this);
     this.tbody.addEventListener("click", (event) => this.clicked(event));
     this.element.addEventListener("keydown", (event) => this.keyed(event));
   }
@@ -97,8 +109,13 @@ export class ItemTable {
       "data-id": item.id,
       "aria-selected": this.selected.has(item.id) ? "true" : "false",
     });
-    for (const column of this.columns)
-      row.append(h("div", { role: "gridcell", class: column.className }, column.cell(item)));
+    for (const column of this.columns) {
+      const cell = h("div", { role: "gridcell", class: column.className }, column.cell(item));
+      if (TOOLTIP_COLUMNS.includes(column.className) && !cell.querySelector("[title]")) {
+        cell.title = cell.textContent;
+      }
+      row.append(cell);
+    }
     row.hidden = !this.filter(item);
     if (this.active === item.id) row.classList.add("active");
     return row;
@@ -215,12 +232,41 @@ export class ItemTable {
     if (event.target !== this.element) return;
     if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
     event.preventDefault();
+    this.move(event.key === "ArrowDown" ? 1 : -1, { range: event.shiftKey });
+  }
+
+  /** Select the next (1) or previous (-1) visible row, or the first when none is active; scrolls it into view. */
+  move(step, { range = false } = {}) {
     const order = this.visibleIds();
     if (order.length === 0) return;
     const here = order.indexOf(this.active);
-    const next = here < 0 ? 0 : Math.max(0, Math.min(order.length - 1, here + (event.key === "ArrowDown" ? 1 : -1)));
-    this.choose(order[next], { range: event.shiftKey });
+    const next = here < 0 ? 0 : Math.max(0, Math.min(order.length - 1, here + step));
+    if (order[next] !== this.active || here < 0) this.choose(order[next], { range });
     this.rows.get(order[next])?.scrollIntoView({ block: "nearest" });
+  }
+}
+
+/** A text box narrowing a table to the items whose name contains the typed text (any case). */
+export class TextFilter {
+  constructor(label, onChange) {
+    this.text = "";
+    this.element = h("input", {
+      type: "search",
+      class: "text-filter",
+      placeholder: "Filter by name  /",
+      "aria-label": label,
+      title: `${label} (press / to get here, Escape to leave)`,
+      autocomplete: "off",
+      spellcheck: "false",
+    });
+    this.element.addEventListener("input", () => {
+      this.text = this.element.value.trim().toLowerCase();
+      onChange();
+    });
+  }
+
+  accepts(name) {
+    return !this.text || (name || "").toLowerCase().includes(this.text);
   }
 }
 

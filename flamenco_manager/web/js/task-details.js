@@ -3,11 +3,15 @@
 import { api } from "./api.js";
 import { absoluteTime, fill, h, refill } from "./dom.js";
 import { notify } from "./notify.js";
+import { notFound } from "./router.js";
 import { TASK_ACTIONS, statusBadge } from "./statuses.js";
 
 // The log view keeps this many characters; older lines drop off the top.
 const MAX_LOG_CHARS = 64 * 1024;
 const REASON = "requested from the web UI";
+
+// No such task: the Manager answers 404, or 400 for an ID that cannot be one.
+const isMissing = (err) => err.status === 404 || err.status === 400;
 
 export class TaskDetails {
   constructor(getJob) {
@@ -45,7 +49,7 @@ export class TaskDetails {
         taskId === this.taskId &&
         fill(
           this.body,
-          h("p", {}, err.status === 404 ? "This task does not exist." : `Could not load the task: ${err.message}`),
+          isMissing(err) ? notFound("task", taskId) : h("p", {}, `Could not load the task: ${err.message}`),
         ),
     );
     this.loadTail().then(() => this.element.scrollIntoView({ block: "nearest" }));
@@ -70,7 +74,9 @@ export class TaskDetails {
       this.log.classList.toggle("empty", !tail);
       this.log.scrollTop = this.log.scrollHeight;
     } catch (err) {
-      this.log.textContent = `(could not load the log: ${err.message})`;
+      if (taskId === this.taskId) {
+        this.log.textContent = isMissing(err) ? "" : `(could not load the log: ${err.message})`;
+      }
     } finally {
       if (this.pendingLog === pending) {
         this.pendingLog = null;

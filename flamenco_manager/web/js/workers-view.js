@@ -1,9 +1,10 @@
 // The Workers tab: filterable multi-select table, Worker Actions, details pane.
 
 import { api } from "./api.js";
-import { h, perFrame, relativeTimeElement } from "./dom.js";
+import { fill, h, perFrame, relativeTimeElement } from "./dom.js";
+import { link, navigate, notFound, replaceLink } from "./router.js";
 import { changes, state } from "./state.js";
-import { StatusFilter, ItemTable } from "./table.js";
+import { ItemTable, StatusFilter, TextFilter, countLabel } from "./table.js";
 import { WORKER_STATUSES, workerStatusCell } from "./statuses.js";
 import { WorkerActionsBar } from "./worker-actions.js";
 import { WorkerDetails } from "./worker-details.js";
@@ -18,6 +19,7 @@ export class WorkersView {
     this.visible = false;
     this.dirty = true;
     this.filter = new StatusFilter("Filter workers by status", WORKER_STATUSES, () => this.applyFilter());
+    this.nameFilter = new TextFilter("Filter workers by name", () => this.applyFilter());
     this.table = new ItemTable({
       className: "workers-grid",
       label: "Workers",
@@ -34,6 +36,7 @@ export class WorkersView {
     });
     this.actions = new WorkerActionsBar(() => this.selectedWorkers());
     this.details = new WorkerDetails();
+    this.missing = h("div", { class: "details", hidden: true });
     this.count = h("span", { class: "count-label" });
     this.element = h(
       "section",
@@ -42,10 +45,10 @@ export class WorkersView {
         "div",
         { class: "pane list-pane" },
         h("div", { class: "toolbar" }, this.actions.element),
-        h("div", { class: "toolbar secondary" }, this.filter.element, this.count),
+        h("div", { class: "toolbar secondary" }, this.filter.element, this.nameFilter.element, this.count),
         this.table.element,
       ),
-      h("aside", { class: "pane details-pane", "aria-label": "Worker details" }, this.details.element),
+      h("aside", { class: "pane details-pane", "aria-label": "Worker details" }, this.details.element, this.missing),
     );
     const apply = perFrame((workers) => this.applyUpdates(workers));
     changes.addEventListener("worker", (e) => (this.visible ? apply(e.detail) : (this.dirty = true)));
@@ -114,35 +117,58 @@ export class WorkersView {
     this.actions.refresh();
     const total = state.workers.size;
     const shown = this.table.visibleIds().length;
-    this.count.textContent = shown === total ? `${total} workers` : `${shown} of ${total} workers`;
+    this.count.textContent = countLabel(shown, total, "worker");
   }
 
   applyFilter() {
-    this.table.setFilter((w) => this.filter.accepts(w.status));
+    this.table.setFilter((w) => this.filter.accepts(w.status) && this.nameFilter.accepts(w.name));
     this.afterChange();
   }
 
   selectionChanged(active) {
-    const target = active ? `#/workers/${encodeURIComponent(active)}` : "#/workers";
-    if (location.hash !== target) history.replaceState(null, "", target);
+    this.showMissing(null);
     this.details.show(active);
+    navigate(link("workers", active));
     this.actions.refresh();
   }
 
   show(params) {
+    const wasVisible = this.visible;
     this.visible = true;
     if (this.dirty) this.render();
     const wanted = params[0] || null;
-    if (wanted && wanted !== this.table.active && state.workers.has(wanted)) {
+    // the list is complete and kept current, so an unknown ID needs no request to the Manager
+    if (wanted && !state.workers.has(wanted)) {
+      this.table.setSelection([], null);
+      this.details.show(null);
+      this.showMissing(wanted);
+      this.actions.refresh();
+      return;
+    }
+    this.showMissing(null);
+    if (wanted && wanted !== this.table.active) {
       this.table.setSelection([wanted], wanted);
       this.table.rows.get(wanted)?.scrollIntoView({ block: "center" });
       this.details.show(wanted);
       this.actions.refresh();
-    } else if (wanted && !state.workers.has(wanted)) {
-      this.details.show(wanted);
     } else if (!wanted && this.table.active) {
-      this.details.show(this.table.active);
+      if (wasVisible) {
+        // back to the address without a selection
+        this.table.setSelection([], null);
+        this.details.show(null);
+        this.actions.refresh();
+      } else {
+        // back on the tab: the selection is kept, and the address says so
+        replaceLink(link("workers", this.table.active));
+        this.details.show(this.table.active);
+      }
     }
+  }
+
+  showMissing(id) {
+    this.missing.hidden = !id;
+    this.details.element.hidden = Boolean(id);
+    fill(this.missing, id ? notFound("worker", id) : null);
   }
 
   hide() {
