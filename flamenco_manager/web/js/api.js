@@ -93,4 +93,6 @@ export const api = {
   task: (taskId) => call("GET", `/tasks/${id(taskId)}`),
   setTaskStatus: (taskId, status, reason) => call("POST", `/tasks/${id(taskId)}/setstatus`, { status, reason }),
   taskLogTail: async (taskId) => (await call("GET", `/tasks/${id(taskId)}/logtail`)) || "",
+  // TaskLogInfo (where the whole log is, and its size), or null while the task has no log yet.
+  taskLogInfo: (taskId) => call("GET", `/tasks/${id(taskId)}/log`),
 };

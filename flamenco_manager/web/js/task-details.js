@@ -1,13 +1,12 @@
-// The selected task: fields, actions and a live tail of its log (fed by the job's event stream).
+// The selected task: fields, actions and its log, live (fed by the job's event stream).
 
 import { api } from "./api.js";
 import { absoluteTime, fill, h, refill } from "./dom.js";
 import { notify } from "./notify.js";
 import { notFound } from "./router.js";
 import { TASK_ACTIONS, statusBadge } from "./statuses.js";
+import { TaskLog } from "./task-log.js";
 
-// The log view keeps this many characters; older lines drop off the top.
-const MAX_LOG_CHARS = 64 * 1024;
 const REASON = "requested from the web UI";
 
 // No such task: the Manager answers 404, or 400 for an ID that cannot be one.
@@ -18,16 +17,14 @@ export class TaskDetails {
     this.getJob = getJob;
     this.taskId = null;
     this.task = null;
-    this.pendingLog = null;
-    this.log = h("pre", { class: "log", tabindex: "0", "aria-label": "Task log (last lines, live)" });
+    this.log = new TaskLog();
     this.body = h("div");
     this.element = h(
       "section",
       { class: "details-section task-details", "aria-labelledby": "task-title", hidden: true },
       h("h3", { id: "task-title" }, "Task"),
       this.body,
-      h("h4", {}, "Log ", h("span", { class: "muted" }, "(last lines, live)")),
-      this.log,
+      this.log.element,
     );
   }
 
@@ -36,9 +33,11 @@ export class TaskDetails {
     this.taskId = taskId;
     this.task = null;
     this.element.hidden = !taskId;
-    if (!taskId) return;
+    if (!taskId) {
+      this.log.show(null);
+      return;
+    }
     fill(this.body, h("p", { class: "muted" }, "Loading…"));
-    this.log.textContent = "";
     api.task(taskId).then(
       (task) => {
         if (taskId !== this.taskId) return;
@@ -52,47 +51,17 @@ export class TaskDetails {
           isMissing(err) ? notFound("task", taskId) : h("p", {}, `Could not load the task: ${err.message}`),
         ),
     );
-    this.loadTail().then(() => this.element.scrollIntoView({ block: "nearest" }));
+    this.log.show(taskId).then(() => this.element.scrollIntoView({ block: "nearest" }));
   }
 
-  /** A chunk of some task's log from the job's event stream; chunks arriving during a tail fetch wait. */
+  /** A chunk of some task's log from the job's event stream. */
   logEvent(event) {
-    if (event.task_id !== this.taskId) return;
-    if (this.pendingLog) this.pendingLog.push(event.log);
-    else this.appendLog(event.log);
+    if (event.task_id === this.taskId) this.log.event(event.log);
   }
 
-  async loadTail() {
-    const taskId = this.taskId;
-    if (!taskId) return;
-    const pending = [];
-    this.pendingLog = pending;
-    try {
-      const tail = await api.taskLogTail(taskId);
-      if (taskId !== this.taskId) return;
-      this.log.textContent = tail;
-      this.log.classList.toggle("empty", !tail);
-      this.log.scrollTop = this.log.scrollHeight;
-    } catch (err) {
-      if (taskId === this.taskId) {
-        this.log.textContent = isMissing(err) ? "" : `(could not load the log: ${err.message})`;
-      }
-    } finally {
-      if (this.pendingLog === pending) {
-        this.pendingLog = null;
-        // a chunk may already be in the tail when it was written while the tail was read
-        for (const chunk of pending) if (!this.log.textContent.includes(chunk)) this.appendLog(chunk);
-      }
-    }
-  }
-
-  appendLog(text) {
-    const atBottom = this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - 4;
-    let next = this.log.textContent + (text.endsWith("\n") ? text : `${text}\n`);
-    if (next.length > MAX_LOG_CHARS) next = next.slice(next.indexOf("\n", next.length - MAX_LOG_CHARS) + 1);
-    this.log.textContent = next;
-    this.log.classList.remove("empty");
-    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  /** Read the log's tail again (after the event stream reconnected). */
+  loadTail() {
+    return this.log.reload();
   }
 
   taskEvent(event) {
