@@ -38,6 +38,7 @@ export class TaskLog {
       tabindex: "0",
       role: "log",
       "aria-label": "Task log",
+      "aria-live": "off", // a busy log would otherwise be read out line by line
       hidden: true,
       onscroll: () => this.scrolled(),
     });
