@@ -1,15 +1,21 @@
-// The Worker Actions menu: a <select> of status requests and an Apply button.
+// The Worker Actions menu: a <select> of status requests and an Apply button, for one or many workers.
+// Several workers: one confirmation, one request per worker, and every refusal reported by worker name.
 
 import { api } from "./api.js";
 import { h } from "./dom.js";
-import { notify } from "./notify.js";
+import { confirmDialog, notify } from "./notify.js";
+import { plural, selectionList } from "./selection.js";
 
 const PLACEHOLDER = "Choose an action…";
 
-/** What each action requests; `restart` items are offered only when a selected worker can restart. */
+/**
+ * What each action requests. `restart` items are hidden when no selected worker can restart, and shown
+ * disabled (with the reason) when only some can. `ask(n)` is the question confirming it for n workers.
+ */
 export const WORKER_ACTIONS = [
   {
     key: "offline-lazy",
+    ask: (n) => `Shut down ${n} workers after their current task?`,
     label: "Shut Down (after task is finished)",
     status: "offline",
     lazy: true,
@@ -17,6 +23,7 @@ export const WORKER_ACTIONS = [
   },
   {
     key: "offline-now",
+    ask: (n) => `Shut down ${n} workers immediately?`,
     label: "Shut Down (immediately)",
     status: "offline",
     lazy: false,
@@ -24,6 +31,7 @@ export const WORKER_ACTIONS = [
   },
   {
     key: "restart-lazy",
+    ask: (n) => `Restart ${n} workers after their current task?`,
     label: "Restart (after task is finished)",
     status: "restart",
     lazy: true,
@@ -32,6 +40,7 @@ export const WORKER_ACTIONS = [
   },
   {
     key: "restart-now",
+    ask: (n) => `Restart ${n} workers immediately?`,
     label: "Restart (immediately)",
     status: "restart",
     lazy: false,
@@ -40,6 +49,7 @@ export const WORKER_ACTIONS = [
   },
   {
     key: "asleep-lazy",
+    ask: (n) => `Send ${n} workers to sleep after their current task?`,
     label: "Send to Sleep (after task is finished)",
     status: "asleep",
     lazy: true,
@@ -47,6 +57,7 @@ export const WORKER_ACTIONS = [
   },
   {
     key: "asleep-now",
+    ask: (n) => `Send ${n} workers to sleep immediately?`,
     label: "Send to Sleep (immediately)",
     status: "asleep",
     lazy: false,
@@ -54,6 +65,7 @@ export const WORKER_ACTIONS = [
   },
   {
     key: "awake-now",
+    ask: (n) => `Wake up ${n} workers?`,
     label: "Wake Up",
     status: "awake",
     lazy: false,
@@ -97,8 +109,11 @@ export class WorkerActionsBar {
   /** Rebuild the item list for the current selection, keeping the chosen item when still offered. */
   refresh() {
     const selected = this.getSelected();
-    const canRestart = selected.some((w) => w.can_restart);
-    const wanted = WORKER_ACTIONS.filter((a) => !a.restart || canRestart).map((a) => a.key);
+    const restartable = selected.filter((w) => w.can_restart).length;
+    const wanted = WORKER_ACTIONS.filter((a) => !a.restart || restartable > 0).map((a) => a.key);
+    // Restart needs every selected worker to have a restart exit code; a mixed selection says why not.
+    const mixed = restartable > 0 && restartable < selected.length;
+    this.restartBlocked = mixed ? restartReason(selected, restartable) : "";
     const have = [...this.select.options].slice(1).map((o) => o.value);
     if (have.join() !== wanted.join() || this.select.options.length === 0) {
       const chosen = this.select.value;
@@ -111,13 +126,21 @@ export class WorkerActionsBar {
       }
       this.select.value = wanted.includes(chosen) ? chosen : "";
     }
+    for (const option of this.select.options) {
+      const action = WORKER_ACTIONS.find((a) => a.key === option.value);
+      if (!action?.restart) continue;
+      option.disabled = Boolean(this.restartBlocked);
+      option.title = this.restartBlocked ? `Not available: ${this.restartBlocked}.` : action.help;
+    }
+    if (this.select.selectedOptions[0]?.disabled) this.select.value = "";
     this.select.disabled = selected.length === 0;
     this.select.title = selected.length === 0 ? "Select one or more workers first" : "";
     this.syncState();
   }
 
   chosen() {
-    return WORKER_ACTIONS.find((a) => a.key === this.select.value) || null;
+    const action = WORKER_ACTIONS.find((a) => a.key === this.select.value) || null;
+    return action?.restart && this.restartBlocked ? null : action;
   }
 
   syncState() {
@@ -125,26 +148,79 @@ export class WorkerActionsBar {
     const count = this.getSelected().length;
     this.apply.disabled = !action || count === 0;
     if (count === 0) this.help.textContent = "Select workers in the table to act on them.";
-    else if (action) this.help.textContent = action.help;
-    else this.help.textContent = `${count} worker${count === 1 ? "" : "s"} selected.`;
+    else if (action) {
+      this.help.textContent = count === 1 ? action.help : `${plural(count, "worker")}: ${action.help}`;
+    }
+    else if (this.restartBlocked) {
+      this.help.textContent = `${plural(count, "worker")} selected. Restart is not available: ${this.restartBlocked}.`;
+    } else this.help.textContent = `${plural(count, "worker")} selected.`;
   }
 
   async run() {
     const action = this.chosen();
+    // The workers as selected now: one deleted while the question is open is reported, not skipped.
     const workers = this.getSelected();
     if (!action || workers.length === 0) return;
     this.apply.disabled = true;
-    await Promise.all(
-      workers.map(async (worker) => {
-        try {
-          await api.setWorkerStatus(worker.id, action.status, action.lazy);
-          notify(`Worker ${worker.name}: ${action.label} confirmed.`, "success");
-        } catch (err) {
-          const reason = err.status === 412 ? "it cannot restart (no restart exit code configured)" : err.message;
-          notify(`Worker ${worker.name}: ${action.label} refused: ${reason}.`, "error");
-        }
-      }),
+    if (workers.length > 1) {
+      const ok = await confirmDialog(
+        action.ask(workers.length),
+        `${workers.map((w) => w.name).join(", ")}. ${action.help}`,
+        action.label.replace(/ \(.*\)$/, ""),
+      );
+      if (!ok) return this.syncState();
+    }
+    const results = await Promise.all(
+      workers.map((worker) =>
+        api.setWorkerStatus(worker.id, action.status, action.lazy).then(
+          () => ({ worker, error: null }),
+          (err) => ({ worker, error: refusal(err) }),
+        ),
+      ),
     );
+    if (workers.length === 1) {
+      const [{ worker, error }] = results;
+      if (error) notify(`Worker ${worker.name}: ${action.label} refused: ${error}.`, "error");
+      else notify(`Worker ${worker.name}: ${action.label} confirmed.`, "success");
+    } else {
+      reportMany(action, results);
+    }
     this.syncState();
   }
+}
+
+/** Why a mixed selection cannot restart, e.g. "2 of 5 selected workers have no restart exit code". */
+function restartReason(selected, restartable) {
+  const without = selected.length - restartable;
+  const verb = without === 1 ? "has" : "have";
+  return `${without} of ${selected.length} selected workers ${verb} no restart exit code`;
+}
+
+/** The Manager's answer to a refused request, in words. */
+function refusal(err) {
+  return err.status === 412 ? "it cannot restart (no restart exit code configured)" : err.message;
+}
+
+/** One notification for the confirmed workers and one naming each refused worker with its reason. */
+function reportMany(action, results) {
+  const failed = results.filter((r) => r.error);
+  const done = results.length - failed.length;
+  if (done > 0) {
+    const of = failed.length ? `${done} of ${results.length}` : `${done}`;
+    notify(`${action.label} confirmed for ${of} workers.`, "success");
+  }
+  if (failed.length === 0) return;
+  notify(
+    h(
+      "div",
+      { class: "bulk-failures" },
+      `${action.label} refused for ${plural(failed.length, "worker")}:`,
+      selectionList(
+        failed,
+        ({ worker, error }) => [h("strong", {}, worker.name), `: ${error}`],
+        { limit: failed.length, className: "failure-list" },
+      ),
+    ),
+    "error",
+  );
 }

@@ -3,9 +3,10 @@
 import { api } from "./api.js";
 import { fill, h, perFrame, relativeTimeElement } from "./dom.js";
 import { link, navigate, notFound, replaceLink } from "./router.js";
+import { SelectAllBox, plural, selectAllShown, selectionList } from "./selection.js";
 import { changes, state } from "./state.js";
 import { ItemTable, StatusFilter, TextFilter, countLabel } from "./table.js";
-import { WORKER_STATUSES, workerStatusCell } from "./statuses.js";
+import { WORKER_STATUSES, statusBadge, workerStatusCell } from "./statuses.js";
 import { WorkerActionsBar } from "./worker-actions.js";
 import { WorkerDetails } from "./worker-details.js";
 
@@ -20,6 +21,7 @@ export class WorkersView {
     this.dirty = true;
     this.filter = new StatusFilter("Filter workers by status", WORKER_STATUSES, () => this.applyFilter());
     this.nameFilter = new TextFilter("Filter workers by name", () => this.applyFilter());
+    this.selectAll = new SelectAllBox("Select all shown workers", () => this.toggleAll());
     this.table = new ItemTable({
       className: "workers-grid",
       label: "Workers",
@@ -27,6 +29,7 @@ export class WorkersView {
       compare: byName,
       emptyText: "No workers match. Workers appear here once they have registered with this Manager.",
       columns: [
+        { label: this.selectAll.element, className: "col-select", cell: selectMark },
         { label: "Status", className: "col-status", cell: workerStatusCell },
         { label: "Name", className: "col-name", cell: (w) => w.name },
         { label: "Version", className: "col-version", cell: (w) => w.version || "–" },
@@ -37,6 +40,19 @@ export class WorkersView {
     this.actions = new WorkerActionsBar(() => this.selectedWorkers());
     this.details = new WorkerDetails();
     this.missing = h("div", { class: "details", hidden: true });
+    this.several = h("div", { class: "details several-selected", hidden: true });
+    this.missingId = null;
+    // the check mark of a row adds it to or takes it from the selection, like Ctrl-click
+    this.table.tbody.addEventListener(
+      "click",
+      (event) => {
+        const row = event.target.closest(".grid-row[data-id]");
+        if (!row || !event.target.closest(".col-select") || event.shiftKey) return;
+        event.stopPropagation();
+        this.table.choose(row.dataset.id, { toggle: true });
+      },
+      { capture: true },
+    );
     this.count = h("span", { class: "count-label" });
     this.element = h(
       "section",
@@ -48,7 +64,13 @@ export class WorkersView {
         h("div", { class: "toolbar secondary" }, this.filter.element, this.nameFilter.element, this.count),
         this.table.element,
       ),
-      h("aside", { class: "pane details-pane", "aria-label": "Worker details" }, this.details.element, this.missing),
+      h(
+        "aside",
+        { class: "pane details-pane", "aria-label": "Worker details" },
+        this.details.element,
+        this.several,
+        this.missing,
+      ),
     );
     const apply = perFrame((workers) => this.applyUpdates(workers));
     changes.addEventListener("worker", (e) => (this.visible ? apply(e.detail) : (this.dirty = true)));
@@ -115,6 +137,7 @@ export class WorkersView {
   afterChange() {
     this.filter.setCounts(state.workers.values());
     this.actions.refresh();
+    this.syncSelection();
     const total = state.workers.size;
     const shown = this.table.visibleIds().length;
     this.count.textContent = countLabel(shown, total, "worker");
@@ -127,9 +150,45 @@ export class WorkersView {
 
   selectionChanged(active) {
     this.showMissing(null);
-    this.details.show(active);
+    this.details.show(this.table.selected.size > 1 ? null : active);
     navigate(link("workers", active));
     this.actions.refresh();
+    this.syncSelection();
+  }
+
+  /** The header box selects every worker the filters show, or clears the selection when all are. */
+  toggleAll() {
+    const ids = selectAllShown(this.table.visibleIds(), this.table.selected);
+    const active = ids.includes(this.table.active) ? this.table.active : (ids[0] ?? null);
+    this.table.setSelection(ids, active);
+    this.selectionChanged(active);
+  }
+
+  /** The header box and the details pane follow the selection: one worker's details, or a summary of several. */
+  syncSelection() {
+    const selected = this.selectedWorkers().sort(byName);
+    this.selectAll.sync(this.table.visibleIds(), this.table.selected);
+    const several = selected.length > 1 && !this.missingId;
+    this.several.hidden = !several;
+    this.details.element.hidden = several || Boolean(this.missingId);
+    if (!several) return void this.several.replaceChildren();
+    const counts = new Map();
+    for (const w of selected) counts.set(w.status, (counts.get(w.status) || 0) + 1);
+    fill(
+      this.several,
+      h("div", { class: "details-head" }, h("h2", {}, `${plural(selected.length, "worker")} selected`)),
+      h(
+        "div",
+        { class: "several-body" },
+        h(
+          "p",
+          { class: "muted" },
+          [...counts].map(([status, n]) => `${n} ${status}`).join(", "),
+          ". Worker Actions apply to all of them; Ctrl-click (⌘-click) a worker to leave it out.",
+        ),
+        selectionList(selected, (w) => [statusBadge(w.status), " ", w.name]),
+      ),
+    );
   }
 
   show(params) {
@@ -160,18 +219,25 @@ export class WorkersView {
       } else {
         // back on the tab: the selection is kept, and the address says so
         replaceLink(link("workers", this.table.active));
-        this.details.show(this.table.active);
+        this.details.show(this.table.selected.size > 1 ? null : this.table.active);
       }
     }
+    this.syncSelection();
   }
 
   showMissing(id) {
+    this.missingId = id;
     this.missing.hidden = !id;
-    this.details.element.hidden = Boolean(id);
     fill(this.missing, id ? notFound("worker", id) : null);
+    this.syncSelection();
   }
 
   hide() {
     this.visible = false;
   }
+}
+
+/** The check mark of a row; its look follows the row's aria-selected, so it needs no updates. */
+function selectMark() {
+  return h("span", { class: "select-mark", "aria-hidden": "true" });
 }
