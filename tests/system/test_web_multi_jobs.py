@@ -6,7 +6,10 @@ test-artifacts/web-ui/.
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
+import time
 from typing import Any
 
 import pytest
@@ -121,3 +124,47 @@ def test_select_several_jobs_and_act_on_the_ones_that_allow_it(
     job_row(page, ids[3]).click()
     expect(details.locator(".job-head h2")).to_have_text("batch 3", timeout=LIVE)
     assert page.evaluate("location.hash") == f"#/jobs/{ids[3]}"
+
+
+def local_input_value(page: Any, epoch_seconds: float) -> str:
+    """The datetime-local value (the browser's local time, to the second) of a moment."""
+    return page.evaluate(
+        "ms => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19)",
+        epoch_seconds * 1000,
+    )
+
+
+def updated_at(manager: ManagerProcess, job_id: str) -> float:
+    return datetime.datetime.fromisoformat(manager.job(job_id)["updated"]).timestamp()
+
+
+def test_mass_delete_counts_the_jobs_first_and_they_leave_live(
+    manager: ManagerProcess, open_ui: Opener
+) -> None:
+    old = [submit(manager, f"old {i}") for i in range(3)]
+    # the cutoff is a whole second after the old jobs' last update; the new job comes after it
+    cutoff = math.ceil(max(updated_at(manager, job_id) for job_id in old))
+    manager.wait_until("the clock to pass the cutoff", lambda: time.time() > cutoff + 0.01)
+    new = submit(manager, "new")
+    page, _ = open_ui(manager, "#/jobs")
+    expect(page.locator(".count-label")).to_have_text("4 jobs", timeout=LIVE)
+
+    page.locator("#mass-delete-open").click()
+    dialog = page.locator("dialog.mass-delete")
+    expect(dialog).to_be_visible()
+    before = page.locator("#mass-delete-before")
+    # a week back (the first offer): nothing that old
+    expect(dialog.locator(".mass-delete-count")).to_have_text("No job was last updated before then.")
+    expect(page.locator("#mass-delete-ok")).to_be_disabled()
+    before.fill(local_input_value(page, cutoff))
+    expect(dialog.locator(".mass-delete-count")).to_have_text("3 jobs would be deleted (3 queued).")
+    expect(page.locator("#mass-delete-ok")).to_have_text("Delete 3 jobs")
+    screenshot(page, "jobs-mass-delete")
+    page.locator("#mass-delete-ok").click()
+    for job_id in old:
+        expect(job_row(page, job_id)).to_have_count(0, timeout=LIVE)
+    expect(job_row(page, new)).to_have_count(1)
+    expect(page.locator(".count-label")).to_have_text("1 job")
+    for job_id in old:
+        assert manager.request("GET", f"/api/v3/jobs/{job_id}")[0] == 404
+    assert manager.job(new)["name"] == "new"

@@ -3,6 +3,7 @@
 import { compactTime, absoluteTime, fill, h, perFrame } from "./dom.js";
 import { JobDetails } from "./job-details.js";
 import { JobSelectionPane } from "./job-selection.js";
+import { MassDelete } from "./mass-delete.js";
 import { link, navigate, notFound, replaceLink } from "./router.js";
 import { changes, state } from "./state.js";
 import { JOB_STATUSES, progressBar, statusBadge } from "./statuses.js";
@@ -74,6 +75,7 @@ export class JobsView {
     });
     this.table.table.querySelector(".grid-head > div")?.prepend(this.selectAll);
     this.multi = new JobSelectionPane();
+    this.massDelete = new MassDelete();
     this.details = new JobDetails();
     this.missing = h("div", { class: "details", hidden: true });
     this.count = h("span", { class: "count-label" });
@@ -83,7 +85,14 @@ export class JobsView {
       h(
         "div",
         { class: "pane list-pane" },
-        h("div", { class: "toolbar secondary" }, this.filter.element, this.nameFilter.element, this.count),
+        h(
+          "div",
+          { class: "toolbar secondary" },
+          this.filter.element,
+          this.nameFilter.element,
+          this.count,
+          this.massDelete.button,
+        ),
         this.table.element,
       ),
       h(
