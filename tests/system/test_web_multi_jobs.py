@@ -6,10 +6,13 @@ test-artifacts/web-ui/.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import math
+import secrets
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -168,3 +171,83 @@ def test_mass_delete_counts_the_jobs_first_and_they_leave_live(
     for job_id in old:
         assert manager.request("GET", f"/api/v3/jobs/{job_id}")[0] == 404
     assert manager.job(new)["name"] == "new"
+
+
+class ApiWorker:
+    """A worker speaking the worker API directly (no process): registered, signed on and awake."""
+
+    def __init__(self, manager: ManagerProcess, name: str) -> None:
+        self.manager = manager
+        self.name = name
+        secret = secrets.token_hex(16)
+        types = ["misc"]
+        self.auth: str | None = None
+        registration = {"secret": secret, "platform": "linux", "supported_task_types": types, "name": name}
+        self.id = self.call("register-worker", registration)["uuid"]
+        self.auth = "Basic " + base64.b64encode(f"{self.id}:{secret}".encode()).decode()
+        self.call("sign-on", {"name": name, "supported_task_types": types, "software_version": "3.7"})
+        self.call("state-changed", {"status": "awake"})
+
+    def call(self, path: str, body: Any = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if self.auth is not None:
+            headers["Authorization"] = self.auth
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.manager.url}api/v3/worker/{path}", data=data, method="POST", headers=headers
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return json.loads(raw) if raw else None
+
+    def fetch(self) -> dict[str, Any] | None:
+        return self.call("task")
+
+    def finish(self, task_id: str, status: str) -> None:
+        self.call(f"task/{task_id}", {"taskStatus": status, "activity": status})
+
+
+def blocklist_worker(manager: ManagerProcess, job_id: str, bad: ApiWorker, others: list[ApiWorker]) -> None:
+    """Fail the job's tasks with one worker until the Manager blocklists it for them (the others keep the
+    job from failing as a whole)."""
+    echo = others[0].fetch()
+    assert echo is not None
+    others[0].finish(echo["uuid"], "completed")
+    while not any(e["worker_id"] == bad.id for e in manager.get(f"/api/v3/jobs/{job_id}/blocklist")):
+        task = bad.fetch()
+        assert task is not None, "the worker got no task before being blocklisted"
+        bad.finish(task["uuid"], "failed")
+
+
+def test_job_blocklist_lists_workers_and_clears_per_row_and_all(
+    manager: ManagerProcess, open_ui: Opener
+) -> None:
+    job_id = manager.submit_echo_sleep(seconds=1, repeats=30, name="fragile job")["id"]
+    page, _ = open_ui(manager, f"#/jobs/{job_id}")
+    section = page.locator(".job-blocklist")
+    expect(section).to_contain_text("No worker is blocklisted for this job.", timeout=LIVE)
+    expect(page.locator("#blocklist-clear-all")).to_be_hidden()
+
+    others = [ApiWorker(manager, f"steady-{i}") for i in range(3)]
+    first, second = ApiWorker(manager, "flaky-a"), ApiWorker(manager, "flaky-b")
+    blocklist_worker(manager, job_id, first, others)
+    blocklist_worker(manager, job_id, second, others[1:])
+    # the failures come in as task events; the section reads the blocklist again
+    rows = section.locator("tbody tr")
+    expect(rows).to_have_count(2, timeout=LIVE)
+    expect(rows.nth(0)).to_contain_text("flaky-a")
+    expect(rows.nth(0).locator("td").nth(1)).to_have_text("misc")
+    expect(rows.nth(1)).to_contain_text("flaky-b")
+    expect(rows.nth(0).get_by_role("link", name="flaky-a")).to_have_attribute("href", f"#/workers/{first.id}")
+    screenshot(page, "jobs-blocklist")
+
+    page.get_by_role("button", name="Remove flaky-a (misc) from the blocklist").click()
+    expect(rows).to_have_count(1, timeout=LIVE)
+    expect(rows.first).to_contain_text("flaky-b")
+    assert [e["worker_name"] for e in manager.get(f"/api/v3/jobs/{job_id}/blocklist")] == ["flaky-b"]
+    # the unblocked worker gets the job's tasks again
+    assert first.fetch() is not None
+
+    page.locator("#blocklist-clear-all").click()
+    expect(section).to_contain_text("No worker is blocklisted for this job.", timeout=LIVE)
+    assert manager.get(f"/api/v3/jobs/{job_id}/blocklist") == []
