@@ -133,8 +133,15 @@ export class JobsView {
     const start = performance.now();
     this.dirty = false;
     this.table.setItems([...state.jobs.values()], () => {
-      if (this.isMulti()) this.table.setSelection([...this.table.selected], this.table.active);
-      else this.table.setSelection(this.details.jobId ? [this.details.jobId] : [], this.details.jobId);
+      if (this.isMulti()) {
+        // re-fetched: jobs gone meanwhile have left the selection
+        this.table.setSelection([...this.table.selected], this.table.active);
+        if (this.table.selected.size) this.showMulti();
+        else {
+          this.multi.element.hidden = true;
+          if (this.visible) this.show([]);
+        }
+      } else this.table.setSelection(this.details.jobId ? [this.details.jobId] : [], this.details.jobId);
       this.afterChange();
       performance.measure("render:jobs", { start, end: performance.now() });
       if (!performance.getEntriesByName("first-render:jobs").length) performance.mark("first-render:jobs");
