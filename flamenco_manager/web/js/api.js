@@ -87,6 +87,9 @@ export const api = {
   setJobStatus: (jobId, status, reason) => call("POST", `/jobs/${id(jobId)}/setstatus`, { status, reason }),
   setJobPriority: (jobId, priority) => call("POST", `/jobs/${id(jobId)}/setpriority`, { priority }),
   deleteJob: (jobId) => call("DELETE", `/jobs/${id(jobId)}`),
+  massDeleteJobs: (lastUpdatedMax) => call("DELETE", "/jobs/mass-delete", { last_updated_max: lastUpdatedMax }),
+  jobBlocklist: (jobId) => call("GET", `/jobs/${id(jobId)}/blocklist`),
+  removeFromJobBlocklist: (jobId, entries) => call("DELETE", `/jobs/${id(jobId)}/blocklist`, entries),
   jobLastRendered: (jobId) => call("GET", `/jobs/${id(jobId)}/last-rendered`),
   globalLastRendered: () => call("GET", "/jobs/last-rendered"),
 

@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { absoluteTime, compactTime, fill, h, refill } from "./dom.js";
 import { EventStream } from "./events.js";
+import { JobBlocklist } from "./job-blocklist.js";
 import { jobTypes, settingsToShow } from "./job-types.js";
 import { JobLastRendered } from "./last-rendered.js";
 import { confirmDialog, copyText, notify } from "./notify.js";
@@ -60,6 +61,7 @@ export class JobDetails {
     });
     this.taskDetails = new TaskDetails(() => this.job);
     this.lastRendered = new JobLastRendered();
+    this.blocklist = new JobBlocklist();
     // Every setting, or only those the job type shows on the web (kept while moving between jobs).
     this.showAllSettings = false;
     changes.addEventListener("jobtypes", () => this.jobTypesChanged());
@@ -77,6 +79,7 @@ export class JobDetails {
       if (this.stream) this.stream.close();
       this.stream = null;
       this.lastRendered.show(jobId);
+      this.blocklist.show(jobId);
       if (!jobId) {
         this.taskDetails.show(null);
         fill(this.head);
@@ -124,6 +127,7 @@ export class JobDetails {
       this.tasks.setSelection(this.taskDetails.taskId ? [this.taskDetails.taskId] : [], this.taskDetails.taskId);
       fill(this.head, this.headFor(job));
       fill(this.body, this.bodyFor(job));
+      this.blocklist.refresh();
     } catch (err) {
       if (jobId !== this.jobId) return;
       fill(this.head);
@@ -215,6 +219,8 @@ export class JobDetails {
     };
     this.tasks.upsert(task);
     if (event.id === this.taskDetails.taskId) this.taskDetails.taskEvent(event);
+    // a failure may put its worker on the job's blocklist
+    if (event.status !== old.status && ["failed", "soft-failed"].includes(event.status)) this.blocklist.refresh();
   }
 
   headFor(job) {
@@ -292,6 +298,7 @@ export class JobDetails {
       this.lastRendered.element,
       this.settings,
       keyValues("Metadata", job.metadata),
+      this.blocklist.element,
       h(
         "section",
         { class: "details-section", "aria-labelledby": "tasks-title" },
