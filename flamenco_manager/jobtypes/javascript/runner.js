@@ -28,6 +28,10 @@ const MAX_PAYLOAD_CHARS = 64 * 1024 * 1024;
 // print()/alert() output kept per run; past either figure one "output truncated" line ends it.
 const MAX_OUTPUT_LINES = 200;
 const MAX_OUTPUT_BYTES = 64 * 1024;
+// The main thread's own stop comes this much after the time limit: vm's timeout stops synchronous
+// code at the limit first (the path every time-limit test then takes), and terminating the worker
+// is the backstop for whatever vm's timeout cannot interrupt.
+const TERMINATE_AFTER_LIMIT_MS = 250;
 // Young-generation size of a worker's heap: V8's default for a 64-bit process.
 const YOUNG_GENERATION_MIB = 16;
 // A worker's V8 heap may grow to this many times the memory limit: the resident-memory watchdog
@@ -123,7 +127,17 @@ function workerMain() {
   const sandbox = makeSandbox(); // made while this worker waits as the spare
 
   const fixColumn = (line, column) => (line === 1 && column != null ? Math.max(1, column - STRICT_PREFIX.length) : column);
-  const isTimeout = (e) => e instanceof Error && e.code === "ERR_SCRIPT_EXECUTION_TIMEOUT";
+  // vm's timeout error is made in the context that was running: the sandbox's realm, so not an
+  // instance of this realm's Error. Its `code` is read as an own data property (no script getter runs).
+  const isTimeout = (e) => {
+    if (e === null || (typeof e !== "object" && typeof e !== "function")) return false;
+    try {
+      const code = Reflect.getOwnPropertyDescriptor(e, "code");
+      return code !== undefined && "value" in code && code.value === "ERR_SCRIPT_EXECUTION_TIMEOUT";
+    } catch {
+      return false;
+    }
+  };
   const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   // Without a debugger, a thrown string is located when exactly one `throw` in the source throws a
   // literal that gives it: a quoted string, or a template whose ${...} parts may stand for anything.
@@ -373,7 +387,7 @@ function run(req) {
     const timeProblem = () => problem(`stopped after ${formatSeconds(req.timeLimit)} s (time limit)`);
     const memoryProblem = () => problem(`stopped: used more than ${req.memoryMib} MiB (memory limit)`);
     const deadline = Date.now() + req.timeLimit * 1000;
-    const timer = setTimeout(timeProblem, req.timeLimit * 1000);
+    const timer = setTimeout(timeProblem, req.timeLimit * 1000 + TERMINATE_AFTER_LIMIT_MS);
     const watch = setInterval(() => {
       if (process.memoryUsage.rss() - baseRss > limitBytes) memoryProblem();
     }, MEMORY_SAMPLE_MS);
