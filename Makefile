@@ -59,7 +59,7 @@ test: deps venv lint
 	$(PY) -m pytest -q -rs
 
 # Everything that starts no whole farm (tests/system is excluded by path in tests/conftest.py) and
-# waits out no limit, one pytest process per CPU: ~55 s on two idle cores.
+# waits out no limit or interval, one pytest process per CPU: ~55 s on two idle cores.
 unit: venv
 	$(PY) -m pytest -q -n auto -m "not system and not slow"
 

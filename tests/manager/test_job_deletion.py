@@ -321,6 +321,7 @@ STALL_LIMIT = 0.3
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 async def test_ten_thousand_jobs_go_without_stalling_the_loop(farm: Farm, events: JobEvents) -> None:
     store = farm.manager.store
     jobs = _insert_jobs(store, 10_000, tasks_each=2, updated=NOON.timestamp())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tests.manager.conftest import API, Farm
 
 # A held request that answers within this time answered "at once" (loopback, loaded CI machine).
@@ -90,6 +92,7 @@ async def test_held_may_i_run_answers_on_immediate_request_and_on_cancel(farm: F
     assert reply.body["mayKeepRunning"] is False
 
 
+@pytest.mark.slow
 async def test_expiry_gives_the_normal_nothing_answer(farm: Farm) -> None:
     worker = await farm.awake_worker()
     started = time.monotonic()

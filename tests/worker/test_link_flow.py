@@ -72,6 +72,7 @@ def numbered_lines(log_text: str) -> list[str]:
     return [ln.split("> ", 1)[1] for ln in log_text.splitlines() if "> line" in ln]
 
 
+@pytest.mark.slow
 async def test_long_polling_manager_gets_the_log_every_second(farm: Farm) -> None:
     manager = ScriptedManager(long_poll=True, tasks=[shell_task("t-live", SLOW_LINES)])
     await farm(manager)
@@ -85,6 +86,7 @@ async def test_long_polling_manager_gets_the_log_every_second(farm: Farm) -> Non
     assert numbered_lines(manager.log_text()) == [f"line {i}" for i in range(1, 26)]
 
 
+@pytest.mark.slow
 async def test_stock_manager_gets_the_log_batched_as_flamenco_does(farm: Farm) -> None:
     manager = ScriptedManager(long_poll=False, tasks=[shell_task("t-batched", SLOW_LINES)])
     await farm(manager)
@@ -100,6 +102,7 @@ async def test_stock_manager_gets_the_log_batched_as_flamenco_does(farm: Farm) -
     assert numbered_lines(logs[0].body["log"]) == [f"line {i}" for i in range(1, 26)]
 
 
+@pytest.mark.slow
 async def test_stock_manager_gets_more_than_10_kib_of_log_at_once(farm: Farm) -> None:
     burst = "i=0; while [ $i -lt 200 ]; do printf '%0100d\\n' $i; i=$((i+1)); done; sleep 3"
     manager = ScriptedManager(long_poll=False, tasks=[shell_task("t-burst", burst)])
