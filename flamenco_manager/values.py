@@ -7,6 +7,7 @@ words wherever a value is refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 #: Longest rendering of a wrong value inside an error line, so the line stays readable.
 SHOWN_VALUE_MAX = 40
@@ -68,3 +69,8 @@ def several(problems: Sequence[str], count: int | None = None) -> str:
     if len(problems) == 1:
         return problems[0]
     return f"{len(problems) if count is None else count} problems: {'; '.join(problems)}"
+
+
+def is_text(value: object) -> TypeGuard[str]:
+    """A string with something besides white space in it: a name, a key, a label."""
+    return isinstance(value, str) and bool(value.strip())

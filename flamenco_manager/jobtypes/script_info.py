@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flamenco_manager.jobtypes import etag
-from flamenco_manager.values import describe
+from flamenco_manager.values import describe, is_text
 
 SCRIPT_SUFFIX = ".js"
 # Files shorter than this are skipped, as Flamenco does: nothing that short defines a job type.
@@ -75,7 +75,7 @@ def script_info(filename: str, described: Any) -> ScriptInfo:
         raise fail(f"must be an object, not {describe(described)}")
     dropped = [f"JOB_TYPE.{key}" for key in described if key not in _JOB_TYPE_FIELDS]
     label = described.get("label")
-    if not isinstance(label, str) or not label.strip():
+    if not is_text(label):
         raise fail(f"label must be a non-empty string, not {describe(label)}")
     info: dict[str, Any] = {"name": job_type_name(filename), "label": label}
     description = described.get("description")
@@ -112,7 +112,7 @@ def _setting(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ValueError(f"must be an object, not {describe(raw)}")
     key = raw.get("key")
-    if not isinstance(key, str) or not key.strip():
+    if not is_text(key):
         raise ValueError(f"key must be a non-empty string, not {describe(key)}")
     kind = raw.get("type")
     if kind not in SETTING_TYPES:

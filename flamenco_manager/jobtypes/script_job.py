@@ -28,7 +28,7 @@ from flamenco_manager.jobtypes.model import (
     command,
 )
 from flamenco_manager.jobtypes.settings import INT32_MAX, INT32_MIN, undefined_settings
-from flamenco_manager.values import describe
+from flamenco_manager.values import describe, is_text
 
 # Job priorities Flamenco accepts (the SubmittedJob schema's range).
 JOB_PRIORITY_RANGE = range(0, 101)
@@ -100,7 +100,7 @@ def authored_job(
         raise fail(f"job.settings must stay an object, not {describe(settings)}")
     metadata = _metadata(authored.get("metadata"), fail)
     name = authored.get("name", context.name)
-    if not isinstance(name, str) or not name.strip():
+    if not is_text(name):
         raise fail(f"job.name must be a non-empty string, not {describe(name)}")
     priority = _whole(authored.get("priority", context.priority))
     if priority is None or priority not in JOB_PRIORITY_RANGE:
@@ -173,9 +173,9 @@ def _task(raw: Any, index: int, count: int) -> CompiledTask:
     if not isinstance(raw, Mapping):
         raise ValueError(f"must be an object, not {describe(raw)}")
     name, kind = raw.get("name"), raw.get("type")
-    if not isinstance(name, str) or not name.strip():
+    if not is_text(name):
         raise ValueError(f"name must be a non-empty string, not {describe(name)}")
-    if not isinstance(kind, str) or not kind.strip():
+    if not is_text(kind):
         raise ValueError(f"type must be a non-empty string, not {describe(kind)}")
     priority = _whole(raw.get("priority", DEFAULT_TASK_PRIORITY))
     if priority is None or not INT32_MIN <= priority <= INT32_MAX:
@@ -203,7 +203,7 @@ def _command(raw: Any, number: int) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ValueError(f"command {number} must be an object, not {describe(raw)}")
     name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not is_text(name):
         raise ValueError(f"command {number}: name must be a non-empty string, not {describe(name)}")
     parameters = raw.get("parameters")
     if parameters is None:

@@ -6,6 +6,7 @@ own search (find_engine) picks one, and the tests are skipped when there is none
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 from collections.abc import AsyncIterator
@@ -29,14 +30,21 @@ def node() -> str:
         pytest.skip(f"no Node.js for the job-script engine: {exc}")
 
 
-@pytest.fixture
-async def engine(node: str) -> AsyncIterator[ScriptEngine]:
-    eng = ScriptEngine(node, EngineLimits(time_limit=5.0, memory_mib=256))
+@contextlib.asynccontextmanager
+async def running_engine(node: str, limits: EngineLimits) -> AsyncIterator[ScriptEngine]:
+    """A started engine, closed (its child gone) when the block ends."""
+    eng = ScriptEngine(node, limits)
     await eng.start()
     try:
         yield eng
     finally:
         await eng.close()
+
+
+@pytest.fixture
+async def engine(node: str) -> AsyncIterator[ScriptEngine]:
+    async with running_engine(node, EngineLimits(time_limit=5.0, memory_mib=256)) as eng:
+        yield eng
 
 
 def script(name: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,7 +15,7 @@ from flamenco_manager.jobtypes.javascript import EngineLimits, EngineMissing, Sc
 from flamenco_manager.jobtypes.javascript.locate import parse_version
 from tests.support.waiting import wait_for
 
-from .conftest import evaluate, make_job, value_script
+from .conftest import evaluate, make_job, running_engine, value_script
 
 HEALTHY = "return frameChunker('1-4', 2);"
 
@@ -301,13 +302,9 @@ function compileJob(job) {
 
 
 @pytest.fixture
-async def tight_engine(node: str):
-    eng = ScriptEngine(node, EngineLimits(time_limit=1.0, memory_mib=128))
-    await eng.start()
-    try:
+async def tight_engine(node: str) -> AsyncIterator[ScriptEngine]:
+    async with running_engine(node, EngineLimits(time_limit=1.0, memory_mib=128)) as eng:
         yield eng
-    finally:
-        await eng.close()
 
 
 @pytest.mark.parametrize(
