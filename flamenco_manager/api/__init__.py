@@ -55,6 +55,7 @@ def _provide_services(app: web.Application, manager: Manager) -> None:
     keys.provide(app, keys.SLEEP_SCHEDULER, manager.sleep_scheduler)
     keys.provide(app, keys.THUMBNAILS, manager.thumbnails)
     keys.provide(app, keys.FARM_STATUS, manager.farm_status)
+    keys.provide(app, keys.FARM_HISTORY, manager.farm_history)
     keys.provide(app, keys.TASK_LOGS, manager.logs)
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from flamenco_manager.config import ManagerConfig
 from flamenco_manager.services.durability import Durability
 from flamenco_manager.services.events import Hub
+from flamenco_manager.services.farm_history import FarmHistory
 from flamenco_manager.services.farm_status import FarmStatus
 from flamenco_manager.services.job_deleter import JobDeleter
 from flamenco_manager.services.jobs import Jobs
@@ -81,4 +82,5 @@ TASK_UPDATES = AppKey("task_updates", TaskUpdates)
 SLEEP_SCHEDULER = AppKey("sleep_scheduler", SleepScheduler)
 THUMBNAILS = AppKey("thumbnails", Thumbnails)
 FARM_STATUS = AppKey("farm_status", FarmStatus)
+FARM_HISTORY = AppKey("farm_history", FarmHistory)
 TASK_LOGS = AppKey("task_logs", TaskLogs)

@@ -1,4 +1,4 @@
-"""Meta endpoints: version, configuration, variables, farm status, the OpenAPI document."""
+"""Meta endpoints: version, configuration, variables, farm status and history, the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from aiohttp import web
 
 from flamenco_manager import buildinfo
 from flamenco_manager.api.errors import HTTPError
-from flamenco_manager.api.keys import CONFIG, FARM_STATUS, need
+from flamenco_manager.api.keys import CONFIG, FARM_HISTORY, FARM_STATUS, need
+from flamenco_manager.services.farm_history import HISTORY_SPAN
 from flamenco_manager.variables import CONCRETE_AUDIENCES, SUBMITTER_IS_MANAGER
 
 routes = web.RouteTableDef()
@@ -60,6 +61,19 @@ async def variables(request: web.Request) -> web.Response:
 @routes.get("/api/v3/status")
 async def farm_status(request: web.Request) -> web.Response:
     return web.json_response({"status": need(request, FARM_STATUS).refresh()})
+
+
+@routes.get("/api/v3/farm-history")
+async def farm_history(request: web.Request) -> web.Response:
+    """Ours, for the web UI's overview: the samples of the last hour, oldest first."""
+    history = need(request, FARM_HISTORY)
+    return web.json_response(
+        {
+            "interval": history.interval,
+            "span": HISTORY_SPAN,
+            "samples": [sample.as_json() for sample in history.samples()],
+        }
+    )
 
 
 @functools.cache

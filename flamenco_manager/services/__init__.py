@@ -18,6 +18,7 @@ from flamenco_manager.config import ManagerConfig, current_platform
 from flamenco_manager.jobtypes.javascript import EngineLimits
 from flamenco_manager.services.durability import Durability
 from flamenco_manager.services.events import Hub
+from flamenco_manager.services.farm_history import FarmHistory
 from flamenco_manager.services.farm_status import FarmStatus
 from flamenco_manager.services.job_deleter import JobDeleter
 from flamenco_manager.services.job_types import JobTypes
@@ -96,6 +97,9 @@ class Manager:
         self.sleep_scheduler = SleepScheduler(self.store, self.workers)
         self.thumbnails = Thumbnails(self.store, self.hub, self.storage)
         self.farm_status = FarmStatus(self.store, self.hub)
+        self.farm_history = FarmHistory(
+            self.store, self.hub, self.machine, interval=config.farm_history_interval
+        )
         self.tags = Tags(self.store, self.hub)
         self.tasks = Tasks(self.store, self.machine, self.logs)
         self.durability = Durability(self.store, self.logs)
@@ -111,6 +115,7 @@ class Manager:
         self._spawn(self.thumbnails.run(), "thumbnails")
         self._spawn(self.sleep_scheduler.run(), "sleep-scheduler")
         self._spawn(self.farm_status.run(), "farm-status")
+        self._spawn(self.farm_history.run(), "farm-history")
         self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
         self._spawn(self.job_deleter.run(), "job-deleter")
         await self.job_types.start()

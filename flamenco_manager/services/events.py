@@ -18,7 +18,17 @@ SUBSCRIBER_QUEUE_SIZE = 2000
 # a thousand schedule attempts in one turn (~0.25 s during which nothing else was answered).
 WAKE_BATCH = 64
 
-TOPICS = ("/lifecycle", "/status", "/jobs", "/task", "/tasklog", "/workers", "/workertags", "/last-rendered")
+TOPICS = (
+    "/lifecycle",
+    "/status",
+    "/jobs",
+    "/task",
+    "/tasklog",
+    "/workers",
+    "/workertags",
+    "/last-rendered",
+    "/farm-history",  # ours: one sample of the farm overview at a time
+)
 
 
 @dataclass(slots=True)

@@ -201,6 +201,13 @@ class JobQueries:
         rows = self.conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def count_tasks_by_status(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT c.status, sum(c.n) FROM job_task_counts c JOIN jobs j ON j.id = c.job_id"
+            " WHERE j.delete_requested_at IS NULL GROUP BY c.status"
+        ).fetchall()
+        return {r[0]: r[1] for r in rows if r[1]}
+
     # Tasks.
 
     def get_task(self, uuid: str) -> Task | None:

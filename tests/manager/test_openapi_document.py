@@ -167,6 +167,7 @@ ENDPOINTS = [
     ("get", "/api/v3/configuration/shared-storage/{audience}/{platform}", {"200"}),
     ("get", "/api/v3/configuration/variables/{audience}/{platform}", {"200"}),
     ("get", "/api/v3/status", {"200"}),
+    ("get", "/api/v3/farm-history", {"200"}),
     ("get", "/api/v3/openapi3.json", {"200"}),
     ("get", "/api/v3/events", {"200"}),
 ]
