@@ -9,6 +9,7 @@ import { JobsView } from "./jobs-view.js";
 import { LastRenderedView } from "./last-rendered.js";
 import { installKeyboard } from "./keyboard.js";
 import { notify } from "./notify.js";
+import { OverviewView } from "./overview.js";
 import { announce, jobFromEvent, state, workerFromEvent } from "./state.js";
 import { TagsView } from "./tags-view.js";
 import { WorkersView } from "./workers-view.js";
@@ -21,6 +22,7 @@ const views = {
   workers: new WorkersView(),
   tags: new TagsView(),
   "last-rendered": new LastRenderedView(),
+  overview: new OverviewView(),
 };
 let current = null;
 
