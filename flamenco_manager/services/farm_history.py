@@ -94,7 +94,7 @@ class FarmHistory:
         now = self.clock()
         workers = {s.value: 0 for s in WorkerStatus}
         workers.update(self.store.count_workers_by_status())
-        tasks = self.store.count_tasks_by_status()
+        tasks = self.store.count_tasks_by_status((TaskStatus.QUEUED, TaskStatus.ACTIVE))
         jobs = self.store.count_jobs_by_status()
         completed_total = self.machine.tasks_completed
         active = tasks.get(TaskStatus.ACTIVE, 0)
