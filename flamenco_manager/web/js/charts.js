@@ -65,7 +65,8 @@ export class TimeChart {
     this.xAxis = svg("g", { class: "ov-xaxis" });
     this.shift = svg("g", { class: "ov-shift" });
     this.paths = layers.map((layer) => {
-      const path = svg("path", { class: `ov-layer ov-${kind === "columns" ? "col" : layer.kind || kind} ${layer.cls}` });
+      const shape = kind === "columns" ? "col" : layer.kind || kind;
+      const path = svg("path", { class: `ov-layer ov-${shape} ${layer.cls}` });
       this.shift.append(path);
       return path;
     });
@@ -168,7 +169,7 @@ export class TimeChart {
   segmentsOf(p) {
     if (this.kind === "columns") {
       const x0 = this.x(p.t - p.dur);
-      const full = (p.t - (p.t - p.dur)) * this.k;
+      const full = p.dur * this.k;
       const w = round(full >= GAP_FROM ? full - 1 : full);
       let below = 0;
       return this.layers.map((layer) => {
@@ -224,14 +225,11 @@ export class TimeChart {
       const layer = this.layers[l];
       let d = "";
       if (this.kind === "columns") d = segs.join("");
-      else if (segs.length) {
-        const line = `M${segs.join("L")}`;
-        if ((layer.kind || this.kind) === "area") {
-          const first = segs[0].split(",")[0];
-          const last = segs[segs.length - 1].split(",")[0];
-          d = `M${first},${baseY}L${segs.join("L")}L${last},${baseY}Z`;
-        } else d = line;
-      }
+      else if (segs.length && (layer.kind || this.kind) === "area") {
+        const first = segs[0].split(",")[0];
+        const last = segs[segs.length - 1].split(",")[0];
+        d = `M${first},${baseY}L${segs.join("L")}L${last},${baseY}Z`;
+      } else if (segs.length) d = `M${segs.join("L")}`;
       this.paths[l].setAttribute("d", d);
     });
     const dx = round(PAD.left - (this.start - this.origin) * this.k);

@@ -35,7 +35,7 @@ function seconds(iso) {
   return Date.parse(iso) / 1000;
 }
 
-function tipLines(p, title, rows) {
+function tipLines(title, rows) {
   return [
     h("div", { class: "ov-tip-time" }, title),
     ...rows.map(([cls, label, value]) =>
@@ -64,7 +64,6 @@ export class OverviewView {
       label: "Workers by status over the last hour",
       describe: (p) =>
         tipLines(
-          p,
           hhmmss.format(new Date(p.t * 1000)),
           workerLayers.filter((l) => p.v[l.key]).map((l) => [l.cls, l.label, p.v[l.key]]),
         ),
@@ -75,7 +74,7 @@ export class OverviewView {
       label: "Tasks completed per minute over the last hour",
       describe: (p) => {
         const from = hhmmss.format(new Date((p.t - p.dur) * 1000)).slice(0, 5);
-        return tipLines(p, `${from} (one minute)`, [["ov-completed", "completed", p.v.completed]]);
+        return tipLines(`${from} (one minute)`, [["ov-completed", "completed", p.v.completed]]);
       },
     });
     this.queueChart = new TimeChart({
@@ -86,7 +85,7 @@ export class OverviewView {
       ],
       label: "Queued and active tasks over the last hour",
       describe: (p) =>
-        tipLines(p, hhmmss.format(new Date(p.t * 1000)), [
+        tipLines(hhmmss.format(new Date(p.t * 1000)), [
           ["ov-queued", "queued", p.v.queued],
           ["ov-active", "active", p.v.active],
         ]),
@@ -317,9 +316,9 @@ export class OverviewView {
     this.element.dataset.state = collecting ? "collecting" : "charts";
     this.element.dataset.samples = String(this.samples.length);
     this.collecting.hidden = !collecting;
-    this.subtitle.textContent = `Last ${Math.round(this.windowSec / 60)} minutes, a sample every ${this.interval} s · ${
-      this.samples.length
-    } samples`;
+    const minutes = Math.round(this.windowSec / 60);
+    const every = `a sample every ${this.interval} s`;
+    this.subtitle.textContent = `Last ${minutes} minutes, ${every} · ${this.samples.length} samples`;
     if (!s) return;
     const w = s.workers;
     const awake = w.awake || 0;
