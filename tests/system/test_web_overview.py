@@ -30,6 +30,8 @@ INTERVAL = 4
 # A sample, plus the time a loaded machine may add.
 SAMPLE_WAIT = (INTERVAL + 10) * 1000
 ROOT = "#overview-view"
+# A wall screen.
+WALL = {"width": 1920, "height": 1080}
 
 # The y coordinates of a chart layer's path that differ from its base line: something was drawn above 0.
 RAISED = """(sel) => {
@@ -113,6 +115,15 @@ def test_collecting_then_live_charts_as_a_worker_completes_tasks(
     assert samples(page) >= held > 3
     expect(root).to_have_attribute("data-state", "charts")
     assert page.get_attribute(".ov-chart-completed path.ov-completed", "d") != ""
+
+    # on a wall screen the charts are drawn again at the new width, and the big numbers are big
+    workers_chart = page.locator(".ov-chart-workers .ov-svg")
+    narrow = workers_chart.get_attribute("viewBox")
+    page.set_viewport_size(WALL)
+    expect(workers_chart).not_to_have_attribute("viewBox", narrow or "")
+    big = page.locator(".ov-tile-value").first.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+    assert big >= 60, big
+    screenshot(page, "overview-wall")
 
 
 def test_deep_link_keyboard_and_navigation(
