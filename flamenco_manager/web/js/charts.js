@@ -14,7 +14,7 @@ const TIME_STEPS = [10, 30, 60, 120, 300, 600, 900, 1800, 3600];
 // Columns narrower than this (in pixels) are drawn without a gap between them.
 const GAP_FROM = 4;
 
-const hhmm = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+export const hhmm = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 export const hhmmss = new Intl.DateTimeFormat(undefined, {
   hour: "2-digit",
   minute: "2-digit",

@@ -7,7 +7,7 @@
 // the samples held, data-state "collecting" or "charts".
 
 import { call } from "./api.js";
-import { TimeChart, hhmmss } from "./charts.js";
+import { TimeChart, hhmm, hhmmss } from "./charts.js";
 import { h } from "./dom.js";
 import { EventStream } from "./events.js";
 import { WORKER_STATUSES } from "./statuses.js";
@@ -73,7 +73,7 @@ export class OverviewView {
       layers: [{ key: "completed", cls: "ov-completed", label: "completed" }],
       label: "Tasks completed per minute over the last hour",
       describe: (p) => {
-        const from = hhmmss.format(new Date((p.t - p.dur) * 1000)).slice(0, 5);
+        const from = hhmm.format(new Date((p.t - p.dur) * 1000));
         return tipLines(`${from} (one minute)`, [["ov-completed", "completed", p.v.completed]]);
       },
     });
