@@ -87,6 +87,7 @@ bench: venv
 	$(PY) bench/job_deletion
 	$(PY) bench/job_scripts
 	$(PY) bench/manager_scripts
+	$(PY) bench/web_ui
 
 # flamenco-worker and flamenco-manager .debs in dist/ (or DEB_OUT), built from a copy of the tree with
 # packaging/debian as debian/ by Debian's own Python, then checked with lintian (no errors, no warnings).

@@ -144,7 +144,14 @@ def updated_at(manager: ManagerProcess, job_id: str) -> float:
 def test_mass_delete_counts_the_jobs_first_and_they_leave_live(
     manager: ManagerProcess, open_ui: Opener
 ) -> None:
-    old = [submit(manager, f"old {i}") for i in range(3)]
+    # a canceled (finished) job first, then two queued ones, each group behind its own whole second
+    canceled = submit(manager, "old canceled")
+    status, _ = manager.request("POST", f"/api/v3/jobs/{canceled}/setstatus", {"status": "cancel-requested"})
+    assert status == 204
+    manager.wait_until("the job to cancel", lambda: manager.job(canceled)["status"] == "canceled")
+    first_cutoff = math.ceil(updated_at(manager, canceled))
+    manager.wait_until("the clock to pass the first cutoff", lambda: time.time() > first_cutoff + 0.01)
+    old = [canceled] + [submit(manager, f"old {i}") for i in range(2)]
     # the cutoff is a whole second after the old jobs' last update; the new job comes after it
     cutoff = math.ceil(max(updated_at(manager, job_id) for job_id in old))
     manager.wait_until("the clock to pass the cutoff", lambda: time.time() > cutoff + 0.01)
@@ -155,12 +162,31 @@ def test_mass_delete_counts_the_jobs_first_and_they_leave_live(
     page.locator("#mass-delete-open").click()
     dialog = page.locator("dialog.mass-delete")
     expect(dialog).to_be_visible()
+    # the dialog says that the status does not matter
+    expect(dialog.locator("h2")).to_have_text("Delete jobs of any status last updated before…")
+    expect(dialog.locator(".mass-delete-rule")).to_contain_text("Jobs of any status are included")
+    expect(dialog.locator(".mass-delete-rule")).to_contain_text("queued, active and paused ones too")
+    warning = dialog.locator(".mass-delete-warning")
     before = page.locator("#mass-delete-before")
     # a week back (the first offer): nothing that old
     expect(dialog.locator(".mass-delete-count")).to_have_text("No job was last updated before then.")
     expect(page.locator("#mass-delete-ok")).to_be_disabled()
+    expect(warning).to_be_hidden()
+    # only the finished job: no warning
+    before.fill(local_input_value(page, first_cutoff))
+    expect(dialog.locator(".mass-delete-count")).to_have_text("1 job would be deleted (1 canceled).")
+    expect(page.locator("#mass-delete-ok")).to_have_text("Delete 1 job")
+    expect(warning).to_be_hidden()
+    # with the queued jobs: the warning names how many are unfinished
     before.fill(local_input_value(page, cutoff))
-    expect(dialog.locator(".mass-delete-count")).to_have_text("3 jobs would be deleted (3 queued).")
+    expect(dialog.locator(".mass-delete-count")).to_have_text(
+        "3 jobs would be deleted (1 canceled, 2 queued)."
+    )
+    expect(warning).to_be_visible()
+    expect(warning).to_have_text(
+        "Warning: 2 of them are not finished (2 queued). Unfinished jobs are deleted all the same,"
+        " with the work they have not done yet."
+    )
     expect(page.locator("#mass-delete-ok")).to_have_text("Delete 3 jobs")
     screenshot(page, "jobs-mass-delete")
     page.locator("#mass-delete-ok").click()

@@ -284,7 +284,7 @@ export class JobDetails {
         "div",
         { class: "job-progress" },
         progressBar(job.steps_completed, job.steps_total, job.status),
-        h("span", { class: "muted" }, `${job.steps_completed} / ${job.steps_total} steps`),
+        h("span", { class: "muted" }, `${job.steps_completed} / ${job.steps_total} step${job.steps_total === 1 ? "" : "s"}`),
       ),
       h("div", { class: "button-row", role: "group", "aria-label": "Job actions" }, actions, prioForm),
     );

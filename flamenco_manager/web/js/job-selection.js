@@ -91,7 +91,9 @@ export class JobSelectionPane {
       `${action.label} ${jobs(targets.length)}?`,
       [
         action.help,
-        left ? `${jobs(left)} of the selection cannot be ${action.done} now and stay as they are.` : "",
+        left
+          ? `${jobs(left)} of the selection cannot be ${action.done} now and ${left === 1 ? "stays as it is" : "stay as they are"}.`
+          : "",
       ]
         .filter(Boolean)
         .join(" "),

@@ -103,7 +103,7 @@ export function progressBar(done, total, status) {
       "aria-valuemin": "0",
       "aria-valuemax": "100",
       "aria-valuenow": String(pct),
-      title: `${done} of ${total} steps`,
+      title: `${done} of ${total} step${total === 1 ? "" : "s"}`,
     },
     h("span", { class: "bar", style: `width:${pct}%` }),
     h("span", { class: "pct" }, `${pct}%`),

@@ -109,32 +109,50 @@ export class ItemTable {
       "data-id": item.id,
       "aria-selected": this.selected.has(item.id) ? "true" : "false",
     });
-    for (const column of this.columns) {
-      const cell = h("div", { role: "gridcell", class: column.className }, column.cell(item));
-      if (TOOLTIP_COLUMNS.includes(column.className) && !cell.querySelector("[title]")) {
-        cell.title = cell.textContent;
-      }
-      row.append(cell);
-    }
+    for (const column of this.columns) row.append(this.buildCell(column, item));
     row.hidden = !this.filter(item);
     if (this.active === item.id) row.classList.add("active");
     return row;
   }
 
-  /** Insert or patch one item; moves the row when its sort position changed. */
+  buildCell(column, item) {
+    const cell = h("div", { role: "gridcell", class: column.className }, column.cell(item));
+    if (TOOLTIP_COLUMNS.includes(column.className) && !cell.querySelector("[title]")) {
+      cell.title = cell.textContent;
+    }
+    return cell;
+  }
+
+  /**
+   * Insert or patch one item; moves the row when its sort position changed. An existing row keeps its
+   * element and only the cells that differ are rebuilt: a column with key(item) is left alone while its
+   * key stays the same (many rows change at once when an action covers a selection).
+   */
   upsert(item) {
     const old = this.items.get(item.id);
     this.items.set(item.id, item);
-    const row = this.buildRow(item);
     const previous = this.rows.get(item.id);
-    this.rows.set(item.id, row);
-    if (previous && old && this.compare(old, item) === 0) {
-      previous.replaceWith(row);
-    } else {
+    if (!previous || !old) {
       if (previous) previous.remove();
+      const row = this.buildRow(item);
+      this.rows.set(item.id, row);
       this.insertSorted(item, row);
+      this.syncEmpty();
+      return;
     }
-    this.syncEmpty();
+    this.columns.forEach((column, index) => {
+      if (column.key && column.key(old) === column.key(item)) return;
+      previous.children[index].replaceWith(this.buildCell(column, item));
+    });
+    if (this.compare(old, item) !== 0) {
+      previous.remove();
+      this.insertSorted(item, previous);
+    }
+    const hidden = !this.filter(item);
+    if (previous.hidden !== hidden) {
+      previous.hidden = hidden;
+      this.syncEmpty();
+    }
   }
 
   insertSorted(item, row) {

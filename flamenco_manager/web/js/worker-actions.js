@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { h } from "./dom.js";
 import { confirmDialog, notify } from "./notify.js";
-import { plural, selectionList } from "./selection.js";
+import { plural, runForEach, selectionList } from "./selection.js";
 
 const PLACEHOLDER = "Choose an action…";
 
@@ -170,14 +170,8 @@ export class WorkerActionsBar {
       );
       if (!ok) return this.syncState();
     }
-    const results = await Promise.all(
-      workers.map((worker) =>
-        api.setWorkerStatus(worker.id, action.status, action.lazy).then(
-          () => ({ worker, error: null }),
-          (err) => ({ worker, error: refusal(err) }),
-        ),
-      ),
-    );
+    const answers = await runForEach(workers, (w) => api.setWorkerStatus(w.id, action.status, action.lazy));
+    const results = answers.map(({ item, error }) => ({ worker: item, error: error && refusal(error) }));
     if (workers.length === 1) {
       const [{ worker, error }] = results;
       if (error) notify(`Worker ${worker.name}: ${action.label} refused: ${error}.`, "error");

@@ -13,7 +13,10 @@ import { WorkerDetails } from "./worker-details.js";
 // The list is re-read this often while shown, for last-seen times (they change without events).
 const LIST_POLL_MS = 15000;
 
-const byName = (a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }) || a.id.localeCompare(b.id);
+// One collator for every comparison: localeCompare with options builds a new one per call, which made
+// sorting a selection of a few hundred workers cost tens of milliseconds per update.
+const NAMES = new Intl.Collator(undefined, { numeric: true });
+const byName = (a, b) => NAMES.compare(a.name, b.name) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 export class WorkersView {
   constructor() {
@@ -29,11 +32,16 @@ export class WorkersView {
       compare: byName,
       emptyText: "No workers match. Workers appear here once they have registered with this Manager.",
       columns: [
-        { label: this.selectAll.element, className: "col-select", cell: selectMark },
-        { label: "Status", className: "col-status", cell: workerStatusCell },
-        { label: "Name", className: "col-name", cell: (w) => w.name },
-        { label: "Version", className: "col-version", cell: (w) => w.version || "–" },
-        { label: "Last seen", className: "col-seen", cell: (w) => relativeTimeElement(w.last_seen) },
+        { label: this.selectAll.element, className: "col-select", cell: selectMark, key: () => "" },
+        { label: "Status", className: "col-status", cell: workerStatusCell, key: statusKey },
+        { label: "Name", className: "col-name", cell: (w) => w.name, key: (w) => w.name },
+        { label: "Version", className: "col-version", cell: (w) => w.version || "–", key: (w) => w.version },
+        {
+          label: "Last seen",
+          className: "col-seen",
+          cell: (w) => relativeTimeElement(w.last_seen),
+          key: (w) => w.last_seen,
+        },
       ],
       onSelect: ({ active }) => this.selectionChanged(active),
     });
@@ -235,6 +243,12 @@ export class WorkersView {
   hide() {
     this.visible = false;
   }
+}
+
+/** What the status cell shows: it is rebuilt only when this changes. */
+function statusKey(worker) {
+  const change = worker.status_change;
+  return change ? `${worker.status} ${change.status} ${Boolean(change.is_lazy)}` : worker.status;
 }
 
 /** The check mark of a row; its look follows the row's aria-selected, so it needs no updates. */
