@@ -8,6 +8,7 @@ sees a socket of ours as journald's (a private mount namespace).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -206,6 +207,8 @@ except ValueError:
 def journal_sock(tmp_path: Path) -> Iterator[journal_socket.JournalSocket]:
     if (why := journal_socket.available()) is not None:
         pytest.skip(why)
+    if importlib.util.find_spec("systemd") is None:
+        pytest.skip("python3-systemd is not installed")
     sock = journal_socket.JournalSocket(tmp_path)
     yield sock
     sock.close()
