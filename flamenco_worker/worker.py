@@ -299,7 +299,12 @@ class Worker:
             if task is None:
                 continue
             if self._changed.is_set():
-                log.info("task=%s not started: status changed to %s", task.task_id, self._status)
+                log.info(
+                    "task=%s not started: status changed to %s",
+                    task.task_id,
+                    self._status,
+                    extra=journal.about_task(task.task_id, task.job_id),
+                )
                 return
             await self._run_task(task)
             if self._pending is not None:
