@@ -9,7 +9,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV_LATEST ?= .venv-latest
 
 # What `make run` needs: the runtime libraries, a virtualenv and a bus daemon. Nothing for the tests.
-RUN_APT_PACKAGES := python3-aiohttp python3-dbus-next python3-sdnotify python3-yaml python3-bcrypt python3-setuptools \
+RUN_APT_PACKAGES := python3-aiohttp python3-dbus-next python3-sdnotify python3-systemd python3-yaml python3-bcrypt python3-setuptools \
 	python3-venv dbus-daemon
 # Debian packages the test suite drives for real (see tests/README.md for which test needs what).
 APT_PACKAGES := $(RUN_APT_PACKAGES) dbus systemd systemd-container mmdebstrap \

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Mapping
 
+from flamenco_worker import journal
 from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
 from flamenco_worker.credentials import load_credentials
@@ -53,6 +54,7 @@ class Daemon:
         self._dbus = DbusService(self.worker, settings.dbus) if settings.dbus != "off" else None
         self._core: asyncio.Task[int] | None = None
         self._fatal: ConfigError | None = None
+        journal.follow_worker(self.worker)  # its id and name go on every journal entry
 
     async def run(self) -> int:
         worker = self.worker

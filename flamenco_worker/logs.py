@@ -1,28 +1,31 @@
-"""Logging setup: plain timestamps on a terminal, syslog priorities and no timestamps under journald."""
+"""Logging setup: plain timestamps on a terminal; under journald, native entries with fields (`journal`),
+or priority-prefixed lines without timestamps when python3-systemd is missing."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
-#: Python level → syslog priority, as journald reads a `<N>` line prefix.
-_SYSLOG_PRIORITY = {
-    logging.CRITICAL: 2,
-    logging.ERROR: 3,
-    logging.WARNING: 4,
-    logging.INFO: 6,
-    logging.DEBUG: 7,
-}
+from flamenco_worker.journal import NativeJournalHandler, Sender, load_sender, syslog_priority
+
+log = logging.getLogger(__name__)
+
+#: What a record's text is under journald (which adds time, host and unit itself).
+JOURNAL_FORMAT = "%(name)s: %(message)s"
+#: Where journald takes native entries (sd_journal_sendv writes there and nowhere else).
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+#: What a record's line is anywhere else.
+PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class JournalFormatter(logging.Formatter):
     """`<6>flamenco_worker.worker: status=awake …` — journald adds time, host and unit itself."""
 
     def format(self, record: logging.LogRecord) -> str:
-        priority = _SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        priority = syslog_priority(record.levelno)
         text = super().format(record)
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
@@ -43,17 +46,41 @@ def under_journald(env: Mapping[str, str] = os.environ, stream: TextIO | None = 
     return info.st_dev == int(device) and info.st_ino == int(inode)
 
 
+def make_handler(
+    env: Mapping[str, str] = os.environ,
+    stream: TextIO | None = None,
+    load: Callable[[], Sender | str] = load_sender,
+    journal_socket: str = JOURNAL_SOCKET,
+) -> tuple[logging.Handler, str]:
+    """The root handler, and a note for the debug log when the native protocol is unavailable.
+
+    Native journal entries when stderr is the journal and python3-systemd is there; priority-prefixed
+    lines when stderr is the journal without it; timestamped lines otherwise."""
+    plain = logging.StreamHandler(stream or sys.stderr)
+    if not under_journald(env, stream):
+        plain.setFormatter(logging.Formatter(PLAIN_FORMAT))
+        return plain, ""
+    plain.setFormatter(JournalFormatter(JOURNAL_FORMAT))
+    if not os.path.exists(journal_socket):
+        # libsystemd drops entries silently when the socket is missing; the stream still reaches journald
+        return (
+            plain,
+            f"no journal socket at {journal_socket}: journal entries are plain lines, without fields",
+        )
+    send = load()
+    if isinstance(send, str):
+        return plain, send
+    native = NativeJournalHandler(send, fallback=plain)
+    native.setFormatter(logging.Formatter(JOURNAL_FORMAT))
+    return native, ""
+
+
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if under_journald():
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
+    handler, note = make_handler()
+    logging.getLogger().handlers[:] = [handler]
     set_level(level)
+    if note:
+        log.debug("%s", note)
 
 
 def set_level(level: str) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
+from flamenco_worker import journal
 from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable
 
@@ -43,39 +45,44 @@ def encode_preview(path: Path) -> tuple[bytes, str] | None:
 class OutputUploader:
     def __init__(self, client: ManagerClient) -> None:
         self._client = client
-        self._latest: tuple[str, Path] | None = None
+        self._latest: tuple[str, Path, Mapping[str, str]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
     def offer(self, task_id: str, path: Path) -> None:
-        self._latest = (task_id, path)  # replaces whatever was still waiting
+        # replaces whatever was still waiting; its records are about the task that offered it
+        self._latest = (task_id, path, journal.scope_fields())
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._drain())
+            self._worker = asyncio.get_running_loop().create_task(
+                self._drain(), context=journal.outside_tasks()
+            )
 
     async def _drain(self) -> None:
         while self._latest is not None:
-            task_id, path = self._latest
+            task_id, path, fields = self._latest
             self._latest = None
-            try:
-                encoded = await asyncio.to_thread(encode_preview, path)
-            except (OSError, ValueError) as exc:
-                log.warning("task=%s image=%s cannot be read for a preview: %s", task_id, path, exc)
-                continue
-            if encoded is None:
-                log.debug("task=%s image=%s: no preview for this format", task_id, path)
-                continue
-            data, content_type = encoded
-            if len(data) > MAX_UPLOAD_BYTES:
-                log.warning(
-                    "task=%s image=%s preview too large (%d bytes); skipped", task_id, path, len(data)
-                )
-                continue
-            try:
-                status = await self._client.output_produced(task_id, data, content_type)
-            except ManagerUnreachable as exc:
-                log.info("task=%s preview not sent: %s", task_id, exc)
-                continue
-            if status not in (200, 202, 204):
-                log.info("task=%s preview refused by the Manager (HTTP %d)", task_id, status)
+            with journal.fields_scope(fields):
+                await self._upload(task_id, path)
+
+    async def _upload(self, task_id: str, path: Path) -> None:
+        try:
+            encoded = await asyncio.to_thread(encode_preview, path)
+        except (OSError, ValueError) as exc:
+            log.warning("task=%s image=%s cannot be read for a preview: %s", task_id, path, exc)
+            return
+        if encoded is None:
+            log.debug("task=%s image=%s: no preview for this format", task_id, path)
+            return
+        data, content_type = encoded
+        if len(data) > MAX_UPLOAD_BYTES:
+            log.warning("task=%s image=%s preview too large (%d bytes); skipped", task_id, path, len(data))
+            return
+        try:
+            status = await self._client.output_produced(task_id, data, content_type)
+        except ManagerUnreachable as exc:
+            log.info("task=%s preview not sent: %s", task_id, exc)
+            return
+        if status not in (200, 202, 204):
+            log.info("task=%s preview refused by the Manager (HTTP %d)", task_id, status)
 
     async def close(self) -> None:
         """Stop uploading; a preview still waiting is dropped."""

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from flamenco_worker import journal
 from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable, Unauthorised, UnexpectedAnswer
 from flamenco_worker.pacing import STATUS_REPORT_RETRY
@@ -66,7 +67,9 @@ class StatusSender:
 
     def _start(self) -> None:
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_forever())
+            self._sender = asyncio.get_running_loop().create_task(
+                self._send_forever(), context=journal.outside_tasks()
+            )
 
     async def _send_forever(self) -> None:
         while True:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from flamenco_worker import journal
 from flamenco_worker.manager_client import (
     LONG_POLL_WAIT,
     ManagerClient,
@@ -90,6 +91,12 @@ class TaskFetcher:
             self._conflicts = 0
         match answer:
             case TaskAssigned(task, long_polled):
+                log.info(
+                    "task=%s job=%s fetched",
+                    task.uuid,
+                    task.job,
+                    extra=journal.about_task(task.uuid, task.job),
+                )
                 return ManagedTask(
                     task,
                     self._updates,

@@ -59,6 +59,10 @@ class ManagedTask:
     def title(self) -> str:
         return self._assigned.name or self._assigned.uuid
 
+    @property
+    def job_id(self) -> str:
+        return self._assigned.job
+
     async def run(self) -> None:
         self._runner = asyncio.current_task()
         task_id = self.task_id

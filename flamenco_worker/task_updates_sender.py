@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from flamenco_worker import journal
 from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.manager_client import UPDATE_KEY, ManagerClient, ManagerUnreachable
 from flamenco_worker.outbox import Outbox, OutboxError
@@ -96,7 +97,9 @@ class TaskUpdatesSender:
             )
             self._warned = True
         if self._retry is None or self._retry.done():
-            self._retry = asyncio.get_running_loop().create_task(self._retry_loop())
+            self._retry = asyncio.get_running_loop().create_task(
+                self._retry_loop(), context=journal.outside_tasks()
+            )
 
     async def _retry_loop(self) -> None:
         while len(self._outbox):
@@ -131,7 +134,12 @@ class TaskUpdatesSender:
                 return False
             if status == 409:
                 dropped = self._outbox.drop_task(item.task_id)
-                log.warning("task=%s was reassigned; dropped %d queued updates", item.task_id, dropped)
+                log.warning(
+                    "task=%s was reassigned; dropped %d queued updates",
+                    item.task_id,
+                    dropped,
+                    extra=journal.about_task(item.task_id),
+                )
                 for listener in list(self._reassigned_listeners):
                     listener(item.task_id)
                 continue
@@ -141,6 +149,7 @@ class TaskUpdatesSender:
                     item.task_id,
                     status,
                     _summary(item.payload),
+                    extra=journal.about_task(item.task_id),
                 )
             self._outbox.remove(item)
         return True

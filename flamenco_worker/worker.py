@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from flamenco_worker import __version__
+from flamenco_worker import __version__, journal
 from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.config import WorkerSettings
 from flamenco_worker.status import FINAL, REQUESTABLE, ExitCode, Origin, StatusRequest, WorkerStatus
@@ -44,6 +44,11 @@ class TaskHandle(Protocol):
 
     @property
     def title(self) -> str: ...
+
+    @property
+    def job_id(self) -> str:
+        """The job the task belongs to ("" when unknown); its records carry it."""
+        ...
 
     async def run(self) -> None:
         """Run to the end, or until aborted; reporting to the Manager is the task's own business."""
@@ -294,7 +299,12 @@ class Worker:
             if task is None:
                 continue
             if self._changed.is_set():
-                log.info("task=%s not started: status changed to %s", task.task_id, self._status)
+                log.info(
+                    "task=%s not started: status changed to %s",
+                    task.task_id,
+                    self._status,
+                    extra=journal.about_task(task.task_id, task.job_id),
+                )
                 return
             await self._run_task(task)
             if self._pending is not None:
@@ -313,6 +323,12 @@ class Worker:
         return work.result() if not work.cancelled() else None
 
     async def _run_task(self, task: TaskHandle) -> None:
+        # Everything logged while the task is handled, here and in the task's own asyncio tasks, is
+        # about it (journal fields FLAMENCO_TASK and FLAMENCO_JOB).
+        with journal.task_scope(task.task_id, task.job_id):
+            await self._handle_task(task)
+
+    async def _handle_task(self, task: TaskHandle) -> None:
         self._task = task
         self._abort_requested.clear()
         log.info("task=%s started: %s", task.task_id, task.title)

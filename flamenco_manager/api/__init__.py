@@ -14,6 +14,7 @@ from flamenco_manager.api import events_api, jobs_api, keys, meta_api, tasks_api
 from flamenco_manager.api.access import token_middleware
 from flamenco_manager.api.admission import Admission, admission_middleware
 from flamenco_manager.api.errors import Middleware, error_middleware, unknown_api_path
+from flamenco_manager.api.journal_scope import journal_scope_middleware
 from flamenco_manager.services import Manager
 
 WEB_DIR = pathlib.Path(__file__).resolve().parent.parent / "web"
@@ -22,9 +23,13 @@ CLIENT_MAX_SIZE = 26 * 1024 * 1024
 
 
 def build_app(manager: Manager) -> web.Application:
-    middlewares: list[Middleware] = [error_middleware, admission_middleware(Admission())]
+    middlewares: list[Middleware] = [
+        journal_scope_middleware,
+        error_middleware,
+        admission_middleware(Admission()),
+    ]
     if manager.config.api_token:
-        middlewares.insert(1, token_middleware(manager.config.api_token))
+        middlewares.insert(2, token_middleware(manager.config.api_token))
     app = web.Application(middlewares=middlewares, client_max_size=CLIENT_MAX_SIZE)
     _provide_services(app, manager)
     for module in (worker_api, worker_mgt, jobs_api, tasks_api, meta_api, events_api):

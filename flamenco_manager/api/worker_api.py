@@ -7,7 +7,7 @@ import binascii
 
 from aiohttp import web
 
-from flamenco_manager import payloads
+from flamenco_manager import journal_fields, payloads
 from flamenco_manager.api.durable import durable
 from flamenco_manager.api.errors import HTTPError, error_response
 from flamenco_manager.api.keys import CONFIG, HUB, SCHEDULER, TASK_UPDATES, TASKS, THUMBNAILS, WORKERS, need
@@ -47,6 +47,7 @@ async def authenticated(request: web.Request) -> Worker:
     worker = await need(request, WORKERS).authenticate(username, password)
     if worker is None:
         raise HTTPError(403, "security requirements failed: unknown worker or wrong secret")
+    journal_fields.add(worker=worker.uuid)  # the rest of this request's records are about this worker
     return worker
 
 
@@ -195,7 +196,8 @@ async def task_update(request: web.Request) -> web.Response:
     if len(key) > UPDATE_KEY_MAX:
         raise HTTPError(400, f"Idempotency-Key: at most {UPDATE_KEY_MAX} characters")
     need(request, WORKERS).seen(worker)
-    task, _ = need(request, TASKS).get(task_uuid, missing=f"task {task_uuid} not found")
+    task, job = need(request, TASKS).get(task_uuid, missing=f"task {task_uuid} not found")
+    journal_fields.add(job=job.uuid)
     need(request, TASK_UPDATES).apply(worker, task, update, key=key)
     return web.Response(status=204)
 
@@ -249,6 +251,7 @@ async def output_produced(request: web.Request) -> web.Response:
     if request.content_type not in ACCEPTED_TYPES:
         raise HTTPError(415, f"Content-Type must be one of {', '.join(ACCEPTED_TYPES)}")
     _, job = need(request, TASKS).get(task_uuid, missing=f"task {task_uuid} not found")
+    journal_fields.add(job=job.uuid)
     thumbnails = need(request, THUMBNAILS)
     if thumbnails.full(job):
         raise HTTPError(429, "too many images waiting to be processed; try again later")

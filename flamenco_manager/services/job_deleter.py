@@ -27,6 +27,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 
+from flamenco_manager import journal_fields
 from flamenco_manager.model import Job, JobStatus, TaskStatus
 from flamenco_manager.services.events import SUBSCRIBER_QUEUE_SIZE, Hub
 from flamenco_manager.services.statemachine import StateMachine
@@ -95,7 +96,7 @@ class JobDeleter:
             self.store.update_job(job.id, delete_requested_at=now, updated_at=now)
         job.delete_requested_at = now
         job.updated_at = now
-        log.info("job deletion requested job=%s", job.uuid)
+        log.info("job deletion requested job=%s", job.uuid, extra=journal_fields.about(job=job.uuid))
         self.machine.publish_job(job)
         self._queue([job.id])
 
@@ -199,6 +200,7 @@ class JobDeleter:
                 "cannot remove the files of a job, it stays marked for deletion job=%s error=%s",
                 job_uuid,
                 exc,
+                extra=journal_fields.about(job=job_uuid),
             )
         jobs = [job for job in jobs if job.uuid not in failures]
         await self._let_streams_catch_up()
@@ -228,7 +230,7 @@ class JobDeleter:
                 budget = ROWS_PER_TURN
             for worker_id in workers:
                 self.hub.wake_worker(worker_id)
-            log.info("job deleted job=%s", job.uuid)
+            log.info("job deleted job=%s", job.uuid, extra=journal_fields.about(job=job.uuid))
             self.machine.publish_job(job, was_deleted=True)
         # A log line that arrived between the removal and the rows going recreated a directory: sweep.
         await asyncio.to_thread(self.logs.sync)

@@ -12,7 +12,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from flamenco_manager import jobtypes
+from flamenco_manager import jobtypes, journal_fields
 from flamenco_manager.jobtypes.script_job import JobContext
 from flamenco_manager.model import JOB_STATUSES, Job, JobStatus, NewTask, Tag
 from flamenco_manager.services.errors import Invalid, NotAcceptable, NotFound, PreconditionFailed
@@ -86,6 +86,7 @@ def _log_undefined_settings(job_uuid: str, name: str, type_name: str, keys: list
         name,
         type_name,
         ",".join(keys),
+        extra=journal_fields.about(job=job_uuid),
     )
 
 
@@ -202,6 +203,7 @@ class Jobs:
             type_name,
             len(tasks),
             job.status,
+            extra=journal_fields.about(job=job.uuid),
         )
         self.machine.publish_job(job, refresh_tasks=True)
         self.hub.work_available()

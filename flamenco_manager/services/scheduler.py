@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from flamenco_manager import journal_fields
 from flamenco_manager.model import Job, Task, TaskStatus, Worker
 from flamenco_manager.services.statemachine import StateMachine
 from flamenco_manager.services.tasklogs import TaskLogs
@@ -37,7 +38,12 @@ class Scheduler:
                 task.last_touched_at = now
                 job = self.store.get_job_by_id(task.job_id)
                 assert job is not None
-                log.info("re-delivering active task worker=%s task=%s", worker.uuid, task.uuid)
+                log.info(
+                    "re-delivering active task worker=%s task=%s",
+                    worker.uuid,
+                    task.uuid,
+                    extra=journal_fields.about(job=job.uuid, task=task.uuid, worker=worker.uuid),
+                )
                 return task, job
             task = self.store.find_runnable_task(worker)
             if task is None:
@@ -51,5 +57,11 @@ class Scheduler:
             self.machine.task_status_change(
                 task, TaskStatus.ACTIVE, job=job, also={"worker_id": worker.id, "last_touched_at": now}
             )
-        log.debug("task assigned worker=%s task=%s job=%s", worker.uuid, task.uuid, job.uuid)
+        log.debug(
+            "task assigned worker=%s task=%s job=%s",
+            worker.uuid,
+            task.uuid,
+            job.uuid,
+            extra=journal_fields.about(job=job.uuid, task=task.uuid, worker=worker.uuid),
+        )
         return task, job

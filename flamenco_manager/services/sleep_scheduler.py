@@ -10,6 +10,7 @@ import datetime
 import logging
 import time
 
+from flamenco_manager import journal_fields
 from flamenco_manager.model import SleepSchedule, WorkerStatus
 from flamenco_manager.services.sleep_schedule import scheduled_status
 from flamenco_manager.services.workers import Workers
@@ -64,7 +65,12 @@ class SleepScheduler:
             worker.status == wanted and not worker.status_requested
         )
         if not already:
-            log.info("sleep schedule requests a status worker=%s status=%s", worker.uuid, wanted)
+            log.info(
+                "sleep schedule requests a status worker=%s status=%s",
+                worker.uuid,
+                wanted,
+                extra=journal_fields.about(worker=worker.uuid),
+            )
             self.workers.request_status(worker, wanted, is_lazy=False)
 
     def check(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flamenco_manager import payloads
+from flamenco_manager import journal_fields, payloads
 from flamenco_manager.model import Job, JobStatus, Task, TaskStatus, Worker
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.tasklogs import TaskLogs
@@ -148,7 +148,14 @@ class StateMachine:
             now = time.time()
             self.store.update_job(job.id, status=new, activity=reason, updated_at=now)
             job.status, job.activity, job.updated_at = new, reason, now
-            log.info("job status changed job=%s from=%s to=%s reason=%r", job.uuid, old, new, reason)
+            log.info(
+                "job status changed job=%s from=%s to=%s reason=%r",
+                job.uuid,
+                old,
+                new,
+                reason,
+                extra=journal_fields.about(job=job.uuid),
+            )
             self.hub.status_changed()
             follow_up, refreshed = self._cascade(job, old, new)
             self.publish_job(job, previous=old, refresh_tasks=refreshed)
@@ -233,12 +240,22 @@ class StateMachine:
         A job still under construction was never acknowledged to its submitter, so it is removed.
         """
         for job in self.store.jobs_with_status((JobStatus.UNDER_CONSTRUCTION,)):
-            log.warning("removing a job whose submission was interrupted job=%s name=%r", job.uuid, job.name)
+            log.warning(
+                "removing a job whose submission was interrupted job=%s name=%r",
+                job.uuid,
+                job.name,
+                extra=journal_fields.about(job=job.uuid),
+            )
             with self.store.transaction():
                 self.store.delete_job(job.id)
         stuck = self.store.jobs_with_status(_STUCK_JOB_STATUSES)
         for job in stuck:
-            log.info("repairing job left in a transitional status job=%s status=%s", job.uuid, job.status)
+            log.info(
+                "repairing job left in a transitional status job=%s status=%s",
+                job.uuid,
+                job.status,
+                extra=journal_fields.about(job=job.uuid),
+            )
             with self.store.transaction():
                 self.job_status_change(job, job.status, f"resumed {job.status} at Manager start")
         return len(stuck)

@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from flamenco_manager import payloads
+from flamenco_manager import journal_fields, payloads
 from flamenco_manager.model import Job, JobStatus, Task, TaskStatus, Worker
 from flamenco_manager.services.errors import Conflict, Invalid
 from flamenco_manager.services.events import Hub
@@ -55,7 +55,13 @@ class TaskUpdates:
         if task.worker_id != worker.id:
             raise Conflict(f"task {task.uuid} is not assigned to you")
         if key and key == task.last_update_key:
-            log.info("ignoring a resent task update worker=%s task=%s key=%s", worker.uuid, task.uuid, key)
+            log.info(
+                "ignoring a resent task update worker=%s task=%s key=%s",
+                worker.uuid,
+                task.uuid,
+                key,
+                extra=journal_fields.about(task=task.uuid, worker=worker.uuid),
+            )
             return False
         if update.status == TaskStatus.SOFT_FAILED:
             raise Invalid("taskStatus", "workers report 'failed'; the Manager decides about soft failure")
@@ -92,6 +98,7 @@ class TaskUpdates:
                     task.uuid,
                     task.status,
                     update.status,
+                    extra=journal_fields.about(job=job.uuid, task=task.uuid, worker=worker.uuid),
                 )
             elif update.status == TaskStatus.FAILED:
                 self.store.update_task(task.id, **fields)
@@ -142,7 +149,13 @@ class TaskUpdates:
         if self.store.count_worker_failures_in_job(job.id, worker.id, task.type) < self.blocklist_threshold:
             return False
         self.store.add_job_block(job.id, worker.id, task.type, now)
-        log.info("worker blocklisted worker=%s job=%s task_type=%s", worker.uuid, job.uuid, task.type)
+        log.info(
+            "worker blocklisted worker=%s job=%s task_type=%s",
+            worker.uuid,
+            job.uuid,
+            task.type,
+            extra=journal_fields.about(job=job.uuid, worker=worker.uuid),
+        )
         self.logs.manager_line(
             job.uuid,
             task.uuid,

@@ -10,6 +10,7 @@ import os
 import pathlib
 from dataclasses import dataclass
 
+from flamenco_manager import journal_fields
 from flamenco_manager.model import Job
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.tasklogs import job_dir
@@ -118,6 +119,7 @@ class Thumbnails:
                     len(upload.data),
                     type(exc).__name__,
                     exc,
+                    extra=journal_fields.about(job=upload.job.uuid),
                 )
                 continue
             try:
@@ -126,7 +128,12 @@ class Thumbnails:
                         continue  # the job was deleted meanwhile
                     self.store.set_last_rendered(upload.job.id)
             except StoreError as exc:
-                log.error("could not record the last-rendered image job=%s error=%s", upload.job.uuid, exc)
+                log.error(
+                    "could not record the last-rendered image job=%s error=%s",
+                    upload.job.uuid,
+                    exc,
+                    extra=journal_fields.about(job=upload.job.uuid),
+                )
                 continue
             info = thumbnail_info(self.storage, upload.job.uuid)
             self.hub.publish(

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 
+from flamenco_manager import journal_fields
 from flamenco_manager.model import TaskStatus
 from flamenco_manager.services.statemachine import StateMachine
 from flamenco_manager.services.tasklogs import TaskLogs
@@ -61,7 +62,13 @@ class TimeoutChecker:
             touched = task.last_touched_at or task.created_at
             since = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(touched))
             log.warning(
-                "task timed out task=%s job=%s worker=%s", task.uuid, job.uuid, worker.uuid if worker else "-"
+                "task timed out task=%s job=%s worker=%s",
+                task.uuid,
+                job.uuid,
+                worker.uuid if worker else "-",
+                extra=journal_fields.about(
+                    job=job.uuid, task=task.uuid, worker=worker.uuid if worker else None
+                ),
             )
             with self.store.transaction():
                 self.logs.manager_line(job.uuid, task.uuid, f"Task timed out: untouched since {since}")

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid as uuidlib
 
-from flamenco_manager import payloads
+from flamenco_manager import journal_fields, payloads
 from flamenco_manager.model import Job, Tag, Task, Worker, WorkerStatus
 from flamenco_manager.services import auth
 from flamenco_manager.services.errors import NotFound, PreconditionFailed
@@ -92,7 +92,13 @@ class Workers:
                 supported_task_types=list(supported_task_types),
                 now=time.time(),
             )
-        log.info("worker registered worker=%s name=%r platform=%s", worker.uuid, name, platform)
+        log.info(
+            "worker registered worker=%s name=%r platform=%s",
+            worker.uuid,
+            name,
+            platform,
+            extra=journal_fields.about(worker=worker.uuid),
+        )
         self.secrets.remember(worker.uuid, secret, secret_hash)
         self.publish(worker)
         return worker
@@ -129,7 +135,13 @@ class Workers:
             software,
         )
         worker.supported_task_types, worker.can_restart, worker.updated_at = types, can_restart, now
-        log.info("worker signed on worker=%s name=%r previous_status=%s", worker.uuid, name, previous or "-")
+        log.info(
+            "worker signed on worker=%s name=%r previous_status=%s",
+            worker.uuid,
+            name,
+            previous or "-",
+            extra=journal_fields.about(worker=worker.uuid),
+        )
         self.publish(worker, previous_status=previous)
         self.hub.work_available()
         if worker.status_requested:
@@ -150,7 +162,12 @@ class Workers:
             self.store.update_worker(worker.id, **fields)
             self._apply(worker, fields)
             self.machine.requeue_worker_tasks(worker, "worker signed off")
-        log.info("worker signed off worker=%s previous_status=%s", worker.uuid, previous)
+        log.info(
+            "worker signed off worker=%s previous_status=%s",
+            worker.uuid,
+            previous,
+            extra=journal_fields.about(worker=worker.uuid),
+        )
         self.publish(worker, previous_status=previous)
 
     def state_changed(self, worker: Worker, status: str) -> None:
@@ -162,6 +179,7 @@ class Workers:
                 worker.uuid,
                 status,
                 worker.status_requested,
+                extra=journal_fields.about(worker=worker.uuid),
             )
         else:
             fields.update(status_requested="", lazy_status_request=0)
@@ -171,7 +189,13 @@ class Workers:
             if previous == WorkerStatus.AWAKE and status != WorkerStatus.AWAKE:
                 reason = f"worker {worker.name} ({worker.uuid}) changed status to '{status}'"
                 self.machine.requeue_worker_tasks(worker, reason)
-        log.info("worker status changed worker=%s from=%s to=%s", worker.uuid, previous, status)
+        log.info(
+            "worker status changed worker=%s from=%s to=%s",
+            worker.uuid,
+            previous,
+            status,
+            extra=journal_fields.about(worker=worker.uuid),
+        )
         self.publish(worker, previous_status=previous)
         if status == WorkerStatus.AWAKE:
             self.hub.wake_worker(worker.id)
@@ -200,6 +224,7 @@ class Workers:
             worker.uuid,
             worker.status_requested or "-",
             worker.lazy_status_request,
+            extra=journal_fields.about(worker=worker.uuid),
         )
         self.publish(worker)
         self.hub.wake_worker(worker.id)
@@ -211,7 +236,7 @@ class Workers:
             self.store.update_worker(worker.id, deleted_at=now, updated_at=now)
         worker.deleted_at, worker.updated_at = now, now
         self.secrets.forget(worker.uuid)
-        log.info("worker deleted worker=%s", worker.uuid)
+        log.info("worker deleted worker=%s", worker.uuid, extra=journal_fields.about(worker=worker.uuid))
         self.publish(worker)
         self.hub.wake_worker(worker.id)
 
@@ -257,7 +282,11 @@ class Workers:
             self._apply(worker, fields)
             self.machine.requeue_worker_tasks(worker, "worker timed out")
         log.warning(
-            "worker timed out worker=%s name=%r previous_status=%s", worker.uuid, worker.name, previous
+            "worker timed out worker=%s name=%r previous_status=%s",
+            worker.uuid,
+            worker.name,
+            previous,
+            extra=journal_fields.about(worker=worker.uuid),
         )
         self.publish(worker, previous_status=previous)
 

@@ -43,6 +43,7 @@ ROOTFS_PACKAGES = (
     "python3-dbus-next",
     "python3-pil",
     "python3-sdnotify",
+    "python3-systemd",
     "python3-yaml",
 )
 # mmdebstrap leaves /etc/hosts out; an installed Debian has one, and the worker's default

@@ -25,6 +25,7 @@ class StandInTask:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         self.title = f"stand-in {task_id}"
+        self.job_id = ""
         self.started = asyncio.Event()
         self._finish = asyncio.Event()
         self.aborted: str | None = None
