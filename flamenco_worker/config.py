@@ -1,4 +1,5 @@
-"""Worker settings: defaults < flamenco-worker.yaml < environment < flags, validated once, then frozen.
+"""Worker settings: defaults < flamenco-worker.yaml < the instance's overlay < environment < flags,
+validated once, then frozen.
 
 Every problem becomes a `ConfigError` whose text names the place: `FILE:LINE: KEY: problem` for the YAML
 file, `flag -NAME: problem` for the command line, `environment NAME: problem` for the environment.
@@ -17,7 +18,9 @@ from typing import Any
 
 import yaml
 
+from flamenco_worker import instance as instances
 from flamenco_worker.status import RESERVED_EXIT_CODES
+from flamenco_worker.task_environment import EntryError, Environment, check_environment, merge
 from flamenco_worker.values import describe, describe_type
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,10 @@ class WorkerSettings:
     oom_score_adjust: int | None = None
     flamenco_home: Path = field(default_factory=lambda: default_flamenco_home(os.environ))
     config_path: Path = Path(DEFAULT_CONFIG_NAME)
+    #: `-instance NAME` (one of several workers on this machine, see instance.py); "" for the plain worker.
+    instance: str = ""
+    #: Variables task processes get on top of the worker's environment (`environment:`).
+    environment: Environment = ()
 
     @property
     def restartable(self) -> bool:
@@ -155,6 +162,7 @@ YAML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "dbus": ("dbus", check_dbus),
     "log_level": ("log_level", _choice(LOG_LEVELS)),
     "oom_score_adjust": ("oom_score_adjust", check_oom_score_adjust),
+    "environment": ("environment", check_environment),
 }
 
 
@@ -213,11 +221,30 @@ def read_yaml(path: Path, *, explicit: bool) -> dict[str, Any]:
         field_name, check = YAML_KEYS[key]
         try:
             values[field_name] = check(data[key])
+        except EntryError as exc:
+            entry_line = _entry_line(_value, exc.entry) or line
+            raise ConfigError(f"{path}:{entry_line}: {key}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"{path}:{line}: {key}: {exc}") from None
     if unknown:
         log.warning("config=%s unknown keys ignored: %s", path, ", ".join(unknown))
     return values
+
+
+def _entry_line(node: yaml.Node, entry: object) -> int | None:
+    """The line of `entry`'s key inside a mapping node, if it is there."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    loader = yaml.SafeLoader("")
+    try:
+        for key_node, _value in node.value:
+            if loader.construct_object(key_node, deep=True) == entry:
+                return int(key_node.start_mark.line) + 1
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    return None
 
 
 # --- putting it together ---
@@ -233,12 +260,15 @@ class FlagValues:
     name: str | None = None
     dbus: str | None = None
     log_level: str | None = None
+    instance: str | None = None
 
 
 def load_settings(flags: FlagValues, env: Mapping[str, str]) -> WorkerSettings:
     config_path = flags.config or Path(DEFAULT_CONFIG_NAME)
     values: dict[str, Any] = {"config_path": config_path, "flamenco_home": default_flamenco_home(env)}
     values.update(read_yaml(config_path, explicit=flags.config is not None))
+    if flags.instance is not None:
+        values.update(_instance_values(flags.instance, config_path, values, env))
 
     if env.get("FLAMENCO_WORKER_NAME"):
         try:
@@ -259,6 +289,22 @@ def load_settings(flags: FlagValues, env: Mapping[str, str]) -> WorkerSettings:
     if flags.log_level is not None:
         values["log_level"] = flags.log_level
     return WorkerSettings(**values)
+
+
+def _instance_values(
+    name: str, config_path: Path, base: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[str, Any]:
+    """What `-instance NAME` changes: its overlay file on top of the base, its own name and home."""
+    instance = _flag("instance", instances.check_instance_name, name)
+    overlay = read_yaml(instances.overlay_path(config_path, instance), explicit=False)
+    values: dict[str, Any] = {"instance": instance, **overlay}
+    if "environment" in overlay:
+        values["environment"] = merge(base.get("environment", ()), overlay["environment"])
+    if "worker_name" not in base and "worker_name" not in overlay:
+        values["worker_name"] = instances.default_worker_name(instance)
+    if not env.get("FLAMENCO_HOME"):
+        values["flamenco_home"] = instances.instance_home(base["flamenco_home"], instance)
+    return values
 
 
 def _flag(name: str, check: Callable[[Any], Any], value: Any) -> Any:

@@ -13,7 +13,8 @@ from flamenco_worker import journal
 from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
 from flamenco_worker.credentials import load_credentials
-from flamenco_worker.dbus_service import DbusService
+from flamenco_worker.dbus_service import BUS_NAME, DbusService
+from flamenco_worker.instance import bus_name
 from flamenco_worker.link import ManagerLink
 from flamenco_worker.logs import set_level
 from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable, UnexpectedAnswer
@@ -51,7 +52,11 @@ class Daemon:
             self._link.attach(self.worker)
         self._notifier = SystemdNotifier(self.worker, env)
         self._signals = SignalAdapter(self.worker, self.reload)
-        self._dbus = DbusService(self.worker, settings.dbus) if settings.dbus != "off" else None
+        self._dbus = (
+            DbusService(self.worker, settings.dbus, bus_name(BUS_NAME, settings.instance))
+            if settings.dbus != "off"
+            else None
+        )
         self._core: asyncio.Task[int] | None = None
         self._fatal: ConfigError | None = None
         journal.follow_worker(self.worker)  # its id and name go on every journal entry
@@ -71,7 +76,12 @@ class Daemon:
                 worker.set_detail(NO_MANAGER)
                 worker.request_status(WorkerStatus.AWAKE, lazy=False, origin=Origin.STARTUP)
             self._notifier.ready()
-            log.info("worker=%s ready: %s", worker.settings.worker_name, worker.snapshot().describe())
+            log.info(
+                "worker=%s%s ready: %s",
+                worker.settings.worker_name,
+                f" instance={worker.settings.instance}" if worker.settings.instance else "",
+                worker.snapshot().describe(),
+            )
             self._core = asyncio.get_running_loop().create_task(worker.run())
             try:
                 code = await self._core

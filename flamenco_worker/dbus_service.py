@@ -157,8 +157,9 @@ class WorkerInterface(ServiceInterface):
 class DbusService:
     """Owns the bus connection: connect, export, take the name, reconnect when the bus goes away."""
 
-    def __init__(self, worker: Worker, bus_type: str) -> None:
+    def __init__(self, worker: Worker, bus_type: str, bus_name: str = BUS_NAME) -> None:
         self._worker = worker
+        self._bus_name = bus_name  # BUS_NAME, or an instance's name below it (instance.bus_name)
         self._bus_type = BusType.SYSTEM if bus_type == "system" else BusType.SESSION
         self._bus_label = bus_type
         self._interface = WorkerInterface(worker)
@@ -197,12 +198,12 @@ class DbusService:
             return False
         bus.export(OBJECT_PATH, self._interface)
         try:
-            reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+            reply = await bus.request_name(self._bus_name, NameFlag.DO_NOT_QUEUE)
         except DBusError as exc:
             self._warn(
                 "bus=%s may not own %s (%s); running without local control",
                 self._bus_label,
-                BUS_NAME,
+                self._bus_name,
                 exc.text,
             )
             await self._drop(bus)
@@ -211,13 +212,15 @@ class DbusService:
             self._warn(
                 "bus=%s name %s is owned by another process (another worker?); running without local control",
                 self._bus_label,
-                BUS_NAME,
+                self._bus_name,
             )
             await self._drop(bus)
             return False
         self._bus = bus
         self._quiet = False
-        log.info("bus=%s name=%s object=%s ready for local control", self._bus_label, BUS_NAME, OBJECT_PATH)
+        log.info(
+            "bus=%s name=%s object=%s ready for local control", self._bus_label, self._bus_name, OBJECT_PATH
+        )
         return True
 
     async def _keep_connected(self, connected: bool) -> None:

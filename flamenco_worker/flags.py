@@ -11,8 +11,8 @@ from flamenco_worker import __version__
 from flamenco_worker.config import DBUS_CHOICES, RESTART_CODE_RANGE, ConfigError, FlagValues
 
 EPILOG = """\
-precedence: built-in defaults < flamenco-worker.yaml < environment (FLAMENCO_WORKER_NAME, FLAMENCO_HOME)
-            < flags.
+precedence: built-in defaults < flamenco-worker.yaml < flamenco-worker.d/NAME.yaml (with -instance NAME)
+            < environment (FLAMENCO_WORKER_NAME, FLAMENCO_HOME) < flags.
 
 exit codes:
   0    shut down: requested by the Manager or over D-Bus, or SIGTERM/SIGINT (the task is handed back)
@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="worker name (default: worker_name, FLAMENCO_WORKER_NAME, hostname)",
     )
+    add(
+        "-instance",
+        "--instance",
+        metavar="NAME",
+        help="run as instance NAME of several workers on this machine: read flamenco-worker.d/NAME.yaml "
+        "beside the configuration file on top of it, own the bus name org.flamenco.Worker1.NAME "
+        "(escaped), default name <hostname>-NAME",
+    )
     add("-dbus", "--dbus", choices=DBUS_CHOICES, help="bus for local control (default: system)")
     add(
         "-flush",
@@ -120,6 +128,7 @@ def parse_command_line(argv: list[str]) -> CommandLine:
         name=ns.name,
         dbus=ns.dbus,
         log_level=log_level,
+        instance=ns.instance,
     )
     return CommandLine(flags=flags, show_version=ns.version, flush=ns.flush)
 

@@ -104,6 +104,7 @@ class TaskFetcher:
                     watch=self._watch.running,
                     cadence=self._log_cadence(long_polled),
                     oom_score_adjust=self._worker.settings.oom_score_adjust,
+                    environment=self._worker.settings.environment,
                 )
             case StatusRequested(status):
                 await follow_manager(self._worker, status)

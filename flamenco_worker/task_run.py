@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from flamenco_worker.cancel import cancel_and_wait
@@ -41,11 +41,12 @@ class ManagedTask:
         watch: TaskWatch,
         cadence: LogCadence = LIVE,
         oom_score_adjust: int | None = None,
+        environment: Iterable[tuple[str, str]] = (),
     ) -> None:
         self._assigned = assigned
         self._watch = watch
         self._reporter = TaskReporter(assigned.uuid, sender, uploader, cadence)
-        self._executor = Executor(self._reporter, oom_score_adjust=oom_score_adjust)
+        self._executor = Executor(self._reporter, oom_score_adjust=oom_score_adjust, environment=environment)
         self._runner: asyncio.Task[Any] | None = None
         self._cancelled_by_abort = False
         self.abort_reason: str | None = None

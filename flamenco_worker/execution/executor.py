@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from flamenco_worker.execution.commands import lookup
 from flamenco_worker.execution.context import CommandContext
@@ -16,9 +17,15 @@ log = logging.getLogger(__name__)
 class Executor:
     """Runs commands one after the other; cancel the `run()` coroutine to abort, `kill_now()` to kill."""
 
-    def __init__(self, listener: TaskListener, *, oom_score_adjust: int | None = None) -> None:
+    def __init__(
+        self,
+        listener: TaskListener,
+        *,
+        oom_score_adjust: int | None = None,
+        environment: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self._listener = listener
-        self._runner = ProcessRunner(listener, oom_score_adjust=oom_score_adjust)
+        self._runner = ProcessRunner(listener, oom_score_adjust=oom_score_adjust, environment=environment)
 
     async def run(self, commands: list[Command]) -> None:
         """Run the commands in order. Raises CommandError on the first failure (the rest are skipped).

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from flamenco_worker.execution.lines import LineSplitter
 
@@ -58,10 +58,15 @@ DAEMON_ONLY_VARIABLES = frozenset(
 )
 
 
-def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment without what systemd meant for the worker alone."""
+def child_environment(
+    env: Mapping[str, str] | None = None, extra: Iterable[tuple[str, str]] = ()
+) -> dict[str, str]:
+    """The worker's environment without what systemd meant for the worker alone, plus `extra` on top
+    (the `environment:` setting)."""
     source = os.environ if env is None else env
-    return {key: value for key, value in source.items() if key not in DAEMON_ONLY_VARIABLES}
+    child = {key: value for key, value in source.items() if key not in DAEMON_ONLY_VARIABLES}
+    child.update(extra)
+    return child
 
 
 #: Called with the child's pid and one line of its output.
@@ -90,13 +95,19 @@ class ChildProcess:
 
     @classmethod
     async def start(
-        cls, argv: Sequence[str], on_line: LineHandler, *, oom_score_adjust: int | None = None
+        cls,
+        argv: Sequence[str],
+        on_line: LineHandler,
+        *,
+        oom_score_adjust: int | None = None,
+        environment: Iterable[tuple[str, str]] = (),
     ) -> ChildProcess:
-        """Spawn `argv` (argv[0] a path) with stdin closed and stdout+stderr merged into `on_line`."""
+        """Spawn `argv` (argv[0] a path) with stdin closed and stdout+stderr merged into `on_line`;
+        `environment` is added to the worker's own (see child_environment)."""
         spawn_argv = list(argv)
         if oom_score_adjust is not None:
             spawn_argv = [_SHELL, "-c", _OOM_TRAMPOLINE, "flamenco-oom", str(oom_score_adjust), *spawn_argv]
-        popen = _spawn(spawn_argv)
+        popen = _spawn(spawn_argv, child_environment(extra=environment))
         try:
             pidfd = os.pidfd_open(popen.pid)
         except OSError:
@@ -236,7 +247,7 @@ class _OutputPump(asyncio.Protocol):
                     )
 
 
-def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     # Synchronous, like asyncio's own subprocess start: fork+exec takes about a millisecond.
     return subprocess.Popen(
         argv,
@@ -245,7 +256,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         close_fds=True,
-        env=child_environment(),
+        env=env,
     )
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import shlex
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from flamenco_worker.execution import process
 from flamenco_worker.execution.model import CommandError, TaskListener
@@ -21,7 +21,13 @@ OOM_SCORE_ADJUST_RANGE = range(0, 1001)
 class ProcessRunner:
     """Starts children for commands, logs them like Flamenco's worker does, and can kill the current one."""
 
-    def __init__(self, listener: TaskListener, *, oom_score_adjust: int | None = None) -> None:
+    def __init__(
+        self,
+        listener: TaskListener,
+        *,
+        oom_score_adjust: int | None = None,
+        environment: Iterable[tuple[str, str]] = (),
+    ) -> None:
         if oom_score_adjust is not None and oom_score_adjust not in OOM_SCORE_ADJUST_RANGE:
             raise ValueError(f"oom_score_adjust={oom_score_adjust} is outside 0..1000")
         if oom_score_adjust is not None and not os.path.exists("/proc/self/oom_score_adj"):
@@ -31,6 +37,7 @@ class ProcessRunner:
             oom_score_adjust = None
         self._listener = listener
         self._oom_score_adjust = oom_score_adjust
+        self._environment = tuple(environment)  # added to every child's environment
         self._child: process.ChildProcess | None = None
 
     async def run(
@@ -48,7 +55,9 @@ class ProcessRunner:
                 on_line(line)
 
         try:
-            child = await process.ChildProcess.start(argv, handle, oom_score_adjust=self._oom_score_adjust)
+            child = await process.ChildProcess.start(
+                argv, handle, oom_score_adjust=self._oom_score_adjust, environment=self._environment
+            )
         except OSError as err:
             raise CommandError(
                 f"{command}: cannot start {argv[0]!r}: {err.strerror or err}", command=command

@@ -26,9 +26,9 @@ def sh(script: str, *, steps: int = 0) -> Command:
     return Command("exec", {"exe": "/bin/sh", "args": ["-c", script]}, total_step_count=steps)
 
 
-async def run_sh(script: str, **executor_options: int) -> RecordingListener:
+async def run_sh(script: str, *, oom_score_adjust: int | None = None) -> RecordingListener:
     listener = RecordingListener()
-    await Executor(listener, **executor_options).run([sh(script)])
+    await Executor(listener, oom_score_adjust=oom_score_adjust).run([sh(script)])
     return listener
 
 
