@@ -60,6 +60,7 @@ class Daemon:
         self._core: asyncio.Task[int] | None = None
         self._fatal: ConfigError | None = None
         journal.follow_worker(self.worker)  # its id and name go on every journal entry
+        journal.set_instance(settings.instance)  # flamenco-worker@NAME: FLAMENCO_INSTANCE=NAME
 
     async def run(self) -> int:
         worker = self.worker

@@ -190,6 +190,11 @@ def test_two_instances_of_the_template_unit_work_side_by_side(container: Contain
     assert (full["status"], full["worker"]["id"]) == ("completed", farm.ids["gpu1"]), json.dumps(full)
     code, log = ct.http("GET", f"/api/v3/tasks/{task['id']}/logtail")
     assert code == 200 and "> probe-cuda=1\n" in log, log
+    # The task's story in the journal names the instance that ran it.
+    story = ct.run(
+        "journalctl", "-u", unit("gpu1"), f"FLAMENCO_TASK={task['id']}", "FLAMENCO_INSTANCE=gpu1", "-o", "cat"
+    ).stdout
+    assert f"task={task['id']}" in story, story
 
     # Restart over D-Bus to gpu0's own name restarts gpu0 alone; from the Manager, gpu1 alone.
     farm.restart_only(
