@@ -15,8 +15,8 @@ The rules this module keeps (every action method goes through `Authorizer.author
 - Any other polkit failure, a timeout included, refuses the call (fail closed).
 - Nothing is cached: an administrator's change to rules.d or to the group applies to the next call
   (polkit's own `auth_admin_keep` does the remembering where an action asks for it).
-- Every refusal is the D-Bus error `org.freedesktop.DBus.Error.AccessDenied` with a text naming the
-  action and saying what would allow it.
+- Every refusal is the D-Bus error `org.flamenco.Worker1.Error.NotAuthorized`, its text starting
+  "Access denied:", naming the action and saying what would allow it.
 
 On the session bus (development, tests) nothing is checked: only its own user can connect to it, and
 polkit answers questions about the system, not about a user's private bus.
@@ -51,7 +51,9 @@ POLKIT_PATH = "/org/freedesktop/PolicyKit1/Authority"
 POLKIT_INTERFACE = "org.freedesktop.PolicyKit1.Authority"
 #: CheckAuthorizationFlags: polkit may ask the caller's authentication agent for a password.
 ALLOW_USER_INTERACTION = 1
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+#: The error of every refusal. Not org.freedesktop.DBus.Error.AccessDenied: sd-bus (busctl, systemctl)
+#: shows only "Access denied" for that one and drops the text that says what would allow the call.
+NOT_AUTHORIZED = "org.flamenco.Worker1.Error.NotAuthorized"
 
 #: polkitd answers from its rules in milliseconds; it stops a runaway rules.d script after 15 s, and the
 #: caller (sd-bus, busctl) gives up after 25 s: in between, the caller still gets our clear refusal.
@@ -77,7 +79,7 @@ class PolkitAbsent(Exception):
 
 
 def refusal(text: str) -> DBusError:
-    return DBusError(ACCESS_DENIED, f"Access denied: {text}")
+    return DBusError(NOT_AUTHORIZED, f"Access denied: {text}")
 
 
 def in_group(uid: int, group: str) -> bool:
@@ -108,7 +110,7 @@ class Authorizer:
         self._polkit_present: bool | None = None  # only to log changes once, never to skip a check
 
     async def authorize(self, sender: str, action_id: str, interactive: bool = False) -> None:
-        """Return when `sender` may perform `action_id`; raise an AccessDenied DBusError otherwise."""
+        """Return when `sender` may perform `action_id`; raise a NotAuthorized DBusError otherwise."""
         uid = await self._caller_uid(sender, action_id)
         if uid == 0:
             log.debug("action=%s sender=%s uid=0 allowed: root", action_id, sender)
