@@ -142,8 +142,9 @@ class Authorizer:
         )
         if challenge:
             raise refusal(
-                f"polkit allows {action_id} for uid {uid} only after an administrator authenticates, "
-                "and no authentication agent could ask for that. An administrator can allow it with a "
+                f"polkit allows {action_id} for uid {uid} only after an administrator authenticates, and "
+                "this call could not ask for that (no polkit authentication agent, or the caller does not "
+                "allow interactive authorization). An administrator can allow it with a "
                 "rule in /etc/polkit-1/rules.d/ (see flamenco-worker(1)); members of the group "
                 f"{self._group!r} may act already."
             )
