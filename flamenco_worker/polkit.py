@@ -233,7 +233,7 @@ class Authorizer:
             log.info("polkit decides who may act on this worker (actions %s*)", ACTION_PREFIX)
         else:
             log.info(
-                "polkit is not available (%s); root and the group %s may act, as the bus policy says",
+                "polkit is not available (%s); only root and the group %s may act",
                 why,
                 self._group,
             )
