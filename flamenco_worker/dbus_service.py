@@ -17,6 +17,7 @@ from dbus_next.aio import MessageBus
 from dbus_next.constants import PropertyAccess
 from dbus_next.service import ServiceInterface, dbus_property, method
 
+from flamenco_worker.polkit import ActionGate, Authorizer
 from flamenco_worker.status import Origin, WorkerStatus
 from flamenco_worker.worker import RequestRefused, Snapshot, Worker
 
@@ -26,6 +27,14 @@ BUS_NAME = "org.flamenco.Worker1"
 OBJECT_PATH = "/org/flamenco/Worker1"
 INTERFACE = "org.flamenco.Worker1"
 ERROR_PREFIX = "org.flamenco.Worker1.Error."
+#: Method → polkit action (org.flamenco.worker.policy); on the system bus each call is authorized first.
+ACTIONS = {
+    "ShutDown": "org.flamenco.worker.shutdown",
+    "Restart": "org.flamenco.worker.restart",
+    "Sleep": "org.flamenco.worker.sleep",
+    "WakeUp": "org.flamenco.worker.wake",
+    "CancelRequest": "org.flamenco.worker.cancel-request",
+}
 
 #: How long startup waits for the bus before giving up on local control (READY=1 must not hang on it).
 CONNECT_TIMEOUT = 5.0
@@ -164,6 +173,7 @@ class DbusService:
         self._bus_label = bus_type
         self._interface = WorkerInterface(worker)
         self._bus: MessageBus | None = None
+        self._gate: ActionGate | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._quiet = False  # after one warning, retries stay quiet until the next success
@@ -197,6 +207,9 @@ class DbusService:
             self._warn("bus=%s unreachable (%s); running without local control", self._bus_label, exc)
             return False
         bus.export(OBJECT_PATH, self._interface)
+        if self._bus_type is BusType.SYSTEM:  # see flamenco_worker/polkit.py for who may act
+            self._gate = ActionGate(bus, Authorizer(bus), OBJECT_PATH, INTERFACE, ACTIONS)
+            bus.add_message_handler(self._gate.handle)
         try:
             reply = await bus.request_name(self._bus_name, NameFlag.DO_NOT_QUEUE)
         except DBusError as exc:
@@ -246,6 +259,8 @@ class DbusService:
 
     async def close(self) -> None:
         self._closing.set()
+        if self._gate is not None:
+            await self._gate.close()
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -37,6 +37,7 @@ ROOTFS_PACKAGES = (
     "man-db",
     "nodejs",
     "passwd",
+    "polkitd",
     "python3",
     "python3-aiohttp",
     "python3-bcrypt",
