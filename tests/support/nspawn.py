@@ -1,6 +1,8 @@
-"""A booted Debian 12 in systemd-nspawn for packaging tests: cached root filesystem, throw-away containers.
+"""A booted Debian (12 and 13) in systemd-nspawn for packaging tests: cached root filesystems, throw-away
+containers.
 
-The root filesystem is built once with mmdebstrap and cached (keyed by everything that goes into it);
+A root filesystem per Debian release is built once with mmdebstrap and cached (keyed by everything that
+goes into it);
 each container boots it with `--volatile=overlay`, so the cached tree is never changed. Commands run
 inside through `nsenter` into the container's PID 1, since without a systemd on the host neither
 machinectl nor `systemctl -M` can reach it.
@@ -26,10 +28,13 @@ from typing import Any, ClassVar, TypeVar
 
 from tests.support import waiting
 
-SUITE = "bookworm"
+# The Debian releases the packages are proven on: built once on the host (Debian 12's tools), installed
+# on each. The packaging tests run once per release, under these names as test ids.
+SUITES = ("bookworm", "trixie")
 # What the packages need at run time (so apt installs them without a network), plus what the tests
 # drive: man-db (systemd-analyze verify opens the units' Documentation=man: pages), passwd (useradd).
-# nodejs is the manager's Recommends (Debian's own 18.x): JavaScript job types run under its unit.
+# nodejs is the manager's Recommends (Debian's own: 18.x in 12, 20.x in 13): JavaScript job types run
+# under its unit. One list for every release: each name must exist in all of SUITES.
 ROOTFS_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -82,13 +87,16 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval:
     return waiting.wait_for(check, timeout, what, interval)  # type: ignore[return-value]  # truthy: not None
 
 
-def rootfs(cache: Path | None = None) -> Path:
-    """The cached root filesystem, built first when missing (one builder at a time, others wait)."""
+def rootfs(suite: str = SUITES[0], cache: Path | None = None) -> Path:
+    """The cached root filesystem of Debian `suite`, built first when missing (one builder per root
+    filesystem at a time, others wait)."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown Debian suite {suite!r}: the packages are proven on {', '.join(SUITES)}")
     cache = cache or Path(os.environ.get("FLAMENCO_ROOTFS_CACHE", DEFAULT_CACHE))
-    key = hashlib.sha256(json.dumps([SUITE, "apt", ROOTFS_PACKAGES, ROOTFS_HOOK]).encode()).hexdigest()[:16]
-    target = cache / f"rootfs-{SUITE}-{key}"
+    key = hashlib.sha256(json.dumps([suite, "apt", ROOTFS_PACKAGES, ROOTFS_HOOK]).encode()).hexdigest()[:16]
+    target = cache / f"rootfs-{suite}-{key}"
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
+    with open(cache / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "etc" / "os-release").exists():
             return target
@@ -102,7 +110,7 @@ def rootfs(cache: Path | None = None) -> Path:
                     "--variant=apt",
                     "--include=" + ",".join(ROOTFS_PACKAGES),
                     f"--customize-hook={ROOTFS_HOOK}",
-                    SUITE,
+                    suite,
                     str(building),
                 ],
                 check=True,
