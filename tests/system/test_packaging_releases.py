@@ -71,7 +71,9 @@ def test_no_start_writes_a_python_warning_to_the_journal(node: Node) -> None:
             "[Service]\nEnvironment=PYTHONWARNINGS=default::DeprecationWarning\n",
         )
     ct.run("systemctl", "daemon-reload")
-    ct.run("systemctl", "restart", MANAGER, WORKER)
+    # One after the other: the manager (Type=notify) listens before the worker signs on.
+    ct.run("systemctl", "restart", MANAGER)
+    ct.run("systemctl", "restart", WORKER)
     for unit in (WORKER, MANAGER):
         env = ct.run("systemctl", "show", "-p", "Environment", unit).stdout
         assert "PYTHONWARNINGS=default::DeprecationWarning" in env, env
