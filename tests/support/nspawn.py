@@ -2,10 +2,9 @@
 containers.
 
 A root filesystem per Debian release is built once with mmdebstrap and cached (keyed by everything that
-goes into it);
-each container boots it with `--volatile=overlay`, so the cached tree is never changed. Commands run
-inside through `nsenter` into the container's PID 1, since without a systemd on the host neither
-machinectl nor `systemctl -M` can reach it.
+goes into it); each container boots it with `--volatile=overlay`, so the cached tree is never changed.
+Commands run inside through `nsenter` into the container's PID 1, since without a systemd on the host
+neither machinectl nor `systemctl -M` can reach it.
 """
 
 from __future__ import annotations
