@@ -122,6 +122,14 @@ def rootfs(suite: str = SUITES[0], cache: Path | None = None) -> Path:
     return target
 
 
+def release_of(root: Path) -> str:
+    """The Debian suite name (VERSION_CODENAME) of a root filesystem."""
+    for line in (root / "etc" / "os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise ValueError(f"{root}/etc/os-release names no VERSION_CODENAME")
+
+
 def _terminate_with_parent() -> None:
     """In the child before exec: SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

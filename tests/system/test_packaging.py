@@ -4,7 +4,7 @@ upgrade, and JavaScript job types run by Debian's own nodejs under the hardened 
 The packages are built once per session with `make deb` (which also runs lintian) on the host, each
 release's root filesystem once per machine (cached), and every test gets a fresh container
 (`--volatile=overlay`) with both packages installed from the .debs by apt. Every test that boots a
-container runs once per Debian release (`release`, parametrized over nspawn.SUITES; the ids name it,
+container runs once per Debian release (`root` is parametrized over nspawn.SUITES; the ids name it,
 e.g. `[trixie]`): a module that imports these fixtures gets both releases.
 """
 
@@ -24,7 +24,16 @@ from pathlib import Path
 import pytest
 
 from tests.support.manager_process import REPO
-from tests.support.nspawn import SUITES, Container, booted, build_debs, missing_tools, rootfs, wait_for
+from tests.support.nspawn import (
+    SUITES,
+    Container,
+    booted,
+    build_debs,
+    missing_tools,
+    release_of,
+    rootfs,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.system,
@@ -94,17 +103,18 @@ def upgrade_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session", params=SUITES)
-def release(request: pytest.FixtureRequest) -> str:
-    """The Debian release (suite name) a test's container runs. Session-scoped and parametrized: every
-    test that boots a container runs once per release, pytest runs one release's tests together, and
-    the test ids name the release."""
+def root(request: pytest.FixtureRequest) -> Path:
+    """The cached root filesystem of one Debian release. Session-scoped and parametrized over SUITES:
+    every test that boots a container (through `container`, `node`, or `booted(root, …)`) runs once per
+    release, pytest runs one release's tests together, and the test ids name the release."""
     suite: str = request.param
-    return suite
+    return _once(f"root-{suite}", lambda: rootfs(suite))
 
 
 @pytest.fixture(scope="session")
-def root(release: str) -> Path:
-    return _once(f"root-{release}", lambda: rootfs(release))
+def release(root: Path) -> str:
+    """The Debian release (suite name, e.g. "trixie") of this test's root filesystem."""
+    return release_of(root)
 
 
 @dataclass
