@@ -1,9 +1,10 @@
-"""A booted Debian 12 in systemd-nspawn for packaging tests: cached root filesystem, throw-away containers.
+"""A booted Debian (12 and 13) in systemd-nspawn for packaging tests: cached root filesystems, throw-away
+containers.
 
-The root filesystem is built once with mmdebstrap and cached (keyed by everything that goes into it);
-each container boots it with `--volatile=overlay`, so the cached tree is never changed. Commands run
-inside through `nsenter` into the container's PID 1, since without a systemd on the host neither
-machinectl nor `systemctl -M` can reach it.
+A root filesystem per Debian release is built once with mmdebstrap and cached (keyed by everything that
+goes into it); each container boots it with `--volatile=overlay`, so the cached tree is never changed.
+Commands run inside through `nsenter` into the container's PID 1, since without a systemd on the host
+neither machinectl nor `systemctl -M` can reach it.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from typing import Any, ClassVar, TypeVar
 
 from tests.support import waiting
 
-SUITE = "bookworm"
+# The Debian releases the packages are proven on: built once on the host (Debian 12's tools), installed
+# on each. The packaging tests run once per release, under these names as test ids.
+SUITES = ("bookworm", "trixie")
 # What the packages need at run time (so apt installs them without a network), plus what the tests
 # drive: man-db (systemd-analyze verify opens the units' Documentation=man: pages), passwd (useradd).
-# nodejs is the manager's Recommends (Debian's own 18.x): JavaScript job types run under its unit.
+# nodejs is the manager's Recommends (Debian's own: 18.x in 12, 20.x in 13): JavaScript job types run
+# under its unit. One list for every release: each name must exist in all of SUITES.
 ROOTFS_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -84,13 +88,16 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval:
     return waiting.wait_for(check, timeout, what, interval)  # type: ignore[return-value]  # truthy: not None
 
 
-def rootfs(cache: Path | None = None) -> Path:
-    """The cached root filesystem, built first when missing (one builder at a time, others wait)."""
+def rootfs(suite: str = SUITES[0], cache: Path | None = None) -> Path:
+    """The cached root filesystem of Debian `suite`, built first when missing (one builder per root
+    filesystem at a time, others wait)."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown Debian suite {suite!r}: the packages are proven on {', '.join(SUITES)}")
     cache = cache or Path(os.environ.get("FLAMENCO_ROOTFS_CACHE", DEFAULT_CACHE))
-    key = hashlib.sha256(json.dumps([SUITE, "apt", ROOTFS_PACKAGES, ROOTFS_HOOK]).encode()).hexdigest()[:16]
-    target = cache / f"rootfs-{SUITE}-{key}"
+    key = hashlib.sha256(json.dumps([suite, "apt", ROOTFS_PACKAGES, ROOTFS_HOOK]).encode()).hexdigest()[:16]
+    target = cache / f"rootfs-{suite}-{key}"
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
+    with open(cache / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "etc" / "os-release").exists():
             return target
@@ -104,7 +111,7 @@ def rootfs(cache: Path | None = None) -> Path:
                     "--variant=apt",
                     "--include=" + ",".join(ROOTFS_PACKAGES),
                     f"--customize-hook={ROOTFS_HOOK}",
-                    SUITE,
+                    suite,
                     str(building),
                 ],
                 check=True,
@@ -115,6 +122,14 @@ def rootfs(cache: Path | None = None) -> Path:
         finally:
             shutil.rmtree(building, ignore_errors=True)
     return target
+
+
+def release_of(root: Path) -> str:
+    """The Debian suite name (VERSION_CODENAME) of a root filesystem."""
+    for line in (root / "etc" / "os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise ValueError(f"{root}/etc/os-release names no VERSION_CODENAME")
 
 
 def _terminate_with_parent() -> None:

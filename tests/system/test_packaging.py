@@ -1,9 +1,11 @@
-"""The .debs in a booted Debian 12: install, supervision by systemd, D-Bus control, removal, upgrade,
-and JavaScript job types run by Debian's own nodejs under the hardened manager unit.
+"""The .debs in a booted Debian 12 and Debian 13: install, supervision by systemd, D-Bus control, removal,
+upgrade, and JavaScript job types run by Debian's own nodejs under the hardened manager unit.
 
-The packages are built once per session with `make deb` (which also runs lintian), the root filesystem
-once per machine (cached), and every test gets a fresh container (`--volatile=overlay`) with both
-packages installed from the .debs by apt.
+The packages are built once per session with `make deb` (which also runs lintian) on the host, each
+release's root filesystem once per machine (cached), and every test gets a fresh container
+(`--volatile=overlay`) with both packages installed from the .debs by apt. Every test that boots a
+container runs once per Debian release (`root` is parametrized over nspawn.SUITES; the ids name it,
+e.g. `[trixie]`): a module that imports these fixtures gets both releases.
 """
 
 from __future__ import annotations
@@ -15,14 +17,23 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.manager_process import REPO
-from tests.support.nspawn import Container, booted, build_debs, missing_tools, rootfs, wait_for
+from tests.support.nspawn import (
+    SUITES,
+    Container,
+    booted,
+    build_debs,
+    missing_tools,
+    release_of,
+    rootfs,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.system,
@@ -52,24 +63,58 @@ def _no_container_survives() -> Iterator[None]:
     Container.poweroff_all()
 
 
+# pytest makes a fixture definition per module that holds the fixture's name, so a session fixture
+# imported into another test module runs once per module: what these build (or how building failed) is
+# kept here, once per run.
+_built: dict[str, Path | BaseException] = {}
+
+
+def _once(key: str, build: Callable[[], Path]) -> Path:
+    if key not in _built:
+        try:
+            _built[key] = build()
+        except Exception as exc:
+            _built[key] = exc
+    done = _built[key]
+    if isinstance(done, BaseException):
+        raise done
+    return done
+
+
 @pytest.fixture(scope="session")
 def debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("debs")
-    built = build_debs(out)
-    assert {p.name.split("_")[0] for p in built} == {"flamenco-worker", "flamenco-manager"}, built
-    return out
+    def build() -> Path:
+        out = tmp_path_factory.mktemp("debs")
+        built = build_debs(out)
+        assert {p.name.split("_")[0] for p in built} == {"flamenco-worker", "flamenco-manager"}, built
+        return out
+
+    return _once("debs", build)
 
 
 @pytest.fixture(scope="session")
 def upgrade_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("debs-upgrade")
-    build_debs(out, version=UPGRADE_VERSION, checks=False)
-    return out
+    def build() -> Path:
+        out = tmp_path_factory.mktemp("debs-upgrade")
+        build_debs(out, version=UPGRADE_VERSION, checks=False)
+        return out
+
+    return _once("upgrade_debs", build)
+
+
+@pytest.fixture(scope="session", params=SUITES)
+def root(request: pytest.FixtureRequest) -> Path:
+    """The cached root filesystem of one Debian release. Session-scoped and parametrized over SUITES:
+    every test that boots a container (through `container`, `node`, or `booted(root, …)`) runs once per
+    release, pytest runs one release's tests together, and the test ids name the release."""
+    suite: str = request.param
+    return _once(f"root-{suite}", lambda: rootfs(suite))
 
 
 @pytest.fixture(scope="session")
-def root() -> Path:
-    return rootfs()
+def release(root: Path) -> str:
+    """The Debian release (suite name, e.g. "trixie") of this test's root filesystem."""
+    return release_of(root)
 
 
 @dataclass
@@ -560,6 +605,8 @@ function compileJob(job) {
     print("turntable:", frameCount(settings.frames), "frames for", job.name);
 }
 """
+# Debian's own nodejs per release.
+NODEJS_MAJOR = {"bookworm": "v18.", "trixie": "v20."}
 TURNTABLE_SETTINGS = {
     "frames": "1-10",
     "chunk_size": 4,
@@ -598,11 +645,12 @@ def unit_processes(ct: Container, unit: str) -> dict[str, dict[str, str]]:
 
 
 def test_javascript_job_types_run_under_the_hardened_unit_with_debians_nodejs(
-    manager_with_node: Container,
+    manager_with_node: Container, release: str
 ) -> None:
     ct = manager_with_node
     node_version = ct.run("node", "--version").stdout.strip()
-    assert node_version.startswith("v18."), f"the rootfs should hold Debian 12's nodejs, not {node_version}"
+    want = NODEJS_MAJOR[release]
+    assert node_version.startswith(want), f"{release}'s nodejs is {want}x, the rootfs holds {node_version}"
     before = ct.show(MANAGER, *UNIT_PROPS)
     assert before["ActiveState"] == "active", before
 
