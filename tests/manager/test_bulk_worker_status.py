@@ -25,6 +25,12 @@ BULK = f"{API}/worker-mgt/workers/setstatus"
 VARYING = ("id", "name", "updated", "last_seen")
 
 
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    # Held requests last far longer than a test waits for their answer: only a wake-up answers them.
+    return {"long_poll_max": 60.0}
+
+
 def single(worker_uuid: str) -> str:
     return f"{API}/worker-mgt/workers/{worker_uuid}/setstatus"
 
@@ -136,7 +142,7 @@ async def test_held_state_requests_are_answered_at_once(farm: Farm) -> None:
         BULK, {"workers": [w.uuid for w in workers], "status": "asleep", "is_lazy": False}
     )
     assert reply.status == 200
-    # each held request answers with the new request, long before its own 60 s are up
+    # each held request answers with the new request, long before its 60 s are up
     answers = await asyncio.wait_for(asyncio.gather(*held), timeout=10.0)
     for answer in answers:
         assert answer.status == 200
