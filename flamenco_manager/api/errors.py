@@ -39,6 +39,11 @@ _STATUS_OF = {
 }
 
 
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status a service error is answered with."""
+    return next((code for kind, code in _STATUS_OF.items() if isinstance(exc, kind)), 500)
+
+
 class HTTPError(Exception):
     """Raised by handlers to answer with a JSON error."""
 
@@ -85,8 +90,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except HTTPError as exc:
         return error_response(exc.status, exc.message, exc.headers)
     except ServiceError as exc:
-        status = next((code for kind, code in _STATUS_OF.items() if isinstance(exc, kind)), 500)
-        return error_response(status, str(exc))
+        return error_response(status_of(exc), str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
 
 from flamenco_manager import payloads
 from flamenco_manager.api.durable import durable
+from flamenco_manager.api.errors import status_of
 from flamenco_manager.api.keys import SLEEP_SCHEDULER, TAGS, WORKERS, need
 from flamenco_manager.api.validation import enum_field, field, json_body, path_uuid, string_list
 from flamenco_manager.model import WORKER_STATUSES, Tag, Worker
 from flamenco_manager.services import sleep_schedule
+from flamenco_manager.services.errors import Invalid
+from flamenco_manager.values import describe
 
 routes = web.RouteTableDef()
+
+#: Most workers one bulk status request may name: well above any farm's size, while keeping the one
+#: unit of writes it makes (and the event-loop turn it takes) short.
+BULK_STATUS_MAX_WORKERS = 1000
 
 
 def _worker(request: web.Request) -> Worker:
@@ -48,6 +57,49 @@ async def get_worker(request: web.Request) -> web.Response:
 async def delete_worker(request: web.Request) -> web.Response:
     need(request, WORKERS).delete(_worker(request))
     return web.Response(status=204)
+
+
+def _worker_uuids(body: dict, name: str) -> list[str]:
+    """A non-empty list of distinct worker UUIDs, at most `BULK_STATUS_MAX_WORKERS`, each normalised."""
+    value = field(body, name, list)
+    if not value:
+        raise Invalid(name, "must name at least one worker")
+    if len(value) > BULK_STATUS_MAX_WORKERS:
+        raise Invalid(name, f"names {len(value)} workers, at most {BULK_STATUS_MAX_WORKERS} are allowed")
+    uuids: list[str] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(value):
+        try:
+            if not isinstance(item, str):
+                raise ValueError
+            normalised = str(uuid.UUID(item))
+        except ValueError:
+            raise Invalid(f"{name}[{index}]", f"{describe(item)} is not a worker UUID") from None
+        if normalised in seen:
+            raise Invalid(f"{name}[{index}]", f"{item!r} is already named at {name}[{seen[normalised]}]")
+        seen[normalised] = index
+        uuids.append(normalised)
+    return uuids
+
+
+@routes.post("/api/v3/worker-mgt/workers/setstatus")
+@durable
+async def set_status_of_workers(request: web.Request) -> web.Response:
+    """Ours: `setstatus` for many workers in one request and one commit; refusals are named per worker."""
+    body = await json_body(request)
+    worker_uuids = _worker_uuids(body, "workers")
+    status = enum_field(body, "status", WORKER_STATUSES)
+    is_lazy = field(body, "is_lazy", bool)
+    outcome = need(request, WORKERS).request_status_of_many(worker_uuids, status, is_lazy=is_lazy)
+    return web.json_response(
+        {
+            "applied": outcome.applied,
+            "refused": [
+                {"id": worker_uuid, "code": status_of(error), "message": str(error)}
+                for worker_uuid, error in outcome.refused
+            ],
+        }
+    )
 
 
 @routes.post("/api/v3/worker-mgt/workers/{worker_id}/setstatus")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid as uuidlib
+from dataclasses import dataclass, field
 
 from flamenco_manager import journal_fields, payloads
 from flamenco_manager.model import Job, Tag, Task, Worker, WorkerStatus
 from flamenco_manager.services import auth
-from flamenco_manager.services.errors import NotFound, PreconditionFailed
+from flamenco_manager.services.errors import NotFound, PreconditionFailed, ServiceError
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.sleep_schedule import scheduled_status
 from flamenco_manager.services.statemachine import StateMachine
@@ -28,6 +29,14 @@ def normalise_task_types(types: list[str]) -> list[str]:
     signs on, so scheduling always compares these normalised names.
     """
     return [t.strip().lower() for t in types]
+
+
+@dataclass(slots=True)
+class StatusRequestOutcome:
+    """What a status request of several workers did: the UUIDs asked, and those refused with why."""
+
+    applied: list[str] = field(default_factory=list)
+    refused: list[tuple[str, ServiceError]] = field(default_factory=list)
 
 
 class Workers:
@@ -209,15 +218,59 @@ class Workers:
         return worker
 
     def request_status(self, worker: Worker, status: str, *, is_lazy: bool) -> None:
+        fields = self._status_request(worker, status, is_lazy=is_lazy, now=time.time())
+        with self.store.transaction():
+            self.store.update_worker(worker.id, **fields)
+        self._announce_status_request(worker, fields)
+
+    def request_status_of_many(
+        self, worker_uuids: list[str], status: str, *, is_lazy: bool
+    ) -> StatusRequestOutcome:
+        """`request_status` for each worker, in one unit of writes (so one commit to wait for).
+
+        A worker the single request would refuse (unknown or deleted, or unable to restart) is refused
+        here with the same error and the others are still asked; each one asked gets the same event and
+        long-poll wake-up as from its own request.
+        """
+        outcome = StatusRequestOutcome()
+        requested: list[tuple[Worker, dict]] = []
+        now = time.time()
+        with self.store.transaction():
+            for worker_uuid in worker_uuids:
+                try:
+                    worker = self.get(worker_uuid)
+                    fields = self._status_request(worker, status, is_lazy=is_lazy, now=now)
+                except (NotFound, PreconditionFailed) as exc:
+                    outcome.refused.append((worker_uuid, exc))
+                    continue
+                self.store.update_worker(worker.id, **fields)
+                requested.append((worker, fields))
+        for worker, fields in requested:
+            self._announce_status_request(worker, fields)
+            outcome.applied.append(worker.uuid)
+        log.info(
+            "worker status requested of several workers status=%s lazy=%s applied=%d refused=%d",
+            status,
+            is_lazy,
+            len(outcome.applied),
+            len(outcome.refused),
+        )
+        return outcome
+
+    @staticmethod
+    def _status_request(worker: Worker, status: str, *, is_lazy: bool, now: float) -> dict:
+        """The worker fields a status request sets; requesting the current status cancels a request."""
         if status == worker.status:
             fields: dict = {"status_requested": "", "lazy_status_request": 0}
         elif status == WorkerStatus.RESTART and not worker.can_restart:
             raise PreconditionFailed(f'worker "{worker.uuid}" does not know how to restart')
         else:
             fields = {"status_requested": status, "lazy_status_request": int(is_lazy)}
-        fields["updated_at"] = time.time()
-        with self.store.transaction():
-            self.store.update_worker(worker.id, **fields)
+        fields["updated_at"] = now
+        return fields
+
+    def _announce_status_request(self, worker: Worker, fields: dict) -> None:
+        """After the request is written: the worker object, the log, the event and the held long-poll."""
         self._apply(worker, fields)
         log.info(
             "worker status requested worker=%s status=%s lazy=%s",

@@ -325,6 +325,13 @@ class SQLiteStore(WorkerQueries, JobQueries):
             return failed
         return None
 
+    def trace_statements(self, callback: Callable[[str], object] | None) -> None:
+        """Call `callback` with each SQL statement the event-loop connection runs; None stops it.
+
+        For tests that bound how many queries a request costs; not part of the `Store` interface.
+        """
+        self.conn.set_trace_callback(callback)
+
     async def offloop(self, fn: Callable[[SQLiteStore], T]) -> T:
         """Run a read-only function against a second connection on a worker thread."""
         if self._executor is None:

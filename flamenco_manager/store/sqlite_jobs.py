@@ -291,47 +291,29 @@ class JobQueries:
         return _task(row) if row else None
 
     def find_runnable_task(self, worker: Worker) -> Task | None:
-        """The best queued or soft-failed task this worker may run, or None (rules: `services.scheduler`)."""
-        types = worker.supported_task_types
+        """The best queued or soft-failed task this worker may run, or None (rules: `services.scheduler`).
+
+        One query however many jobs are queued: jobs in priority order (then age), and within the first
+        job that has a task for this worker, tasks by priority then position. A job whose tasks are all of
+        other types costs an index probe per supported type inside SQLite, not a query each.
+        """
+        types = list(dict.fromkeys(worker.supported_task_types))
         if not types:
             return None
-        jobs = self.conn.execute(
-            "SELECT id FROM jobs INDEXED BY jobs_schedulable"
-            " WHERE runnable_tasks > 0 AND status IN ('active', 'queued') AND (worker_tag_id IS NULL"
-            " OR worker_tag_id IN (SELECT tag_id FROM worker_tag_membership WHERE worker_id = ?))"
-            " ORDER BY priority DESC, created_at, id",
-            (worker.id,),
-        )
-        query = (
-            "SELECT t.* FROM tasks t INDEXED BY tasks_runnable"
-            " WHERE t.job_id = ? AND t.type = ?"
+        row = self.conn.execute(
+            "SELECT t.* FROM jobs j INDEXED BY jobs_schedulable"
+            " JOIN tasks t INDEXED BY tasks_runnable ON t.job_id = j.id"
+            " WHERE j.runnable_tasks > 0 AND j.status IN ('active', 'queued') AND (j.worker_tag_id IS NULL"
+            " OR j.worker_tag_id IN (SELECT tag_id FROM worker_tag_membership WHERE worker_id = ?1))"
+            f" AND t.type IN ({', '.join(f'?{n}' for n in range(2, len(types) + 2))})"
             " AND t.status IN ('queued', 'soft-failed') AND t.waiting_on = 0"
-            " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.worker_id = ?)"
-            " ORDER BY t.priority DESC, t.index_in_job LIMIT 1"
-        )
-        # Blocklist entries are few (a table of exceptions); one read per attempt covers every job.
-        blocked = {
-            (r[0], r[1])
-            for r in self.conn.execute(
-                "SELECT job_id, task_type FROM job_blocks WHERE worker_id = ?", (worker.id,)
-            )
-        }
-        # The job cursor is read lazily: usually the first job in priority order has a task to give.
-        for (job_id,) in jobs:
-            best: sqlite3.Row | None = None
-            for task_type in types:
-                if (job_id, task_type) in blocked:
-                    continue
-                row = self.conn.execute(query, (job_id, task_type, worker.id)).fetchone()
-                if row is not None and (
-                    best is None
-                    or (-row["priority"], row["index_in_job"]) < (-best["priority"], best["index_in_job"])
-                ):
-                    best = row
-            if best is not None:
-                jobs.close()
-                return _task(best)
-        return None
+            " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.worker_id = ?1)"
+            " AND NOT EXISTS (SELECT 1 FROM job_blocks b"
+            " WHERE b.job_id = j.id AND b.worker_id = ?1 AND b.task_type = t.type)"
+            " ORDER BY j.priority DESC, j.created_at, j.id, t.priority DESC, t.index_in_job LIMIT 1",
+            (worker.id, *types),
+        ).fetchone()
+        return _task(row) if row else None
 
     # Failures and blocklist.
 

@@ -130,6 +130,7 @@ ENDPOINTS = [
     ("get", "/api/v3/worker-mgt/workers/{worker_id}", {"200", "400", "404"}),
     ("delete", "/api/v3/worker-mgt/workers/{worker_id}", {"204", "404"}),
     ("post", "/api/v3/worker-mgt/workers/{worker_id}/setstatus", {"204", "400", "404", "412"}),
+    ("post", "/api/v3/worker-mgt/workers/setstatus", {"200", "400"}),  # ours
     ("post", "/api/v3/worker-mgt/workers/{worker_id}/settags", {"204"}),
     ("get", "/api/v3/worker-mgt/workers/{worker_id}/sleep-schedule", {"200", "204", "404"}),
     ("post", "/api/v3/worker-mgt/workers/{worker_id}/sleep-schedule", {"204"}),

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
+import uuid
 
 import pytest
 
+from flamenco_manager.model import Job, JobStatus, NewTask
+from flamenco_manager.store.sqlite import SQLiteStore
 from tests.manager.conftest import API, Farm
+
+#: Queued jobs none of whose tasks an idle worker can run: each once cost the scheduler a query per job
+#: and supported task type.
+UNRUNNABLE_JOBS = 1000
+#: Statements a task request may run whatever the queue holds: authentication, the re-delivery check,
+#: the one selection query, and the unit's savepoint and commit, with room to spare.
+TASK_REQUEST_STATEMENTS = 20
 
 
 async def _task_names_in_order(farm: Farm, worker) -> list[str]:
@@ -145,3 +156,96 @@ async def test_many_concurrent_workers_never_share_a_task(farm: Farm) -> None:
     counts = collections.Counter(got)
     assert len(counts) == 100
     assert max(counts.values()) == 1
+
+
+def _store(farm: Farm) -> SQLiteStore:
+    store = farm.manager.store
+    assert isinstance(store, SQLiteStore)
+    return store
+
+
+def _insert_job(
+    farm: Farm, *, priority: int, tasks: list[tuple[str, int]], created_at: float | None = None
+) -> tuple[Job, list[str]]:
+    """A queued job stored directly, its tasks as (type, priority) in order, none depending on another."""
+    store = _store(farm)
+    now = time.time() if created_at is None else created_at
+    with store.transaction():
+        job = store.create_job(
+            Job(
+                id=0,
+                uuid=str(uuid.uuid4()),
+                name=f"stored directly {priority}",
+                job_type="echo-sleep-test",
+                type_etag="",
+                priority=priority,
+                status=JobStatus.QUEUED,
+                activity="",
+                settings_json="{}",
+                metadata_json="{}",
+                submitter_platform="linux",
+                shaman_checkout_id="",
+                worker_tag_id=None,
+                steps_completed=0,
+                steps_total=0,
+                created_at=now,
+                updated_at=now,
+                delete_requested_at=None,
+            )
+        )
+        new = [
+            NewTask(
+                uuid=str(uuid.uuid4()),
+                name=f"{task_type} {index}",
+                type=task_type,
+                priority=task_priority,
+                commands=[{"name": "echo", "parameters": {"message": "hi"}}],
+                steps_total=1,
+            )
+            for index, (task_type, task_priority) in enumerate(tasks)
+        ]
+        store.add_tasks(job, new, 1)
+    return job, [t.uuid for t in new]
+
+
+async def test_job_order_first_then_task_priority_over_every_supported_type(farm: Farm) -> None:
+    worker = await farm.awake_worker(("misc", "blender"))
+    _insert_job(farm, priority=10, tasks=[("blender", 99)])
+    _, top = _insert_job(
+        farm, priority=60, tasks=[("ffmpeg", 90), ("misc", 20), ("blender", 70), ("misc", 70)]
+    )
+    _insert_job(farm, priority=60, tasks=[("misc", 99)], created_at=time.time() + 1)  # younger: after
+    got: list[str] = []
+    for _ in range(3):
+        got.append((await worker.fetch()).body["uuid"])
+        await worker.update(got[-1], taskStatus="completed")
+    # the same priority: the earlier position; another type at a higher priority beats the first type
+    assert got == [top[2], top[3], top[1]]
+
+
+async def test_a_blocklisted_type_leaves_the_other_types_of_that_job(farm: Farm) -> None:
+    worker = await farm.awake_worker(("misc", "blender"))
+    job, tasks = _insert_job(farm, priority=50, tasks=[("misc", 90), ("blender", 10)])
+    store = _store(farm)
+    stored = store.get_worker(worker.uuid)
+    assert stored is not None
+    with store.transaction():
+        store.add_job_block(job.id, stored.id, "misc", time.time())
+    assert (await worker.fetch()).body["uuid"] == tasks[1]
+
+
+async def test_a_task_request_costs_a_bounded_number_of_queries(farm: Farm) -> None:
+    worker = await farm.awake_worker(("blender", "ffmpeg"))
+    for _ in range(UNRUNNABLE_JOBS):
+        _insert_job(farm, priority=50, tasks=[("misc", 50), ("misc", 50)])
+    statements: list[str] = []
+    _store(farm).trace_statements(statements.append)
+    try:
+        reply = await worker.fetch()
+    finally:
+        _store(farm).trace_statements(None)
+    assert reply.status == 204
+    assert 0 < len(statements) <= TASK_REQUEST_STATEMENTS, statements[:40]
+    # and a runnable job behind all of them is still found
+    _, (wanted,) = _insert_job(farm, priority=1, tasks=[("ffmpeg", 50)])
+    assert (await worker.fetch()).body["uuid"] == wanted

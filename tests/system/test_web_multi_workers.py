@@ -1,7 +1,7 @@
 """Worker Actions on several workers at once, in a real browser against a real Manager and real workers.
 
 Rows are selected with click, Ctrl-click, Shift-click and the "select all shown" box; one confirmation
-covers the selection, every worker gets its own request and every refusal is named.
+covers the selection, one request asks for all of them and every refusal is named.
 """
 
 from __future__ import annotations

@@ -73,6 +73,9 @@ export const api = {
   deleteWorker: (workerId) => call("DELETE", `/worker-mgt/workers/${id(workerId)}`),
   setWorkerStatus: (workerId, status, isLazy) =>
     call("POST", `/worker-mgt/workers/${id(workerId)}/setstatus`, { status, is_lazy: isLazy }),
+  // Ours: one request for many workers, answered {applied: [id], refused: [{id, code, message}]}.
+  setStatusOfWorkers: (workerIds, status, isLazy) =>
+    call("POST", "/worker-mgt/workers/setstatus", { workers: workerIds, status, is_lazy: isLazy }),
   setWorkerTags: (workerId, tagIds) => call("POST", `/worker-mgt/workers/${id(workerId)}/settags`, { tag_ids: tagIds }),
 
   tags: async () => (await call("GET", "/worker-mgt/tags")).tags,

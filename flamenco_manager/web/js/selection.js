@@ -3,35 +3,6 @@
 
 import { h } from "./dom.js";
 
-// Requests of one action over a selection started per turn of the page's event loop. All of them are
-// handed to the browser at once so its connections never idle (it queues what it cannot send yet), but
-// in slices: starting a few hundred fetches in one go blocks the page for a few hundred milliseconds.
-const REQUESTS_PER_TURN = 25;
-
-/** Resolve after the browser has had a turn to do other work (input, painting). */
-function nextTurn() {
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => resolve();
-    channel.port2.postMessage(null);
-  });
-}
-
-/**
- * run(item) for every item, started a slice per turn; resolves to the results in the items' order,
- * each {item, error} (error null when run succeeded).
- */
-export async function runForEach(items, run, perTurn = REQUESTS_PER_TURN) {
-  const pending = [];
-  for (let start = 0; start < items.length; start += perTurn) {
-    if (start > 0) await nextTurn();
-    for (const item of items.slice(start, start + perTurn)) {
-      pending.push(run(item).then(() => ({ item, error: null }), (error) => ({ item, error })));
-    }
-  }
-  return Promise.all(pending);
-}
-
 /** "1 worker", "3 workers". */
 export function plural(count, noun) {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;

@@ -1,12 +1,15 @@
 // The Worker Actions menu: a <select> of status requests and an Apply button, for one or many workers.
-// Several workers: one confirmation, one request per worker, and every refusal reported by worker name.
+// Several workers: one confirmation, one request for all of them (the Manager writes them in one commit),
+// and every refusal reported by worker name.
 
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { h } from "./dom.js";
 import { confirmDialog, notify } from "./notify.js";
-import { plural, runForEach, selectionList } from "./selection.js";
+import { plural, selectionList } from "./selection.js";
 
 const PLACEHOLDER = "Choose an action…";
+// Most workers the Manager takes in one status request (its BULK_STATUS_MAX_WORKERS); more go in several.
+const WORKERS_PER_REQUEST = 1000;
 
 /**
  * What each action requests. `restart` items are hidden when no selected worker can restart, and shown
@@ -170,17 +173,50 @@ export class WorkerActionsBar {
       );
       if (!ok) return this.syncState();
     }
-    const answers = await runForEach(workers, (w) => api.setWorkerStatus(w.id, action.status, action.lazy));
-    const results = answers.map(({ item, error }) => ({ worker: item, error: error && refusal(error) }));
     if (workers.length === 1) {
-      const [{ worker, error }] = results;
-      if (error) notify(`Worker ${worker.name}: ${action.label} refused: ${error}.`, "error");
-      else notify(`Worker ${worker.name}: ${action.label} confirmed.`, "success");
+      const [worker] = workers;
+      try {
+        await api.setWorkerStatus(worker.id, action.status, action.lazy);
+        notify(`Worker ${worker.name}: ${action.label} confirmed.`, "success");
+      } catch (err) {
+        notify(`Worker ${worker.name}: ${action.label} refused: ${refusal(err)}.`, "error");
+      }
     } else {
-      reportMany(action, results);
+      reportMany(action, await requestOfMany(workers, action));
     }
     this.syncState();
   }
+}
+
+/**
+ * The action for many workers in as few requests as the Manager allows; per worker {worker, error}, in
+ * the selection's order, error null when it was applied. A request that fails as a whole (the Manager
+ * unreachable, say) is that error for each of its workers.
+ */
+async function requestOfMany(workers, action) {
+  const slices = [];
+  for (let start = 0; start < workers.length; start += WORKERS_PER_REQUEST) {
+    slices.push(workers.slice(start, start + WORKERS_PER_REQUEST));
+  }
+  const answers = await Promise.all(
+    slices.map((slice) =>
+      api.setStatusOfWorkers(slice.map((w) => w.id), action.status, action.lazy).then(
+        (answer) => ({ slice, answer, error: null }),
+        (error) => ({ slice, answer: null, error }),
+      ),
+    ),
+  );
+  const results = [];
+  for (const { slice, answer, error } of answers) {
+    const applied = new Set(answer?.applied || []);
+    const refused = new Map((answer?.refused || []).map((r) => [r.id, new ApiError(r.code, r.message)]));
+    for (const worker of slice) {
+      let why = error || refused.get(worker.id) || null;
+      if (!why && !applied.has(worker.id)) why = new ApiError(0, "the Manager did not answer for it");
+      results.push({ worker, error: why && refusal(why) });
+    }
+  }
+  return results;
 }
 
 /** Why a mixed selection cannot restart, e.g. "2 of 5 selected workers have no restart exit code". */
