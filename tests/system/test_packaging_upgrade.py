@@ -140,7 +140,8 @@ def test_an_upgrade_during_a_task_restarts_the_worker_once_the_task_is_done(node
     assert node.manager_worker()["version"] == UPGRADE_VERSION
     assert prop(node, "Version") == UPGRADE_VERSION
     journal = ct.journal(WORKER)
-    assert "status=47" in journal, journal[-3000:]
+    ended, exited = journal.find(f"task={task_id} ended"), journal.find("exiting with code 47")
+    assert 0 <= ended < exited, journal[-3000:]
     # Not handed back or requeued at any point: the old worker finished it, nothing was aborted.
     assert task_status(node, task_id) == "completed"
     assert f"task={task_id} aborting" not in journal, journal[-3000:]
@@ -225,3 +226,43 @@ def test_a_worker_off_the_bus_is_left_running_with_a_note(node: Node) -> None:
     # By hand it says the same, and its exit status tells a script that a worker was left behind.
     by_hand = ct.run(HELPER, check=False)
     assert (by_hand.returncode, helper_lines(by_hand.stdout)) == (1, helper_lines(output))
+
+
+def test_a_template_instance_is_found_by_its_unit_and_restarted_after_its_task(node: Node) -> None:
+    """`flamenco-worker@NAME.service` units are found too, and matched to whichever worker name on the
+    bus their process owns. The instance here is the packaged unit copied as a template, run instead of
+    the plain unit (so it takes the plain bus name and state); what counts is that the helper finds it."""
+    ct = node.ct
+    instance = "flamenco-worker@render\\x2da.service"  # systemd's escaping of "render-a"
+    ct.run("systemctl", "disable", "--now", WORKER)
+    template = ct.read(f"/lib/systemd/system/{WORKER}").replace(
+        "Description=Flamenco render farm worker", "Description=Flamenco render farm worker %i"
+    )
+    ct.write("/etc/systemd/system/flamenco-worker@.service", template)
+    ct.run("systemctl", "daemon-reload")
+    ct.run("systemctl", "start", instance)
+    assert ct.run(HELPER, "--list").stdout == f"{instance}\n"
+    task_id = start_sleep_task(node)
+    before = ct.show(instance, "MainPID", "NRestarts")
+
+    output = apt_install(node, WORKER_B)
+
+    assert helper_lines(output) == [
+        f"{PREFIX}{instance} restarts into the new version after its current task {task_id}"
+        " (the render is not interrupted)"
+    ], output
+    assert ct.show(instance, "MainPID")["MainPID"] == before["MainPID"]
+    assert node.unit()["ActiveState"] == "inactive", "the disabled plain unit stays down"
+    wait_for(
+        "the task to complete", lambda: task_status(node, task_id) == "completed", SLEEP_SECONDS + SETTLE
+    )
+
+    def restarted() -> bool:
+        now = ct.show(instance, "ActiveState", "MainPID", "NRestarts")
+        fresh = now["MainPID"] not in ("0", before["MainPID"])
+        return (
+            now["ActiveState"] == "active" and fresh and int(now["NRestarts"]) == int(before["NRestarts"]) + 1
+        )
+
+    wait_for("systemd to start the instance again", restarted, SETTLE)
+    wait_for("version B to sign on", lambda: node.manager_worker()["version"] == UPGRADE_VERSION, SETTLE)
