@@ -154,6 +154,9 @@ def test_an_idle_worker_restarts_at_once_and_a_stopped_one_is_only_started(node:
     before, sign_ons = node.unit(), node.sign_ons()
     output = apt_install(node, WORKER_B)
     assert helper_lines(output) == [f"{PREFIX}{WORKER} was idle: restarting it into the new version now"]
+    # apt returned once the worker ran again (as with debhelper's restart, on which scripts may rely).
+    now = node.unit()
+    assert now["ActiveState"] == "active" and now["MainPID"] != before["MainPID"], now
     node.wait_restarted(before, sign_ons)
     assert node.manager_worker()["version"] == UPGRADE_VERSION
 
