@@ -214,3 +214,9 @@ def test_two_instances_of_the_template_unit_work_side_by_side(container: Contain
         "org.flamenco.Worker1.gpu1",
     ]
     assert ct.show(WORKER, "ActiveState")["ActiveState"] == "active"
+
+    # Removing the package stops the instances too (they are the administrator's, not debhelper's).
+    ct.run("apt-get", "remove", "-y", "-q", "flamenco-worker")
+    for instance in INSTANCES:
+        assert ct.show(unit(instance), "ActiveState")["ActiveState"] == "inactive"
+    assert farm.bus_names() == []
