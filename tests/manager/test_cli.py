@@ -41,13 +41,25 @@ def test_a_flag_error_names_the_flag_once(tmp_path: pathlib.Path) -> None:
 
 
 def _hold_a_request_in_flight(url: str) -> socket.socket:
-    """A request whose body never completes: its handler stays in flight until the manager gives up."""
+    """A request whose body never completes: its handler stays in flight until the manager gives up.
+
+    The manager answers `Expect: 100-continue` once it handles the request, so when this returns the
+    request is in flight (without that wait, a loaded machine may not have read the headers yet when the
+    test signals, and the manager rightly stops at once).
+    """
     host, port = url.removeprefix("http://").split(":")
     conn = socket.create_connection((host, int(port)), timeout=10)
     conn.sendall(
         b"POST /api/v3/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n{"
+        b"Expect: 100-continue\r\nContent-Length: 1000\r\n\r\n"
     )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(1024)
+        assert chunk, f"the manager closed the connection: {answer!r}"
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 100 "), answer
+    conn.sendall(b"{")
     return conn
 
 
