@@ -9,6 +9,7 @@ the real Manager process and the real worker process behind a dead first URL.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -333,6 +334,20 @@ async def test_all_dead_backs_off_says_so_and_recovers(
         "the status line", lambda: running.line == f"awake: waiting for a task from Manager at {first.url}"
     )
     assert (setup.manager.registered, setup.manager.count("/worker/sign-on")) == (1, 1)
+
+
+async def test_a_reloaded_list_is_used_from_its_first_url(setup: Setup, tmp_path: Path) -> None:
+    first, second = await replica(setup), await replica(setup)
+    running = worker(setup, [first.url, second.url], tmp_path / "home")
+    await setup.manager.wait_for("a task fetch", lambda: first.took("/worker/task"))
+    # SIGHUP with a new list: as with a new single URL, the worker signs on again, at the new first URL.
+    reloaded = dataclasses.replace(running.worker.settings, manager_urls=(second.url, first.url))
+    running.worker.update_settings(reloaded)
+    running.link.retarget(reloaded)
+    await running.until("the new first URL", lambda: running.url_in_use == second.url)
+    await setup.manager.wait_for("a sign-on at the new first URL", lambda: second.took("/worker/sign-on"))
+    await setup.manager.wait_for("a task fetch there", lambda: second.took("/worker/task"))
+    assert setup.manager.registered == 1
 
 
 def test_a_real_manager_behind_a_dead_first_url(
