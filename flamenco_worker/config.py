@@ -41,7 +41,9 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
-    manager_url: str = ""
+    #: Where the Manager listens, in order of preference: replicas of one Manager (they share the
+    #: workers' credentials); the worker uses the first that answers and fails over to the next.
+    manager_urls: tuple[str, ...] = ()
     worker_name: str = field(default_factory=socket.gethostname)
     task_types: tuple[str, ...] = DEFAULT_TASK_TYPES
     restart_exit_code: int = 0
@@ -58,6 +60,11 @@ class WorkerSettings:
     @property
     def restartable(self) -> bool:
         return self.restart_exit_code != 0
+
+    @property
+    def manager_url(self) -> str:
+        """The first configured Manager URL ("" when none); the one in use is the Manager link's to say."""
+        return self.manager_urls[0] if self.manager_urls else ""
 
 
 def default_flamenco_home(env: Mapping[str, str]) -> Path:
@@ -92,6 +99,28 @@ def check_manager_url(value: Any) -> str:
         raise ValueError(f"must not have a query or fragment: {value!r}")
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def check_manager_urls(value: Any) -> tuple[str, ...]:
+    """One URL (a string; "" means none) or a non-empty list of distinct ones; list entries name their
+    place (`item N`, from 1) so the error can name its line."""
+    if not isinstance(value, list):
+        url = check_manager_url(value)
+        return (url,) if url else ()
+    if not value:
+        raise ValueError("must list at least one URL (or be left out)")
+    urls: list[str] = []
+    for index, item in enumerate(value):
+        try:
+            url = check_manager_url(item)
+        except ValueError as exc:
+            raise EntryError(index, f"item {index + 1}: {exc}") from None
+        if not url:
+            raise EntryError(index, f"item {index + 1}: must not be empty")
+        if url in urls:
+            raise EntryError(index, f"item {index + 1}: {url} is already item {urls.index(url) + 1}")
+        urls.append(url)
+    return tuple(urls)
 
 
 def check_worker_name(value: Any) -> str:
@@ -155,7 +184,7 @@ def check_dbus(value: Any) -> str:
 #: YAML key → (settings field, check). Keys are Flamenco's, plus `dbus` and `log_level` (ours).
 #: `oom_score_adjust` (Linux): the value task processes get, so the kernel kills a runaway render first.
 YAML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "manager_url": ("manager_url", check_manager_url),
+    "manager_url": ("manager_urls", check_manager_urls),
     "worker_name": ("worker_name", check_worker_name),
     "task_types": ("task_types", check_task_types),
     "restart_exit_code": ("restart_exit_code", check_restart_exit_code),
@@ -232,7 +261,9 @@ def read_yaml(path: Path, *, explicit: bool) -> dict[str, Any]:
 
 
 def _entry_line(node: yaml.Node, entry: object) -> int | None:
-    """The line of `entry`'s key inside a mapping node, if it is there."""
+    """The line of `entry`'s key inside a mapping node, or of item number `entry` in a list, if there."""
+    if isinstance(node, yaml.SequenceNode) and isinstance(entry, int):
+        return int(node.value[entry].start_mark.line) + 1 if 0 <= entry < len(node.value) else None
     if not isinstance(node, yaml.MappingNode):
         return None
     loader = yaml.SafeLoader("")
@@ -255,7 +286,8 @@ class FlagValues:
     """What the command line said; None means "not given"."""
 
     config: Path | None = None
-    manager: str | None = None
+    #: `-manager URL`, once per URL (several: replicas, in order of preference).
+    manager: tuple[str, ...] | None = None
     restart_exit_code: int | None = None
     name: str | None = None
     dbus: str | None = None
@@ -277,7 +309,9 @@ def load_settings(flags: FlagValues, env: Mapping[str, str]) -> WorkerSettings:
             raise ConfigError(f"environment FLAMENCO_WORKER_NAME: {exc}") from None
 
     if flags.manager is not None:
-        values["manager_url"] = _flag("manager", check_manager_url, flags.manager)
+        # One flag reads as the key's string (an empty one means none); repeated, as its list.
+        given = flags.manager[0] if len(flags.manager) == 1 else list(flags.manager)
+        values["manager_urls"] = _flag("manager", check_manager_urls, given)
     if flags.restart_exit_code is not None:
         values["restart_exit_code"] = _flag(
             "restart-exit-code", check_restart_exit_code, flags.restart_exit_code

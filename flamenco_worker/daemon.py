@@ -29,7 +29,7 @@ from flamenco_worker.worker import RequestRefused, Worker
 log = logging.getLogger(__name__)
 
 #: Settings a SIGHUP applies at once; the others are read at start only.
-LIVE_SETTINGS = frozenset({"manager_url", "worker_name", "restart_exit_code", "log_level"})
+LIVE_SETTINGS = frozenset({"manager_urls", "worker_name", "restart_exit_code", "log_level"})
 
 
 #: `-flush` gives up after this long without emptying the queue.
@@ -141,7 +141,7 @@ class Daemon:
             log.error("reload: %s; keeping the running settings", exc)
             return
         changed = {f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)}
-        live = LIVE_SETTINGS if self._link is not None else LIVE_SETTINGS - {"manager_url"}
+        live = LIVE_SETTINGS if self._link is not None else LIVE_SETTINGS - {"manager_urls"}
         later = changed - live
         if later:
             log.warning("reload: %s changed; takes effect after a restart", ", ".join(sorted(later)))
@@ -160,7 +160,7 @@ async def flush_and_sign_off(settings: WorkerSettings) -> int:
         raise ConfigError("flag -flush: no Manager URL configured (manager_url / -manager)")
     creds = load_credentials(settings.flamenco_home)
     outbox = Outbox(settings.flamenco_home, required=True)
-    client = ManagerClient(settings.manager_url)
+    client = ManagerClient(settings.manager_urls)
     try:
         queued = len(outbox)
         if creds is None:
@@ -173,7 +173,7 @@ async def flush_and_sign_off(settings: WorkerSettings) -> int:
         finally:
             await sender.close()
         left = len(outbox)
-        log.info("flushed %d of %d queued task updates to %s", queued - left, queued, settings.manager_url)
+        log.info("flushed %d of %d queued task updates to %s", queued - left, queued, client.url)
         with contextlib.suppress(ManagerUnreachable, UnexpectedAnswer):
             await client.sign_off(SIGN_OFF_TIMEOUT)
         return ExitCode.OK if done else EXIT_FLUSH_INCOMPLETE

@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-manager",
         "--manager",
         metavar="URL",
-        help="Manager URL; the scheme may be left out (http is assumed), e.g. render-mgr:8080",
+        action="append",
+        help="Manager URL; the scheme may be left out (http is assumed), e.g. render-mgr:8080. "
+        "Repeat it for replicas of one Manager: the worker uses the first that answers and moves on to "
+        "the next when the connection fails; the flags replace manager_url's list",
     )
     add(
         "-restart-exit-code",
@@ -123,7 +126,7 @@ def parse_command_line(argv: list[str]) -> CommandLine:
     log_level = "debug" if ns.debug else "warning" if ns.quiet else None
     flags = FlagValues(
         config=ns.config,
-        manager=ns.manager,
+        manager=tuple(ns.manager) if ns.manager is not None else None,
         restart_exit_code=ns.restart_exit_code,
         name=ns.name,
         dbus=ns.dbus,

@@ -19,7 +19,11 @@ Rules this module keeps:
 * No question goes to the Manager before the first sign-on finished; a lost sign-on is redone before the
   next question; acknowledgements and mirrors are out before the next question.
 * Every status change goes through `Worker.request_status()`; this link only passes requests on and
-  reports facts (`set_detail`, `set_worker_id`).
+  reports facts (`set_detail`, `set_worker_id`, `set_manager_url`).
+* Several Manager URLs are replicas of one Manager: the client fails over between them on connection
+  errors (see `manager_client`); credentials, the outbox and the running task stay as they are, since
+  every part talks through that one client. The URL in use is reported to the core (D-Bus
+  `ManagerURL`, the status line).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class _Parts:
 class ManagerLink:
     def __init__(self, settings: WorkerSettings) -> None:
         self._outbox = Outbox(settings.flamenco_home)
-        self._client = ManagerClient(settings.manager_url)
+        self._client = ManagerClient(settings.manager_urls)
         self.updates = TaskUpdatesSender(self._client, self._outbox)
         self._uploader = OutputUploader(self._client)
         self._parts: _Parts | None = None
@@ -73,6 +77,7 @@ class ManagerLink:
 
     def attach(self, worker: Worker) -> None:
         trouble = TroubleLog(worker.set_detail)
+        self._client.on_switch(lambda _old, new, _reason: worker.set_manager_url(new))
         signon = SignOn(self._client, worker, trouble)
         status = StatusSender(self._client, signon, trouble)
         watch = RequestWatch(self._client, worker, signon, trouble)
@@ -97,7 +102,7 @@ class ManagerLink:
         return self._parts
 
     def retarget(self, settings: WorkerSettings) -> None:
-        """Settings reloaded: a new Manager URL or name means signing on again."""
+        """Settings reloaded: new Manager URLs or a new name mean signing on again."""
         self.parts.signon.retarget(settings)
 
     # --- start and stop ---

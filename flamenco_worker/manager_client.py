@@ -3,15 +3,30 @@
 Knows nothing of worker states; the Manager link's parts (`signon`, `task_fetch`, `request_watch`, the
 senders) decide what an answer means for the worker. Every answer says whether the Manager honoured
 `Prefer: wait` (its `Preference-Applied` header): that is how the worker tells our Manager from a stock one.
+
+Several URLs are replicas of one Manager (they share its database, so the same credentials work at each):
+
+* Calls go to the URL in use. When its connection fails (refused, reset, dropped while held, DNS, no
+  connection within `CONNECT_TIMEOUT`) the same call is tried at the next URL, round robin, each once.
+  An HTTP answer of any status means that Manager is there: no failover.
+* The first URL that takes the call (the connection is made and the request sent, so a long-poll held
+  there counts at once) becomes the one in use; the switch is logged (`manager=OLD → NEW reason=…`)
+  and told to the `on_switch` listeners. When none answers the call raises
+  `ManagerUnreachable` and the URL in use stays; the caller backs off as it does for one Manager.
+* Resending a call whose connection broke is safe: task updates carry an idempotency key, and the other
+  calls ask or state something the Manager may hear twice.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -28,6 +43,10 @@ LONG_POLL_MARGIN = 5.0
 #: How long the Manager may hold our long-poll requests (`Prefer: wait=N`); below its worker timeout.
 LONG_POLL_WAIT = 25
 
+#: A Manager that does not accept a connection within this is taken as down and the next URL is tried; a
+#: LAN connect takes milliseconds, a loaded Manager's accept well under a second.
+CONNECT_TIMEOUT = 5.0
+
 #: The answer header (RFC 7240) by which a Manager says it held the request as `Prefer: wait` asked.
 PREFERENCE_APPLIED = "Preference-Applied"
 
@@ -38,6 +57,20 @@ UPDATE_KEY = "_update_key"
 
 class ManagerUnreachable(Exception):
     """No HTTP answer: connection refused, DNS, timeout, broken response."""
+
+
+#: Failures that mean no Manager at that URL (now): another replica may answer. A total timeout is not one
+#: (the Manager took the request and is slow), nor is any HTTP status.
+_CONNECTION_FAILED = (
+    aiohttp.ClientOSError,  # refused, reset, DNS (ClientConnectorError is one)
+    aiohttp.ServerDisconnectedError,  # closed under us, also while holding a long-poll
+    aiohttp.ServerTimeoutError,  # raised only for the connect phase: no sock_read timeout is set
+    aiohttp.ClientPayloadError,  # the connection broke in the middle of the answer
+    ConnectionError,
+)
+
+#: Called with (old URL, new URL, reason) when the URL in use changes.
+SwitchListener = Callable[[str, str, str], None]
 
 
 class UnexpectedAnswer(Exception):
@@ -111,6 +144,38 @@ class MayKeepRunning:
     long_polled: bool
 
 
+def _normalise(urls: str | Sequence[str]) -> tuple[str, ...]:
+    listed = (urls,) if isinstance(urls, str) else tuple(urls)
+    if not listed:
+        raise ValueError("a ManagerClient needs at least one URL")
+    return listed
+
+
+def _taken_trace() -> aiohttp.TraceConfig:
+    """Tells a request's `taken` callback (if any) that its headers went out: a Manager took the call."""
+
+    async def headers_sent(
+        _session: aiohttp.ClientSession, context: SimpleNamespace, _params: object
+    ) -> None:
+        request_context = context.trace_request_ctx
+        if request_context is not None:
+            request_context.taken()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(headers_sent)
+    return trace
+
+
+def _unreachable(call: str, last_url: str, failures: list[str]) -> str:
+    if len(failures) == 1:
+        return f"{call}: {failures[0]}"
+    return f"{call}: none of the {len(failures)} Manager URLs answers (the last, {last_url}: {failures[-1]})"
+
+
+def _explain(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
 def go_platform(platform: str = sys.platform) -> str:
     """The platform name as Go's GOOS spells it (what the Manager expects)."""
     for prefix, goos in (("win", "windows"), ("linux", "linux"), ("freebsd", "freebsd")):
@@ -120,10 +185,54 @@ def go_platform(platform: str = sys.platform) -> str:
 
 
 class ManagerClient:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, urls: str | Sequence[str]) -> None:
+        self._urls = _normalise(urls)
+        self._current = 0
+        self._switch_listeners: list[SwitchListener] = []
         self._authorization: str | None = None
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL in use, as configured."""
+        return self._urls[self._current]
+
+    @property
+    def base_url(self) -> str:
+        """The URL in use, without its trailing slash."""
+        return self.url.rstrip("/")
+
+    @property
+    def where(self) -> str:
+        """Where calls go, for messages: the URL, or all of them when there are several."""
+        return self.url if len(self._urls) == 1 else "any of " + ", ".join(self._urls)
+
+    def on_switch(self, listener: SwitchListener) -> None:
+        self._switch_listeners.append(listener)
+
+    def retarget(self, urls: str | Sequence[str]) -> bool:
+        """Use these URLs from now on, starting with the first; False when they are the ones in use."""
+        new = _normalise(urls)
+        if new == self._urls:
+            return False
+        old = self.url
+        self._urls, self._current = new, 0
+        if self.url != old:
+            self._notify(old, self.url, "configuration reloaded")
+        return True
+
+    def _notify(self, old: str, new: str, reason: str) -> None:
+        for listener in list(self._switch_listeners):
+            listener(old, new, reason)
+
+    def _switch(self, urls: tuple[str, ...], old_index: int, new_index: int, reason: str) -> None:
+        """The URL at `new_index` answered after the one at `old_index` failed; the first call says so."""
+        if self._urls is not urls or self._current != old_index:
+            return  # a concurrent call switched already, or a reload chose anew
+        self._current = new_index
+        old, new = urls[old_index], urls[new_index]
+        log.warning("manager=%s → %s reason=%s", old, new, reason)
+        self._notify(old, new, reason)
 
     def set_credentials(self, worker_id: str, secret: str) -> None:
         # HTTP Basic, encoded here: aiohttp's BasicAuth helper is deprecated in its newer releases.
@@ -132,7 +241,9 @@ class ManagerClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": USER_AGENT}, trace_configs=[_taken_trace()]
+            )
         return self._session
 
     async def close(self) -> None:
@@ -159,19 +270,39 @@ class ManagerClient:
         if wait is not None:
             hdrs["Prefer"] = f"wait={int(wait)}"
             total = wait + LONG_POLL_MARGIN
-        try:
-            async with self._client().request(
-                method,
-                self.base_url + path,
-                json=json_body,
-                data=data,
-                headers=hdrs,
-                timeout=aiohttp.ClientTimeout(total=total),
-            ) as response:
-                body = await response.read()
-                return response.status, body, response.headers
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ManagerUnreachable(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        timeout = aiohttp.ClientTimeout(total=total, connect=min(CONNECT_TIMEOUT, total))
+        urls, first = self._urls, self._current
+        index = first
+        failures: list[str] = []
+        while True:
+            url = urls[index]
+            taken = None
+            if index != first:
+                taken = SimpleNamespace(
+                    taken=functools.partial(self._switch, urls, first, index, failures[0])
+                )
+            try:
+                async with self._client().request(
+                    method,
+                    url.rstrip("/") + path,
+                    json=json_body,
+                    data=data,
+                    headers=hdrs,
+                    timeout=timeout,
+                    trace_request_ctx=taken,
+                ) as response:
+                    body = await response.read()
+            except _CONNECTION_FAILED as exc:
+                failures.append(_explain(exc))
+                index = (index + 1) % len(urls)
+                if index != first:
+                    continue
+                raise ManagerUnreachable(_unreachable(f"{method} {path}", url, failures)) from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise ManagerUnreachable(f"{method} {path}: {_explain(exc)}") from None
+            if index != first:
+                self._switch(urls, first, index, failures[0])
+            return response.status, body, response.headers
 
     @staticmethod
     def _json(body: bytes, what: str) -> Any:

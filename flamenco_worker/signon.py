@@ -7,7 +7,11 @@
   Manager): register as a new worker, save the new credentials, sign on with them.
 * A 403 anywhere else only marks the sign-on as lost (`lost()`); the link signs on again before its next
   call — and registers anew if that sign-on is refused as well.
-* A reload that changes the Manager URL, the name or the restart code also means signing on again.
+* A reload that changes the Manager URLs, the name or the restart code also means signing on again.
+* Several URLs are replicas of one Manager: the client fails over between them (`manager_client`) with
+  the same credentials, and the worker does not sign on again after a failover, just as it does not
+  after its one Manager restarted. A replica that timed the worker out answers 409 to the next task
+  fetch, and `task_fetch` recovers as it does from any 409 (acknowledge, then sign on again).
 * A damaged credentials file raises ConfigError (the daemon exits 78); credentials that cannot be saved
   are kept in memory, and the next start registers anew.
 * Sign-off happens at shutdown only when signed on, and never holds it up for long.
@@ -32,9 +36,9 @@ log = logging.getLogger(__name__)
 SIGN_OFF_TIMEOUT = 3.0
 
 
-def _identity(settings: WorkerSettings) -> tuple[str, str, int]:
+def _identity(settings: WorkerSettings) -> tuple[tuple[str, ...], str, int]:
     """What the Manager learns at sign-on; a change means signing on again."""
-    return settings.manager_url, settings.worker_name, settings.restart_exit_code
+    return settings.manager_urls, settings.worker_name, settings.restart_exit_code
 
 
 class SignOn:
@@ -65,18 +69,19 @@ class SignOn:
         self._needed = True
 
     def retarget(self, settings: WorkerSettings) -> None:
-        """Settings reloaded: a new Manager URL, name or restart code means signing on again."""
+        """Settings reloaded: new Manager URLs, name or restart code mean signing on again (URLs: at the
+        first of the new list that answers)."""
         if _identity(settings) != self._identity:
             self._identity = _identity(settings)
-            self._client.base_url = settings.manager_url.rstrip("/")
+            if settings.manager_urls:
+                self._client.retarget(settings.manager_urls)
             self._needed = True
 
     async def sign_on(self) -> WorkerStatus:
         """Sign on (registering first if needed); retries until the Manager answers. Returns its request."""
-        self._worker.set_detail(f"signing on at Manager {self._worker.settings.manager_url}")
+        self._worker.set_detail(f"signing on at Manager {self._client.where}")
         while True:
             settings = self._worker.settings  # a reload may change the Manager while we retry
-            url = settings.manager_url
             try:
                 if self._creds is None:
                     self._creds = load_credentials(settings.flamenco_home) or await self._register()
@@ -90,12 +95,13 @@ class SignOn:
                     "worker=%s the Manager at %s does not know this worker's credentials; "
                     "REGISTERING AS A NEW WORKER (the old entry can be removed in the web interface)",
                     self.worker_id or "?",
-                    url,
+                    self._client.url,
                 )
                 self._creds = await self._register()
                 continue
             except (ManagerUnreachable, UnexpectedAnswer) as exc:
-                text = f"Manager at {url} unreachable ({exc}); retrying every {SIGN_ON_RETRY:.0f}s"
+                where = self._client.where
+                text = f"Manager at {where} unreachable ({exc}); retrying every {SIGN_ON_RETRY:.0f}s"
                 self._trouble.report(Trouble.SIGN_ON, text)
                 await asyncio.sleep(SIGN_ON_RETRY)
                 continue
@@ -103,7 +109,7 @@ class SignOn:
         self._signed_on = True
         self._needed = False
         self._trouble.clear()
-        log.info("signed on at Manager %s as worker %s", url, self._creds.worker_id)
+        log.info("signed on at Manager %s as worker %s", self._client.url, self._creds.worker_id)
         try:
             return WorkerStatus(requested)
         except ValueError:
@@ -126,9 +132,7 @@ class SignOn:
                 exc,
             )
             return creds
-        log.info(
-            "worker=%s registered at Manager %s; credentials in %s", worker_id, settings.manager_url, path
-        )
+        log.info("worker=%s registered at Manager %s; credentials in %s", worker_id, self._client.url, path)
         return creds
 
     async def sign_off(self) -> None:
@@ -138,6 +142,6 @@ class SignOn:
         self._signed_on = False
         try:
             await self._client.sign_off(SIGN_OFF_TIMEOUT)
-            log.info("signed off from the Manager at %s", self._worker.settings.manager_url)
+            log.info("signed off from the Manager at %s", self._client.url)
         except (ManagerUnreachable, UnexpectedAnswer) as exc:
             log.warning("sign-off failed (%s); the Manager will time this worker out", exc)

@@ -25,6 +25,7 @@ from flamenco_worker.manager_client import (
     NoTask,
     NotAwake,
     StatusRequested,
+    TaskAnswer,
     TaskAssigned,
     Unauthorised,
     UnexpectedAnswer,
@@ -66,6 +67,15 @@ class TaskFetcher:
         self._trouble = trouble
         self._conflicts = 0
         self._cadence: LogCadence | None = None
+        self._fetching = False
+        client.on_switch(self._on_switch)
+
+    def _waiting(self) -> str:
+        return f"waiting for a task from Manager at {self._client.url}"
+
+    def _on_switch(self, _old: str, _new: str, _reason: str) -> None:
+        if self._fetching:  # a held fetch moved to another replica: the status line follows it
+            self._worker.set_detail(self._waiting())
 
     async def next_task(self) -> ManagedTask | None:
         if self._updates.queued and not await self._updates.flush():
@@ -75,9 +85,9 @@ class TaskFetcher:
             )
             await asyncio.sleep(jittered(UNREACHABLE_BACKOFF))
             return None
-        self._worker.set_detail(f"waiting for a task from Manager at {self._worker.settings.manager_url}")
+        self._worker.set_detail(self._waiting())
         try:
-            answer = await self._client.fetch_task(wait=LONG_POLL_WAIT)
+            answer = await self._fetch()
         except Unauthorised:
             self._signon.lost()
             return None
@@ -114,6 +124,13 @@ class TaskFetcher:
                 if not long_polled:
                     await asyncio.sleep(jittered(NO_TASK_INTERVAL))
         return None
+
+    async def _fetch(self) -> TaskAnswer:
+        self._fetching = True
+        try:
+            return await self._client.fetch_task(wait=LONG_POLL_WAIT)
+        finally:
+            self._fetching = False
 
     def _log_cadence(self, long_polled: bool) -> LogCadence:
         cadence = cadence_for(long_polled)

@@ -128,6 +128,7 @@ class Worker:
         self._changed = asyncio.Event()
         self._exit_code: int | None = None
         self._worker_id = ""
+        self._manager_url = ""
         self._detail = ""
         self._listeners: list[Listener] = []
         self._transition_listeners: list[TransitionListener] = []
@@ -159,7 +160,7 @@ class Worker:
             task_id=task.task_id if task else "",
             task_title=task.title if task else "",
             restart_exit_code=self._settings.restart_exit_code,
-            manager_url=self._settings.manager_url,
+            manager_url=self._manager_url or self._settings.manager_url,
             worker_id=self._worker_id,
             name=self._settings.worker_name,
             version=__version__,
@@ -240,6 +241,12 @@ class Worker:
     def set_worker_id(self, worker_id: str) -> None:
         if worker_id != self._worker_id:
             self._worker_id = worker_id
+            self._notify()
+
+    def set_manager_url(self, url: str) -> None:
+        """The Manager URL in use (one of several replicas); until told, the first configured one."""
+        if url != self._manager_url:
+            self._manager_url = url
             self._notify()
 
     def update_settings(self, settings: WorkerSettings) -> None:

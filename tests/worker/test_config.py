@@ -126,7 +126,7 @@ CASES = [
     ("restart_exit_code: 78\n", "flamenco-worker.yaml:1: restart_exit_code: 78 is used by the worker itself"),
     ("manager_url: ftp://x/\n", "flamenco-worker.yaml:1: manager_url: must be an http:// or https:// URL"),
     ("manager_url: 'http://h:99999/'\n", "flamenco-worker.yaml:1: manager_url: has an invalid port"),
-    ("manager_url: [a]\n", "flamenco-worker.yaml:1: manager_url: must be a URL string, not a list (['a'])"),
+    ("manager_url: {a: 1}\n", "flamenco-worker.yaml:1: manager_url: must be a URL string, not an object"),
     ("task_types: blender\n", "flamenco-worker.yaml:1: task_types: must be a non-empty list"),
     ("task_types: [blender, 3]\n", "flamenco-worker.yaml:1: task_types: must contain only non-empty strings"),
     ("worker_name: ''\n", "flamenco-worker.yaml:1: worker_name: must be a non-empty string"),

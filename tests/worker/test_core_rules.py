@@ -67,7 +67,7 @@ class QueueSource:
 class Harness:
     def __init__(self, *, restart_exit_code: int = 47) -> None:
         self.source = QueueSource()
-        settings = WorkerSettings(worker_name="t", restart_exit_code=restart_exit_code, manager_url="")
+        settings = WorkerSettings(worker_name="t", restart_exit_code=restart_exit_code)
         self.worker = Worker(settings, task_source=self.source)
         self.transitions: list[tuple[WorkerStatus, WorkerStatus]] = []
         self.worker.on_transition(lambda old, new, _req: self.transitions.append((old, new)))

@@ -25,7 +25,7 @@ class RunningWorker:
 
     def __init__(self, url: str, home: Path) -> None:
         settings = WorkerSettings(
-            manager_url=url, worker_name="linked", task_types=("misc",), dbus="off", flamenco_home=home
+            manager_urls=(url,), worker_name="linked", task_types=("misc",), dbus="off", flamenco_home=home
         )
         self.link = ManagerLink(settings)
         self.worker = Worker(settings, task_source=self.link)
