@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 
 from flamenco_manager.logsetup import stderr_is_journal
 from tests.support.manager_process import NotifiedManager, free_port, write_config
-from tests.support.waiting import PipeLines
+from tests.support.waiting import PipeLines, wait_for
 
 
 def _run(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
@@ -40,48 +42,98 @@ def test_a_flag_error_names_the_flag_once(tmp_path: pathlib.Path) -> None:
     )
 
 
-def _hold_a_request_in_flight(url: str) -> socket.socket:
-    """A request whose body never completes: its handler stays in flight until the manager gives up.
+# A job type whose compilation never ends on its own: a submission of it keeps its handler busy (in the
+# script engine) until the script time limit, which the test sets far beyond its own run.
+ENDLESS_SCRIPT = """
+const JOB_TYPE = { label: "Endless", settings: [] };
+function compileJob(job) { for (;;) {} }
+"""
 
-    The manager answers `Expect: 100-continue` once it handles the request, so when this returns the
-    request is in flight (without that wait, a loaded machine may not have read the headers yet when the
-    test signals, and the manager rightly stops at once).
+
+# CPU time the engine must burn after the submission: far more than any other work it does in a test.
+ENGINE_BUSY_CPU = 0.3
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    tasks = pathlib.Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def _submit_endless_job(manager: NotifiedManager) -> socket.socket:
+    """Submit an `endless` job; returns once the script engine is busy compiling it (its CPU time grows).
+
+    From then on the submission's handler is in flight for as long as the script time limit allows; the
+    request is complete, so the shutdown cannot cut it short by ending its body.
     """
-    host, port = url.removeprefix("http://").split(":")
-    conn = socket.create_connection((host, int(port)), timeout=10)
+    body = json.dumps(
+        {"name": "endless", "type": "endless", "priority": 50, "submitter_platform": "linux", "settings": {}}
+    ).encode()
+    conn = socket.create_connection(("127.0.0.1", manager.port), timeout=10)
     conn.sendall(
         b"POST /api/v3/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Expect: 100-continue\r\nContent-Length: 1000\r\n\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
     )
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = conn.recv(1024)
-        assert chunk, f"the manager closed the connection: {answer!r}"
-        answer += chunk
-    assert answer.startswith(b"HTTP/1.1 100 "), answer
-    conn.sendall(b"{")
+    engines = wait_for(lambda: _children(manager.proc.pid), 10, "the script engine process")
+    start = {pid: _cpu_seconds(pid) for pid in engines}
+    wait_for(
+        lambda: any(_cpu_seconds(pid) - start[pid] > ENGINE_BUSY_CPU for pid in engines),
+        30,
+        "the script engine to spin on the endless compilation",
+        interval=0.05,
+    )
     return conn
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (node) is not installed")
 def test_first_sigterm_waits_for_requests_in_flight_and_a_second_stops_at_once(
     tmp_path: pathlib.Path,
 ) -> None:
-    manager = NotifiedManager(write_config(tmp_path))
-    conn = _hold_a_request_in_flight(manager.url)
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "endless.js").write_text(ENDLESS_SCRIPT)
+    config = write_config(tmp_path, scripts_dir=str(tmp_path / "scripts"), job_script_time_limit="120s")
+    manager = NotifiedManager(config)
+    conn: socket.socket | None = None
     try:
         assert manager.proc.stderr is not None
         lines = PipeLines(manager.proc.stderr)
         lines.wait_line(lambda line: "listening" in line, 10)
+        conn = _submit_endless_job(manager)
         manager.proc.send_signal(signal.SIGTERM)
         lines.wait_line(lambda line: "stopping signal=SIGTERM" in line, 10)
         manager.notify.wait_for("STOPPING=1")
-        # Still waiting for the held request (the grace is 5 s); the second signal cuts it short.
+        # The submission holds the shutdown (up to the 5 s grace); the second signal cuts it short.
         assert manager.proc.poll() is None
         manager.proc.send_signal(signal.SIGINT)
-        assert manager.proc.wait(3) == 1
+        assert manager.proc.wait(10) == 1
         rest = manager.proc.stderr.read()
         assert "second signal" in rest and "stopped without waiting" in rest, rest
         assert "Traceback" not in rest, rest
+    finally:
+        if conn is not None:
+            conn.close()
+        manager.close()
+
+
+def test_a_request_waiting_for_its_body_does_not_hold_the_shutdown(tmp_path: pathlib.Path) -> None:
+    # A client that never finishes its request body is not work in flight: the shutdown ends it at once.
+    manager = NotifiedManager(write_config(tmp_path))
+    conn = socket.create_connection(("127.0.0.1", manager.port), timeout=10)
+    try:
+        conn.sendall(
+            b"POST /api/v3/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 1000\r\n\r\n"
+        )
+        assert conn.recv(1024).startswith(b"HTTP/1.1 100 ")  # the manager is handling the request
+        conn.sendall(b"{")
+        code, stderr = manager.terminate(signal.SIGTERM)
+        assert code == 0, stderr
+        assert "stopped" in stderr and "Traceback" not in stderr, stderr
     finally:
         conn.close()
         manager.close()
