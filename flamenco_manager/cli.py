@@ -10,6 +10,7 @@ import inspect
 import logging
 import pathlib
 import re
+import resource
 import signal
 import sys
 import time
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if args.check_scripts is not None:
         return _check_scripts(config, args)
+    raise_open_files_limit()
     try:
         return asyncio.run(serve(config, debug=args.debug))
     except StoreError as exc:
@@ -269,6 +271,29 @@ def main(argv: list[str] | None = None) -> int:
         # Not 78: an address in use is often transient (the previous process still exiting).
         print(f"flamenco-manager: {exc}", file=sys.stderr)
         return 1
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; returns the soft limit now in force.
+
+    Every connected worker holds one socket (its long-poll) and Debian's default soft limit is 1024,
+    so a Manager started by hand would refuse connections from about the thousandth worker on. The
+    systemd unit sets the limit itself (LimitNOFILE=); this covers every other way of starting it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            # An unlimited hard limit is above the kernel's fs.nr_open; the soft limit then stays.
+            log.warning("could not raise the open files limit soft=%d hard=%d error=%s", soft, hard, exc)
+    log.info("open files limit soft=%s hard=%s", _limit(soft), _limit(hard))
+    return soft
+
+
+def _limit(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
 
 def run() -> None:
