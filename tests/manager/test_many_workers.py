@@ -170,3 +170,24 @@ def test_manager_raises_its_open_files_limit_at_start(tmp_path: pathlib.Path) ->
     assert soft_now == hard_now
     expected = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
     assert re.search(rf"open files limit soft={expected} hard={expected}", stderr), stderr
+
+
+async def test_worker_list_is_built_off_the_event_loop(farm: Farm, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = farm.manager
+    workers, polls, _ = await _holding(farm)
+    asleep = await farm.register()
+
+    def on_the_loop() -> None:
+        raise AssertionError("the worker list was read on the event loop's connection")
+
+    # The loop's own connection must not be the one that reads every worker.
+    monkeypatch.setattr(manager.store, "list_workers", on_the_loop)
+    reply = await farm.client.get(f"{API}/worker-mgt/workers")
+    assert reply.status == 200
+    listed = {w["id"]: w for w in reply.body["workers"]}
+    assert set(listed) == {w.uuid for w in workers} | {asleep.uuid}
+    assert all(listed[w.uuid]["status"] == "awake" for w in workers)
+    assert listed[asleep.uuid]["status"] == "offline"
+    assert all("last_seen" in listed[w.uuid] for w in workers)
+    for poll in polls:
+        poll.cancel()
