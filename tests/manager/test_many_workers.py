@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from flamenco_manager.cli import GC_FULL_THRESHOLD
 from flamenco_manager.services import Manager
 from tests.manager.conftest import API, FakeWorker, Farm, eventually
 from tests.support.manager_process import REPO, START_TIMEOUT, free_port, write_config
@@ -136,7 +137,7 @@ def _soft_and_hard(pid: int) -> tuple[str, str]:
     raise AssertionError("no open files limit in /proc/PID/limits")
 
 
-def test_manager_raises_its_open_files_limit_at_start(tmp_path: pathlib.Path) -> None:
+def test_manager_raises_its_open_files_limit_and_tunes_gc_at_start(tmp_path: pathlib.Path) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard <= LOW_SOFT_LIMIT:
         pytest.skip(f"the hard open files limit ({hard}) leaves nothing to raise")
@@ -170,6 +171,12 @@ def test_manager_raises_its_open_files_limit_at_start(tmp_path: pathlib.Path) ->
     assert soft_now == hard_now
     expected = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
     assert re.search(rf"open files limit soft={expected} hard={expected}", stderr), stderr
+    # Full collector passes over every connection's objects are made rare, start-up's objects frozen.
+    tuned = re.search(
+        r"garbage collector tuned frozen_objects=(\d+) thresholds=\((\d+), (\d+), (\d+)\)", stderr
+    )
+    assert tuned is not None, stderr
+    assert int(tuned[1]) > 0 and int(tuned[4]) == GC_FULL_THRESHOLD
 
 
 async def test_worker_list_is_built_off_the_event_loop(farm: Farm, monkeypatch: pytest.MonkeyPatch) -> None:
