@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import inspect
 import logging
 import pathlib
 import re
+import resource
 import signal
 import sys
 import time
@@ -31,6 +33,8 @@ EX_CONFIG = 78
 DEFAULT_CONFIG = "flamenco-manager.yaml"
 # In-flight requests get this long to finish at shutdown; held long-polls are answered at once.
 SHUTDOWN_GRACE = 5.0
+# Middle-generation collector passes between two full ones (CPython's default: 10); see tune_gc().
+GC_FULL_THRESHOLD = 1000
 # Exit code after a second SIGTERM/SIGINT cut the graceful shutdown short.
 EX_FORCED = 1
 # -check-scripts: a script failed to load or compile; no JavaScript engine to run them.
@@ -167,6 +171,7 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
         except OSError as exc:
             raise ListenError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from exc
         log.info("listening listen=%s database=%s version=%s", config.listen, config.database, __version__)
+        tune_gc()
         notify.send("READY=1", f"STATUS=listening on {config.listen}")
         notify.start_watchdog()
         reloader = asyncio.create_task(_reload_when_asked(manager, reload_wanted, notify), name="reloader")
@@ -260,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if args.check_scripts is not None:
         return _check_scripts(config, args)
+    raise_open_files_limit()
     try:
         return asyncio.run(serve(config, debug=args.debug))
     except StoreError as exc:
@@ -269,6 +275,47 @@ def main(argv: list[str] | None = None) -> int:
         # Not 78: an address in use is often transient (the previous process still exiting).
         print(f"flamenco-manager: {exc}", file=sys.stderr)
         return 1
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector's full passes rare; called once the Manager is set up.
+
+    Every connected worker keeps about a hundred objects alive (its connection, its held request), so
+    10,000 workers make about a million, and a full pass over them holds the event loop for 0.6-1.4 s.
+    With CPython's default thresholds one ran every 10-20 s at that size, each one delaying every
+    answer in flight. Objects from start-up (modules, job types, the API document) are frozen out of
+    the passes for good; full passes wait for GC_FULL_THRESHOLD passes of the middle generation
+    instead of 10, which makes them minutes apart. Young-generation passes stay as they are: cheap.
+    """
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, GC_FULL_THRESHOLD)
+    log.info(
+        "garbage collector tuned frozen_objects=%d thresholds=%s", gc.get_freeze_count(), gc.get_threshold()
+    )
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; returns the soft limit now in force.
+
+    Every connected worker holds one socket (its long-poll) and Debian's default soft limit is 1024,
+    so a Manager started by hand would refuse connections from about the thousandth worker on. The
+    systemd unit sets the limit itself (LimitNOFILE=); this covers every other way of starting it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            # An unlimited hard limit is above the kernel's fs.nr_open; the soft limit then stays.
+            log.warning("could not raise the open files limit soft=%d hard=%d error=%s", soft, hard, exc)
+    log.info("open files limit soft=%s hard=%s", _limit(soft), _limit(hard))
+    return soft
+
+
+def _limit(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
 
 def run() -> None:

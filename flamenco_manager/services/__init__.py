@@ -160,7 +160,7 @@ class Manager:
         self.farm_status.close()
         self.hub.close_all()
         try:
-            self.workers.flush_seen()
+            self.workers.flush_seen(held=True)
         finally:
             self.logs.close()
             self.store.close()

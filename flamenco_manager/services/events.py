@@ -179,6 +179,10 @@ class Hub:
                 woken += 1
         self._draining = False
 
+    def is_held(self, worker_id: int) -> bool:
+        """Whether this worker has a request held open right now (it counts as seen)."""
+        return worker_id in self._worker_waiters
+
     def held_workers(self) -> set[int]:
         """Workers with a request held open right now; they count as seen."""
         return {worker_id for worker_id, waiters in self._worker_waiters.items() if waiters}

@@ -76,7 +76,7 @@ class TimeoutChecker:
                     task, TaskStatus.FAILED, activity=f"Task timed out on worker {who}", job=job
                 )
         if self.worker_timeout > 0:
-            held = self.workers.hub.held_workers()
+            hub = self.workers.hub
             for worker in self.store.workers_not_seen_since(now - self.worker_timeout):
-                if worker.id not in held:
+                if not hub.is_held(worker.id):
                     self.workers.time_out(worker)

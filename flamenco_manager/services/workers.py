@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flamenco_manager import journal_fields, payloads
@@ -72,13 +73,36 @@ class Workers:
         worker.last_seen_at = now
 
     def last_seen(self, worker: Worker) -> float | None:
+        """A worker holding a request is seen now; otherwise at its last request."""
+        if self.hub.is_held(worker.id):
+            return time.time()
         return self._seen.get(worker.id, worker.last_seen_at)
 
-    def flush_seen(self) -> None:
+    def last_seen_snapshot(self) -> Callable[[Worker], float | None]:
+        """`last_seen` as of now, safe to call from another thread (for lists built off the loop)."""
         held = self.hub.held_workers()
+        pending = dict(self._seen)
         now = time.time()
-        for worker_id in held:
-            self._seen[worker_id] = now
+
+        def last_seen(worker: Worker) -> float | None:
+            if worker.id in held:
+                return now
+            return pending.get(worker.id, worker.last_seen_at)
+
+        return last_seen
+
+    def flush_seen(self, *, held: bool = False) -> None:
+        """Write the pending last-seen times; with `held`, workers holding a request now count as seen.
+
+        The periodic flush leaves held workers out: a held request was seen when it came in and is seen
+        again when it is answered, `last_seen` reads it as now meanwhile, and the timeout checker skips
+        it. Writing every held worker each flush cost one UPDATE per connected worker every few seconds
+        (≈40-80 ms of the event loop at 10,000 workers).
+        """
+        if held:
+            now = time.time()
+            for worker_id in self.hub.held_workers():
+                self._seen[worker_id] = now
         if not self._seen:
             return
         pending, self._seen = self._seen, {}
@@ -305,9 +329,6 @@ class Workers:
         task = self.store.last_task_of_worker(worker.id)
         job = self.store.get_job_by_id(task.job_id) if task is not None else None
         return self.store.worker_tags(worker.id), task, job
-
-    def all(self) -> list[Worker]:
-        return self.store.list_workers()
 
     def set_tags(self, worker: Worker, tag_uuids: list[str]) -> None:
         tag_ids = []
