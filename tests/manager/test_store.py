@@ -8,14 +8,14 @@ import sqlite3
 import pytest
 
 from flamenco_manager.store import SQLiteStore, StoreBusy, StoreConflict, StoreError
-from flamenco_manager.store.sqlite import migrations
+from flamenco_manager.store.schema import migrations
 from tests.manager.conftest import API, Farm
 
 
 def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "m.sqlite"
     store = SQLiteStore.open(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(migrations())
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(migrations("sqlite"))
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     store.close()
