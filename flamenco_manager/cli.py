@@ -19,7 +19,7 @@ from aiohttp import web
 from flamenco_manager import __version__, buildinfo, logsetup
 from flamenco_manager.api import build_app
 from flamenco_manager.api.slow_clients import GuardedAppRunner
-from flamenco_manager.config import ConfigError, ManagerConfig, load_config, parse_listen
+from flamenco_manager.config import ConfigError, ManagerConfig, database_for_log, load_config, parse_listen
 from flamenco_manager.services import Manager, job_types_of
 from flamenco_manager.services.job_type_check import check_scripts, read_check_settings, table
 from flamenco_manager.store import StoreError
@@ -166,7 +166,12 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
             await site.start()
         except OSError as exc:
             raise ListenError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from exc
-        log.info("listening listen=%s database=%s version=%s", config.listen, config.database, __version__)
+        log.info(
+            "listening listen=%s database=%s version=%s",
+            config.listen,
+            database_for_log(config.database),
+            __version__,
+        )
         notify.send("READY=1", f"STATUS=listening on {config.listen}")
         notify.start_watchdog()
         reloader = asyncio.create_task(_reload_when_asked(manager, reload_wanted, notify), name="reloader")

@@ -226,9 +226,9 @@ async def test_job_whose_files_cannot_go_stays_marked_and_is_retried(
 
 
 @pytest.fixture
-async def marked_before_start(tmp_path: pathlib.Path) -> str:
+async def marked_before_start(tmp_path: pathlib.Path, database: str) -> str:
     """A job marked for deletion by a Manager that stopped before deleting it; its UUID."""
-    manager = Manager(make_config(tmp_path))
+    manager = Manager(make_config(tmp_path, database=database))
     job = _insert_jobs(manager.store, 1, tasks_each=3, updated=NOON.timestamp())[0]
     with manager.store.transaction():
         manager.store.update_job(job.id, delete_requested_at=NOON.timestamp())

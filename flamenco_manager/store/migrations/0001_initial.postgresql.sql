@@ -142,67 +142,86 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN status IN ('queued', 'soft-failed') AND waiting_on = 0 THEN 1 ELSE 0 END
 $$;
 
+-- The triggers are per statement, over the statement's transition tables: a per-row trigger would update
+-- a job's row once per task, and PostgreSQL keeps every version of that row until the transaction ends,
+-- so submitting (or cancelling) a job of N tasks in one unit would cost O(N^2). The effects are the
+-- SQLite triggers' (sums of per-row changes do not depend on the order of the rows).
+
 CREATE FUNCTION tasks_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
 BEGIN
-    UPDATE job_task_counts SET n = n + 1 WHERE job_id = NEW.job_id AND status = NEW.status;
-    UPDATE jobs SET steps_total = steps_total + NEW.steps_total,
-                    steps_completed = steps_completed + NEW.steps_completed,
-                    runnable_tasks = runnable_tasks + flamenco_runnable(NEW.status, NEW.waiting_on)
-     WHERE id = NEW.job_id;
+    -- Loops over the (few) affected jobs: each UPDATE is then a primary-key lookup, whatever the planner
+    -- would guess of a join with the transition table.
+    FOR r IN SELECT job_id, status, count(*)::integer AS k FROM inserted_tasks GROUP BY job_id, status LOOP
+        UPDATE job_task_counts SET n = n + r.k WHERE job_id = r.job_id AND status = r.status;
+    END LOOP;
+    FOR r IN SELECT job_id, sum(steps_total)::integer AS st, sum(steps_completed)::integer AS sc,
+                    sum(flamenco_runnable(status, waiting_on))::integer AS rn
+               FROM inserted_tasks GROUP BY job_id LOOP
+        UPDATE jobs SET steps_total = steps_total + r.st, steps_completed = steps_completed + r.sc,
+                        runnable_tasks = runnable_tasks + r.rn
+         WHERE id = r.job_id;
+    END LOOP;
     RETURN NULL;
 END $$;
-CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks
-    FOR EACH ROW EXECUTE FUNCTION tasks_count_insert();
+CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks REFERENCING NEW TABLE AS inserted_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION tasks_count_insert();
 
-CREATE FUNCTION tasks_count_status() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Status counts, steps and runnable counts of the jobs, and a task's dependents waiting for it until it
+-- is completed. Updating the dependents' waiting_on runs this trigger once more, for their runnable
+-- counts (their status does not change, so it goes no deeper).
+CREATE FUNCTION tasks_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
 BEGIN
-    UPDATE job_task_counts SET n = n - 1 WHERE job_id = OLD.job_id AND status = OLD.status;
-    UPDATE job_task_counts SET n = n + 1 WHERE job_id = NEW.job_id AND status = NEW.status;
+    FOR r IN SELECT job_id, status, sum(d)::integer AS d FROM (
+                 SELECT o.job_id, o.status, -1 AS d FROM old_tasks o JOIN new_tasks n ON n.id = o.id
+                  WHERE o.status <> n.status
+                 UNION ALL
+                 SELECT n.job_id, n.status, 1 FROM old_tasks o JOIN new_tasks n ON n.id = o.id
+                  WHERE o.status <> n.status
+             ) s GROUP BY job_id, status LOOP
+        IF r.d <> 0 THEN
+            UPDATE job_task_counts SET n = n + r.d WHERE job_id = r.job_id AND status = r.status;
+        END IF;
+    END LOOP;
+    FOR r IN SELECT n.job_id, sum(n.steps_completed - o.steps_completed)::integer AS sc,
+                    sum(n.steps_total - o.steps_total)::integer AS st,
+                    sum(flamenco_runnable(n.status, n.waiting_on)
+                        - flamenco_runnable(o.status, o.waiting_on))::integer AS rn
+               FROM old_tasks o JOIN new_tasks n ON n.id = o.id GROUP BY n.job_id LOOP
+        IF r.sc <> 0 OR r.st <> 0 OR r.rn <> 0 THEN
+            UPDATE jobs SET steps_completed = steps_completed + r.sc, steps_total = steps_total + r.st,
+                            runnable_tasks = runnable_tasks + r.rn
+             WHERE id = r.job_id;
+        END IF;
+    END LOOP;
+    FOR r IN SELECT td.task_id, sum(CASE WHEN n.status = 'completed' THEN -1 ELSE 1 END)::integer AS d
+               FROM old_tasks o JOIN new_tasks n ON n.id = o.id
+               JOIN task_dependencies td ON td.dependency_id = n.id
+              WHERE (o.status = 'completed') <> (n.status = 'completed')
+              GROUP BY td.task_id LOOP
+        IF r.d <> 0 THEN
+            UPDATE tasks SET waiting_on = waiting_on + r.d WHERE id = r.task_id;
+        END IF;
+    END LOOP;
     RETURN NULL;
 END $$;
-CREATE TRIGGER tasks_count_status AFTER UPDATE OF status ON tasks
-    FOR EACH ROW WHEN (OLD.status <> NEW.status) EXECUTE FUNCTION tasks_count_status();
-
--- A task's dependents wait for it until it is completed.
-CREATE FUNCTION tasks_dependents_wait() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE tasks SET waiting_on = waiting_on + (CASE WHEN NEW.status = 'completed' THEN -1 ELSE 1 END)
-     WHERE id IN (SELECT task_id FROM task_dependencies WHERE dependency_id = NEW.id);
-    RETURN NULL;
-END $$;
-CREATE TRIGGER tasks_dependents_wait AFTER UPDATE OF status ON tasks
-    FOR EACH ROW WHEN ((OLD.status = 'completed') <> (NEW.status = 'completed'))
-    EXECUTE FUNCTION tasks_dependents_wait();
+CREATE TRIGGER tasks_count_update AFTER UPDATE ON tasks
+    REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION tasks_count_update();
 
 CREATE FUNCTION task_dependency_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
 BEGIN
-    UPDATE tasks SET waiting_on = waiting_on + 1
-     WHERE id = NEW.task_id
-       AND (SELECT status FROM tasks WHERE id = NEW.dependency_id) <> 'completed';
+    FOR r IN SELECT d.task_id, count(*)::integer AS k FROM inserted_dependencies d
+               JOIN tasks dt ON dt.id = d.dependency_id WHERE dt.status <> 'completed' GROUP BY d.task_id LOOP
+        UPDATE tasks SET waiting_on = waiting_on + r.k WHERE id = r.task_id;
+    END LOOP;
     RETURN NULL;
 END $$;
 CREATE TRIGGER task_dependency_insert AFTER INSERT ON task_dependencies
-    FOR EACH ROW EXECUTE FUNCTION task_dependency_insert();
-
-CREATE FUNCTION tasks_runnable_count() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE jobs SET runnable_tasks = runnable_tasks + flamenco_runnable(NEW.status, NEW.waiting_on)
-                                     - flamenco_runnable(OLD.status, OLD.waiting_on)
-     WHERE id = NEW.job_id;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER tasks_runnable_count AFTER UPDATE OF status, waiting_on ON tasks
-    FOR EACH ROW WHEN (flamenco_runnable(NEW.status, NEW.waiting_on)
-                       <> flamenco_runnable(OLD.status, OLD.waiting_on))
-    EXECUTE FUNCTION tasks_runnable_count();
-
-CREATE FUNCTION tasks_count_steps() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE jobs SET steps_completed = steps_completed + NEW.steps_completed - OLD.steps_completed,
-                    steps_total = steps_total + NEW.steps_total - OLD.steps_total
-     WHERE id = NEW.job_id;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER tasks_count_steps AFTER UPDATE OF steps_completed, steps_total ON tasks
-    FOR EACH ROW WHEN (OLD.steps_completed <> NEW.steps_completed OR OLD.steps_total <> NEW.steps_total)
-    EXECUTE FUNCTION tasks_count_steps();
+    REFERENCING NEW TABLE AS inserted_dependencies
+    FOR EACH STATEMENT EXECUTE FUNCTION task_dependency_insert();
