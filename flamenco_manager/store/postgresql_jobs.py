@@ -136,16 +136,22 @@ class JobQueries:
         )
 
     def add_dependencies(self, job: Job, pairs: list[tuple[int, int]]) -> None:
-        """Dependencies as (task index_in_job, index_in_job of the task it waits for)."""
+        """Dependencies as (task index_in_job, index_in_job of the task it waits for).
+
+        The ids are looked up first and the pairs inserted by id: a join of the pairs with a job's tasks
+        inside the one unit that created them is planned without statistics, as nested full scans.
+        """
         if not pairs:
+            return
+        rows = self.conn.execute("SELECT id, index_in_job FROM tasks WHERE job_id = %s", (job.id,)).fetchall()
+        ids = {r["index_in_job"]: r["id"] for r in rows}
+        found = [(ids[t], ids[d]) for t, d in pairs if t in ids and d in ids]
+        if not found:
             return
         self.conn.execute(
             "INSERT INTO task_dependencies (task_id, dependency_id)"
-            " SELECT t.id, d.id FROM unnest(%(tasks)s::integer[], %(deps)s::integer[]) AS p(ti, di)"
-            " JOIN tasks t ON t.job_id = %(job)s AND t.index_in_job = p.ti"
-            " JOIN tasks d ON d.job_id = %(job)s AND d.index_in_job = p.di"
-            " ON CONFLICT DO NOTHING",
-            {"job": job.id, "tasks": [t for t, _ in pairs], "deps": [d for _, d in pairs]},
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING",
+            ([t for t, _ in found], [d for _, d in found]),
         )
 
     def get_job(self, uuid: str) -> Job | None:

@@ -151,6 +151,9 @@ CREATE FUNCTION tasks_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM inserted_tasks) THEN
+        RETURN NULL;  -- a statement that changed no row (statement triggers fire anyway)
+    END IF;
     -- Loops over the (few) affected jobs: each UPDATE is then a primary-key lookup, whatever the planner
     -- would guess of a join with the transition table.
     FOR r IN SELECT job_id, status, count(*)::integer AS k FROM inserted_tasks GROUP BY job_id, status LOOP
@@ -175,6 +178,9 @@ CREATE FUNCTION tasks_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_tasks) THEN
+        RETURN NULL;  -- a statement that changed no row (statement triggers fire anyway)
+    END IF;
     FOR r IN SELECT job_id, status, sum(d)::integer AS d FROM (
                  SELECT o.job_id, o.status, -1 AS d FROM old_tasks o JOIN new_tasks n ON n.id = o.id
                   WHERE o.status <> n.status
@@ -197,15 +203,14 @@ BEGIN
              WHERE id = r.job_id;
         END IF;
     END LOOP;
-    FOR r IN SELECT td.task_id, sum(CASE WHEN n.status = 'completed' THEN -1 ELSE 1 END)::integer AS d
-               FROM old_tasks o JOIN new_tasks n ON n.id = o.id
-               JOIN task_dependencies td ON td.dependency_id = n.id
-              WHERE (o.status = 'completed') <> (n.status = 'completed')
-              GROUP BY td.task_id LOOP
-        IF r.d <> 0 THEN
-            UPDATE tasks SET waiting_on = waiting_on + r.d WHERE id = r.task_id;
-        END IF;
-    END LOOP;
+    -- One statement for all dependents: each UPDATE of tasks runs this trigger again.
+    UPDATE tasks t SET waiting_on = t.waiting_on + x.d
+      FROM (SELECT td.task_id, sum(CASE WHEN n.status = 'completed' THEN -1 ELSE 1 END)::integer AS d
+              FROM old_tasks o JOIN new_tasks n ON n.id = o.id
+              JOIN task_dependencies td ON td.dependency_id = n.id
+             WHERE (o.status = 'completed') <> (n.status = 'completed')
+             GROUP BY td.task_id) x
+     WHERE t.id = x.task_id AND x.d <> 0;
     RETURN NULL;
 END $$;
 CREATE TRIGGER tasks_count_update AFTER UPDATE ON tasks
@@ -213,13 +218,15 @@ CREATE TRIGGER tasks_count_update AFTER UPDATE ON tasks
     FOR EACH STATEMENT EXECUTE FUNCTION tasks_count_update();
 
 CREATE FUNCTION task_dependency_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
 BEGIN
-    FOR r IN SELECT d.task_id, count(*)::integer AS k FROM inserted_dependencies d
-               JOIN tasks dt ON dt.id = d.dependency_id WHERE dt.status <> 'completed' GROUP BY d.task_id LOOP
-        UPDATE tasks SET waiting_on = waiting_on + r.k WHERE id = r.task_id;
-    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM inserted_dependencies) THEN
+        RETURN NULL;  -- a statement that changed no row (statement triggers fire anyway)
+    END IF;
+    -- One statement (each UPDATE of tasks runs the counting trigger, which rewrites the job's row).
+    UPDATE tasks t SET waiting_on = t.waiting_on + x.k
+      FROM (SELECT d.task_id, count(*)::integer AS k FROM inserted_dependencies d
+              JOIN tasks dt ON dt.id = d.dependency_id WHERE dt.status <> 'completed' GROUP BY d.task_id) x
+     WHERE t.id = x.task_id;
     RETURN NULL;
 END $$;
 CREATE TRIGGER task_dependency_insert AFTER INSERT ON task_dependencies
