@@ -318,7 +318,7 @@ def postgres() -> Iterator[postgresql.PostgresServer]:
 def backend(request: pytest.FixtureRequest) -> str:
     """The store the test's Manager uses."""
     if request.param == "postgresql" and request.node.get_closest_marker("sqlite_only") is not None:
-        pytest.skip(f"about SQLite itself: {request.node.get_closest_marker('sqlite_only').args[0]}")
+        pytest.skip(f"SQLite only: {request.node.get_closest_marker('sqlite_only').args[0]}")
     return str(request.param)
 
 
