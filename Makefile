@@ -14,7 +14,7 @@ RUN_APT_PACKAGES := python3-aiohttp python3-dbus-next python3-sdnotify python3-s
 # Debian packages the test suite drives for real (see tests/README.md for which test needs what).
 APT_PACKAGES := $(RUN_APT_PACKAGES) dbus systemd systemd-container mmdebstrap \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian \
-	python3-pil chromium ffmpeg strace nodejs \
+	python3-pil chromium ffmpeg strace nodejs postgresql python3-psycopg \
 	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist python3-jsonschema
 
 .PHONY: run run-deps test deps venv lint unit test-latest bench reliability clean deb
@@ -59,9 +59,10 @@ test: deps venv lint
 	$(PY) -m pytest -q -rs
 
 # Everything that starts no whole farm (tests/system is excluded by path in tests/conftest.py) and
-# waits out no limit or interval, one pytest process per CPU: ~55 s on two idle cores.
+# waits out no limit or interval, against the SQLite store only (the [postgresql] cases run the manager
+# suite a second time: `make test`), one pytest process per CPU: ~55 s on two idle cores.
 unit: venv
-	$(PY) -m pytest -q -n auto -m "not system and not slow"
+	$(PY) -m pytest -q -n auto -m "not system and not slow and not postgresql"
 
 $(VENV_LATEST)/.installed: pyproject.toml
 	$(PYTHON_SYS) -m venv $(VENV_LATEST)

@@ -21,10 +21,10 @@ from aiohttp import web
 from flamenco_manager import __version__, buildinfo, logsetup
 from flamenco_manager.api import build_app
 from flamenco_manager.api.slow_clients import GuardedAppRunner
-from flamenco_manager.config import ConfigError, ManagerConfig, load_config, parse_listen
+from flamenco_manager.config import ConfigError, ManagerConfig, database_for_log, load_config, parse_listen
 from flamenco_manager.services import Manager, job_types_of
 from flamenco_manager.services.job_type_check import check_scripts, read_check_settings, table
-from flamenco_manager.store import StoreError
+from flamenco_manager.store import StoreError, is_postgresql
 from flamenco_manager.systemd_notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="FILE",
         help="YAML: job type name -> settings that -check-scripts compiles with",
     )
+    parser.add_argument(
+        "-migrate-from-sqlite",
+        "--migrate-from-sqlite",
+        default=None,
+        metavar="FILE",
+        help="copy the SQLite database FILE into the empty PostgreSQL database of `database:`, exit",
+    )
     args = parser.parse_args(argv)
     if args.check_settings is not None and args.check_scripts is None:
         parser.error("flag -check-settings: only with -check-scripts")
@@ -170,7 +177,12 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
             await site.start()
         except OSError as exc:
             raise ListenError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from exc
-        log.info("listening listen=%s database=%s version=%s", config.listen, config.database, __version__)
+        log.info(
+            "listening listen=%s database=%s version=%s",
+            config.listen,
+            database_for_log(config.database),
+            __version__,
+        )
         tune_gc()
         notify.send("READY=1", f"STATUS=listening on {config.listen}")
         notify.start_watchdog()
@@ -265,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if args.check_scripts is not None:
         return _check_scripts(config, args)
+    if args.migrate_from_sqlite is not None:
+        return _migrate_from_sqlite(config, pathlib.Path(args.migrate_from_sqlite))
     raise_open_files_limit()
     try:
         return asyncio.run(serve(config, debug=args.debug))
@@ -316,6 +330,28 @@ def raise_open_files_limit() -> int:
 
 def _limit(value: int) -> str:
     return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+
+
+def _migrate_from_sqlite(config: ManagerConfig, sqlite_path: pathlib.Path) -> int:
+    """Copy a farm's SQLite database into the configured PostgreSQL one; print the rows per table."""
+    if not is_postgresql(config.database):
+        print(
+            "flamenco-manager: -migrate-from-sqlite: `database:` must name a PostgreSQL database"
+            f" (postgresql://USER@HOST/DBNAME), not {config.database}",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
+    from flamenco_manager.store.postgresql_copy import copy_from_sqlite  # needs psycopg
+
+    try:
+        counts = copy_from_sqlite(sqlite_path, config.database)
+    except StoreError as exc:
+        print(f"flamenco-manager: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    for name, rows in counts.items():
+        print(f"{name:<24} {rows:>10} rows")
+    print(f"copied {sqlite_path} into {database_for_log(config.database)}; every table's row count matches")
+    return 0
 
 
 def run() -> None:

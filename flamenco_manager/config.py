@@ -11,6 +11,7 @@ import math
 import pathlib
 import re
 import sys
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,55 @@ class ConfigError(Exception):
         location = self.file if line is None else f"{self.file}:{line}"
         text = f"{location}: {problem}" if key is None else f"{location}: {key}: {problem}"
         super().__init__(" ".join(text.split()))
+
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# The URL schemes of a PostgreSQL `database:`; a value without `SCHEME://` is a SQLite file.
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+
+
+def database_url_problem(database: str) -> str | None:
+    """What is wrong with a `database:` URL, or None (a SQLite file path, or a usable PostgreSQL URL).
+
+    Checked here, when the file is read, so a typo is one clear line naming the key instead of a
+    driver's message from deep inside the first connection.
+    """
+    match = _URL_SCHEME.match(database)
+    if match is None:
+        return None
+    scheme = match.group(1)
+    if scheme not in POSTGRESQL_SCHEMES:
+        return (
+            f"{scheme}:// is not a database this Manager speaks: give postgresql://USER@HOST/DBNAME"
+            " or the path of a SQLite file"
+        )
+    try:
+        parts = urllib.parse.urlsplit(database)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"not a valid PostgreSQL URL ({exc})"
+    dbname = urllib.parse.unquote(parts.path.lstrip("/"))
+    if not dbname or "/" in dbname:
+        return "a PostgreSQL URL names one database: postgresql://USER@HOST/DBNAME"
+    if parts.fragment:
+        return "a PostgreSQL URL has no #fragment"
+    try:
+        urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        return f"the PostgreSQL URL's parameters are not KEY=VALUE pairs joined by '&': {parts.query!r}"
+    return None
+
+
+def database_for_log(database: str) -> str:
+    """The `database:` setting fit for a log line: a URL's password left out."""
+    if _URL_SCHEME.match(database) is None:
+        return database
+    parts = urllib.parse.urlsplit(database)
+    if parts.password is None:
+        return database
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
 
 
 def current_platform() -> str:
@@ -322,6 +372,9 @@ class _Loader:
                 if value == "" and key != "shared_storage_path":
                     raise self.error(key, "must not be empty")
                 values[key] = value
+        problem = database_url_problem(values.get("database", ""))
+        if problem is not None:
+            raise self.error("database", problem)
         listen = self._get("listen", str, "a string like ':8080'")
         if listen is not None:
             try:

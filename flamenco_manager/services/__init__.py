@@ -33,7 +33,7 @@ from flamenco_manager.services.tasks import Tasks
 from flamenco_manager.services.thumbnails import Thumbnails
 from flamenco_manager.services.timeouts import TimeoutChecker
 from flamenco_manager.services.workers import Workers
-from flamenco_manager.store import Store, StoreError, open_store
+from flamenco_manager.store import Store, StoreError, is_postgresql, open_store
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,10 @@ class Manager:
             self.storage.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"local_manager_storage_path {self.storage}: {exc.strerror or exc}") from exc
-        self.store = store if store is not None else open_store(_resolve(config, config.database))
+        if store is None:
+            database = config.database
+            store = open_store(database if is_postgresql(database) else _resolve(config, database))
+        self.store = store
         self.hub = Hub()
         self.logs = TaskLogs(self.storage, self.hub)
         self.machine = StateMachine(self.store, self.hub, self.logs)

@@ -15,10 +15,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import importlib.resources
 import logging
 import pathlib
-import re
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,6 +24,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from flamenco_manager.store.interface import StoreBusy, StoreError
+from flamenco_manager.store.schema import migrations
 from flamenco_manager.store.sqlite_errors import translate
 from flamenco_manager.store.sqlite_jobs import JobQueries
 from flamenco_manager.store.sqlite_workers import WorkerQueries
@@ -41,8 +40,6 @@ LOOP_BUSY_TIMEOUT_MS = 200
 # How often the checkpointer thread copies the WAL into the database file. Checkpoints (with their
 # fsync) used to run inside a commit on the event loop and stalled it for ~100 ms.
 CHECKPOINT_INTERVAL = 1.0
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def _connect(path: pathlib.Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -63,24 +60,10 @@ def _connect(path: pathlib.Path, *, readonly: bool = False) -> sqlite3.Connectio
     return conn
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """The numbered migration scripts shipped with the package, in order."""
-    found = []
-    for entry in importlib.resources.files("flamenco_manager.store.migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    numbers = [n for n, _, _ in found]
-    if numbers != list(range(1, len(found) + 1)):
-        raise StoreError(f"migration numbers must be 1..N without gaps, found {numbers}")
-    return found
-
-
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration newer than the database's user_version, each in its own transaction."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
-    available = migrations()
+    available = migrations("sqlite")
     if current > len(available):
         raise StoreError(
             f"database schema version {current} is newer than this Manager knows ({len(available)})"

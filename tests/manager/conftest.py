@@ -1,4 +1,9 @@
-"""A real Manager on a loopback port with a real SQLite file, and a client that speaks to it."""
+"""A real Manager on a loopback port with a real database, and a client that speaks to it.
+
+`farm` runs each test against both stores: a SQLite file (`[sqlite]`) and a fresh database on a private
+PostgreSQL server (`[postgresql]`, marked `postgresql`: `make unit` leaves those out, `make test` runs
+them). A test about SQLite itself (its files, locks or statement trace) carries `sqlite_only`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import importlib
 import pathlib
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -20,6 +25,8 @@ from flamenco_manager.api import build_app
 from flamenco_manager.cli import GRACE_ON_RUNNER
 from flamenco_manager.config import ManagerConfig
 from flamenco_manager.services import Manager
+from flamenco_manager.store import open_store
+from tests.support import postgresql
 
 API = "/api/v3"
 
@@ -291,9 +298,47 @@ def config_overrides() -> dict[str, Any]:
     return {}
 
 
+#: The migrated database every PostgreSQL test's own database is copied from.
+PG_TEMPLATE = "flamenco_template"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[postgresql.PostgresServer]:
+    """A private PostgreSQL server for the session, with a migrated template database."""
+    reason = postgresql.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with postgresql.postgres_server() as server:
+        server.admin(f"CREATE DATABASE {PG_TEMPLATE}")
+        open_store(server.url(PG_TEMPLATE)).close()
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store the test's Manager uses."""
+    if request.param == "postgresql" and request.node.get_closest_marker("sqlite_only") is not None:
+        pytest.skip(f"SQLite only: {request.node.get_closest_marker('sqlite_only').args[0]}")
+    return str(request.param)
+
+
 @pytest.fixture
-async def farm(tmp_path: pathlib.Path, config_overrides: dict[str, Any]) -> AsyncIterator[Farm]:
-    manager = Manager(make_config(tmp_path, **config_overrides))
+def database(backend: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The `database:` setting of the test's Manager: a SQLite file, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        yield str(tmp_path / "manager.sqlite")
+        return
+    server: postgresql.PostgresServer = request.getfixturevalue("postgres")
+    url = server.fresh_database(template=PG_TEMPLATE)
+    yield url
+    server.drop_database(url)
+
+
+@pytest.fixture
+async def farm(
+    tmp_path: pathlib.Path, database: str, config_overrides: dict[str, Any]
+) -> AsyncIterator[Farm]:
+    manager = Manager(make_config(tmp_path, **{"database": database, **config_overrides}))
     # The shutdown grace where the installed aiohttp wants it (the runner from 3.9, the site before).
     app = build_app(manager)
     if GRACE_ON_RUNNER:

@@ -149,6 +149,7 @@ async def test_held_state_requests_are_answered_at_once(farm: Farm) -> None:
         assert answer.body["status_requested"] == "asleep"
 
 
+@pytest.mark.sqlite_only("reads the SQLite connection's statement trace")
 async def test_one_unit_of_writes_and_one_commit(farm: Farm) -> None:
     workers = await _awake_workers(farm, 20)
     store = farm.manager.store

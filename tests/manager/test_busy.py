@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from tests.manager.conftest import API, Farm
 
 
+@pytest.mark.sqlite_only("another process holds the SQLite file's write lock")
 async def test_locked_database_answers_503(farm: Farm) -> None:
     other = sqlite3.connect(farm.manager.config.database, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock

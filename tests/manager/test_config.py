@@ -11,6 +11,7 @@ import pytest
 from flamenco_manager.config import (
     ConfigError,
     ManagerConfig,
+    database_for_log,
     load_config,
     parse_duration,
     parse_listen,
@@ -186,6 +187,19 @@ ERROR_CASES = [
     ("_meta: {}\n", "1: _meta.version: configuration version None is not supported; expected 3"),
     ("_meta: {version: 3}\nmanager_name: 12\n", "2: manager_name: expected a string, not a number (12)"),
     ("_meta: {version: 3}\ndatabase: ''\n", "2: database: must not be empty"),
+    (
+        "_meta: {version: 3}\ndatabase: mysql://farm@db/flamenco\n",
+        "2: database: mysql:// is not a database this Manager speaks:"
+        " give postgresql://USER@HOST/DBNAME or the path of a SQLite file",
+    ),
+    (
+        "_meta: {version: 3}\ndatabase: postgresql://farm@db/\n",
+        "2: database: a PostgreSQL URL names one database: postgresql://USER@HOST/DBNAME",
+    ),
+    (
+        "_meta: {version: 3}\ndatabase: postgresql://farm@db:fivefour/flamenco\n",
+        "2: database: not a valid PostgreSQL URL (Port could not be cast to integer value as 'fivefour')",
+    ),
     ("_meta: {version: 3}\nlisten: 8080\n", "2: listen: expected a string like ':8080', not a number (8080)"),
     (
         "_meta: {version: 3}\nlisten: ':70000'\n",
@@ -331,3 +345,22 @@ def test_parse_listen(text: str, parsed: tuple[str, int]) -> None:
 def test_parse_listen_rejects(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_listen(text)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://farm@db.example/flamenco",
+        "postgresql:///flamenco?host=/run/postgresql",
+        "postgres://farm:secret@10.0.0.5:5433/flamenco?sslmode=require",
+    ],
+)
+def test_a_postgresql_url_is_taken_as_given(tmp_path: pathlib.Path, url: str) -> None:
+    path = tmp_path / "flamenco-manager.yaml"
+    path.write_text(f"_meta: {{version: 3}}\ndatabase: '{url}'\n")
+    assert load_config(path, explicit=True).database == url
+
+
+def test_the_logged_database_hides_a_password() -> None:
+    assert database_for_log("postgres://farm:secret@db:5433/flamenco") == "postgres://farm@db:5433/flamenco"
+    assert database_for_log("/var/lib/flamenco/manager.sqlite") == "/var/lib/flamenco/manager.sqlite"

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from flamenco_manager.model import Job, JobStatus, NewTask
+from flamenco_manager.store import Store
 from flamenco_manager.store.sqlite import SQLiteStore
 from tests.manager.conftest import API, Farm
 
@@ -158,10 +159,8 @@ async def test_many_concurrent_workers_never_share_a_task(farm: Farm) -> None:
     assert max(counts.values()) == 1
 
 
-def _store(farm: Farm) -> SQLiteStore:
-    store = farm.manager.store
-    assert isinstance(store, SQLiteStore)
-    return store
+def _store(farm: Farm) -> Store:
+    return farm.manager.store
 
 
 def _insert_job(
@@ -234,16 +233,19 @@ async def test_a_blocklisted_type_leaves_the_other_types_of_that_job(farm: Farm)
     assert (await worker.fetch()).body["uuid"] == tasks[1]
 
 
+@pytest.mark.sqlite_only("counts the statements of the SQLite connection")
 async def test_a_task_request_costs_a_bounded_number_of_queries(farm: Farm) -> None:
     worker = await farm.awake_worker(("blender", "ffmpeg"))
     for _ in range(UNRUNNABLE_JOBS):
         _insert_job(farm, priority=50, tasks=[("misc", 50), ("misc", 50)])
     statements: list[str] = []
-    _store(farm).trace_statements(statements.append)
+    store = farm.manager.store
+    assert isinstance(store, SQLiteStore)
+    store.trace_statements(statements.append)
     try:
         reply = await worker.fetch()
     finally:
-        _store(farm).trace_statements(None)
+        store.trace_statements(None)
     assert reply.status == 204
     assert 0 < len(statements) <= TASK_REQUEST_STATEMENTS, statements[:40]
     # and a runnable job behind all of them is still found

@@ -1,21 +1,22 @@
-"""The SQLite store: migrations, and the trigger-kept counters agreeing with a full recount."""
+"""The stores: SQLite migrations, and the trigger-kept counters agreeing with a full recount."""
 
 from __future__ import annotations
 
 import pathlib
 import sqlite3
+from typing import Any
 
 import pytest
 
 from flamenco_manager.store import SQLiteStore, StoreBusy, StoreConflict, StoreError
-from flamenco_manager.store.sqlite import migrations
+from flamenco_manager.store.schema import migrations
 from tests.manager.conftest import API, Farm
 
 
 def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "m.sqlite"
     store = SQLiteStore.open(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(migrations())
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(migrations("sqlite"))
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     store.close()
@@ -27,24 +28,34 @@ def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: pathlib.Pat
         SQLiteStore.open(path)
 
 
-def _recount(conn) -> tuple[list, list]:
+def _recount(conn: Any, *, postgresql: bool = False) -> tuple[list, list]:
+    # The same query in both dialects but for the aggregate that joins strings.
+    if postgresql:
+        kept_counts = "string_agg(status || '=' || n, ',' ORDER BY status)"
+        counted_counts = "string_agg(status || '=' || n, ',' ORDER BY status)"
+    else:
+        kept_counts = counted_counts = "group_concat(status || '=' || n)"
     kept = conn.execute(
         "SELECT j.id, j.runnable_tasks, j.steps_completed, j.steps_total,"
-        " (SELECT group_concat(status || '=' || n) FROM job_task_counts c WHERE c.job_id = j.id AND n > 0)"
+        f" (SELECT {kept_counts} FROM job_task_counts c WHERE c.job_id = j.id AND n > 0)"
         " FROM jobs j ORDER BY j.id"
     ).fetchall()
     counted = conn.execute(
         "SELECT j.id,"
         " (SELECT count(*) FROM tasks t WHERE t.job_id = j.id AND t.status IN ('queued', 'soft-failed')"
         "   AND NOT EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks dt ON dt.id = d.dependency_id"
-        "                   WHERE d.task_id = t.id AND dt.status <> 'completed')),"
-        " (SELECT coalesce(sum(steps_completed), 0) FROM tasks t WHERE t.job_id = j.id),"
-        " (SELECT coalesce(sum(steps_total), 0) FROM tasks t WHERE t.job_id = j.id),"
-        " (SELECT group_concat(status || '=' || n) FROM (SELECT status, count(*) AS n FROM tasks t"
-        "   WHERE t.job_id = j.id GROUP BY status ORDER BY status))"
+        "                   WHERE d.task_id = t.id AND dt.status <> 'completed')) AS runnable,"
+        " (SELECT coalesce(sum(steps_completed), 0) FROM tasks t WHERE t.job_id = j.id) AS done,"
+        " (SELECT coalesce(sum(steps_total), 0) FROM tasks t WHERE t.job_id = j.id) AS total,"
+        f" (SELECT {counted_counts} FROM (SELECT status, count(*) AS n FROM tasks t"
+        "   WHERE t.job_id = j.id GROUP BY status ORDER BY status) AS s)"
         " FROM jobs j ORDER BY j.id"
     ).fetchall()
-    return [tuple(r) for r in kept], [tuple(r) for r in counted]
+
+    def values(row: Any) -> tuple:
+        return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+    return [values(r) for r in kept], [values(r) for r in counted]
 
 
 async def test_trigger_counters_match_a_recount(farm: Farm) -> None:
@@ -60,8 +71,16 @@ async def test_trigger_counters_match_a_recount(farm: Farm) -> None:
     task = (await worker.fetch()).body
     await worker.update(task["uuid"], taskStatus="failed")
     store = farm.manager.store
-    assert isinstance(store, SQLiteStore)
-    kept, counted = _recount(store.conn)
+    conn: Any
+    if isinstance(store, SQLiteStore):
+        conn, postgresql = store.conn, False
+    else:
+        from flamenco_manager.store.postgresql import PostgreSQLStore  # only where psycopg is installed
+
+        assert isinstance(store, PostgreSQLStore)
+        conn, postgresql = store.conn, True
+    kept, counted = _recount(conn, postgresql=postgresql)
+    assert len(kept) == 3
     # group_concat order of the kept counts follows the primary key (status), as the recount does.
     assert kept == counted
 

@@ -230,7 +230,7 @@ def test_each_package_holds_only_its_own_python_package(debs: Path) -> None:
     assert "dist-packages/flamenco_worker/cli.py" in worker and "flamenco_manager" not in worker
     assert "dist-packages/flamenco_manager/cli.py" in manager and "flamenco_worker" not in manager
     assert "demo.py" not in manager
-    assert "flamenco_manager/store/migrations/0001_initial.sql" in manager
+    assert "flamenco_manager/store/migrations/0001_initial.sqlite.sql" in manager
     assert "flamenco_manager/openapi/flamenco-openapi.json" in manager
     web = Path(__file__).resolve().parents[2] / "flamenco_manager" / "web" / "index.html"
     if web.exists():
