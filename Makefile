@@ -62,7 +62,7 @@ test: deps venv lint
 # waits out no limit or interval, against the SQLite store only (the [postgresql] cases run the manager
 # suite a second time: `make test`), one pytest process per CPU: ~55 s on two idle cores.
 unit: venv
-	$(PY) -m pytest -q -n auto -m "not system and not slow and not postgresql"
+	$(PY) -m pytest -q -n auto -m "not system and not slow and not postgresql and not javascript"
 
 $(VENV_LATEST)/.installed: pyproject.toml
 	$(PYTHON_SYS) -m venv $(VENV_LATEST)

@@ -11,6 +11,11 @@ from tests.support.dbus_daemon import PrivateBus, short_tempdir
 from tests.support.notify_socket import NotifySocket
 
 SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
+#: The tests that run job-type scripts in a real Node.js engine (a child process per test module).
+ENGINE_TESTS = (
+    Path(__file__).resolve().parent / "manager" / "javascript",
+    Path(__file__).resolve().parent / "manager" / "test_builtin_matches_script.py",
+)
 #: Per-test timeout of the long fault runs (`make reliability`): they scale up sizes and durations tenfold
 #: and more, so the default (pyproject's `timeout`) and the short runs' markers do not apply.
 LONG_RUN_TIMEOUT = 4 * 3600
@@ -21,6 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # By path: a `pytestmark` in a conftest.py marks nothing, so `-m "not system"` would still run them.
         if item.path.is_relative_to(SYSTEM_TESTS):
             item.add_marker(pytest.mark.system)
+        if any(item.path.is_relative_to(path) for path in ENGINE_TESTS):
+            item.add_marker(pytest.mark.javascript)
         if reliability.LONG and item.get_closest_marker("reliability") is not None:
             item.add_marker(pytest.mark.timeout(LONG_RUN_TIMEOUT), append=False)
 
