@@ -297,10 +297,6 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
             return failed
         return None
 
-    def trace_statements(self, callback: Callable[[str], object] | None) -> None:
-        """Not available on PostgreSQL (the SQLite store's hook for tests that count queries)."""
-        raise NotImplementedError("statement tracing is a SQLite store feature")
-
     async def offloop(self, fn: Callable[[PostgreSQLStore], T]) -> T:
         """Run a read-only function against a second connection on a worker thread."""
         if self._executor is None:
