@@ -12,7 +12,7 @@ import contextlib
 import logging
 import pathlib
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flamenco_manager.config import ManagerConfig, current_platform
 from flamenco_manager.jobtypes.javascript import EngineLimits
@@ -34,6 +34,9 @@ from flamenco_manager.services.thumbnails import Thumbnails
 from flamenco_manager.services.timeouts import TimeoutChecker
 from flamenco_manager.services.workers import Workers
 from flamenco_manager.store import Store, StoreError, is_postgresql, open_store
+
+if TYPE_CHECKING:
+    from flamenco_manager.store.postgresql_notify import NotifyRelay
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +111,23 @@ class Manager:
         self.durability = Durability(self.store, self.logs)
         self.hub.status_hooks.append(self.farm_status.changed_soon)
         self._loops: list[asyncio.Task[Any]] = []
+        self._relay: NotifyRelay | None = None
+
+    async def _start_relay(self) -> None:
+        """On PostgreSQL, other replicas may share the database: carry the hub's news to and from them."""
+        if not is_postgresql(self.config.database):
+            return
+        from flamenco_manager.store.postgresql import PostgreSQLStore
+        from flamenco_manager.store.postgresql_notify import NotifyRelay
+
+        if isinstance(self.store, PostgreSQLStore):
+            self._relay = NotifyRelay(self.store, self.hub.receive)
+            self.hub.relay = self._relay.send
+            await self._relay.start()
 
     async def start(self) -> None:
         self.store.start()
+        await self._start_relay()
         fixed = self.machine.check_stuck()
         if fixed:
             log.info("repaired jobs stuck in a transitional status count=%d", fixed)
@@ -162,6 +179,10 @@ class Manager:
         await self.job_types.close()
         self.farm_status.close()
         self.hub.close_all()
+        if self._relay is not None:
+            self.hub.relay = None
+            await self._relay.close()
+            self._relay = None
         try:
             self.workers.flush_seen(held=True)
         finally:
