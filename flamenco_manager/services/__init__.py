@@ -36,12 +36,16 @@ from flamenco_manager.services.workers import Workers
 from flamenco_manager.store import Store, StoreError, is_postgresql, open_store
 
 if TYPE_CHECKING:
+    from flamenco_manager.store.postgresql_leader import LeaderLock
     from flamenco_manager.store.postgresql_notify import NotifyRelay
 
 log = logging.getLogger(__name__)
 
 # Last-seen times are written in batches this often; worker timeouts are tens of seconds.
 SEEN_FLUSH_INTERVAL = 2.0
+# A replica that does not run the farm-wide loops tries to take them over this often; when the running
+# replica dies they pause at most this long (worker timeouts and farm-history samples are tens of seconds).
+ELECTION_RETRY = 2.0
 
 
 def _resolve(config: ManagerConfig, path: str) -> pathlib.Path:
@@ -112,6 +116,11 @@ class Manager:
         self.hub.status_hooks.append(self.farm_status.changed_soon)
         self._loops: list[asyncio.Task[Any]] = []
         self._relay: NotifyRelay | None = None
+        self._leader: LeaderLock | None = None
+        self._farm_loops: list[asyncio.Task[Any]] = []
+        # Whether this Manager runs the farm-wide loops (timeouts, sleep schedules, farm history): always
+        # on SQLite; on PostgreSQL, only the replica holding the database's advisory lock.
+        self.runs_farm_loops = False
 
     async def _start_relay(self) -> None:
         """On PostgreSQL, other replicas may share the database: carry the hub's news to and from them."""
@@ -131,16 +140,55 @@ class Manager:
         fixed = self.machine.check_stuck()
         if fixed:
             log.info("repaired jobs stuck in a transitional status count=%d", fixed)
-        self._spawn(self.timeouts.run(), "timeouts")
         self._spawn(self.thumbnails.run(), "thumbnails")
-        self._spawn(self.sleep_scheduler.run(), "sleep-scheduler")
         self._spawn(self.farm_status.run(), "farm-status")
-        self._spawn(self.farm_history.run(), "farm-history")
+        if self._relay is None:
+            self._start_farm_loops()
+        else:
+            from flamenco_manager.store.postgresql_leader import LeaderLock
+
+            self._leader = LeaderLock(self._relay.store)
+            self._spawn(self._elect(self._leader), "farm-loops-election")
         self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
         self._spawn(self.job_deleter.run(), "job-deleter")
         await self.job_types.start()
         self._spawn(self.job_types.watch(), "job-type-scripts")
         self.hub.publish("/lifecycle", {"type": "manager-startup"})
+
+    def _start_farm_loops(self) -> None:
+        """The loops that act for the whole farm, which one Manager per database runs."""
+        self.runs_farm_loops = True
+        for coro, name in (
+            (self.timeouts.run(), "timeouts"),
+            (self.sleep_scheduler.run(), "sleep-scheduler"),
+            (self.farm_history.run(), "farm-history"),
+        ):
+            self._farm_loops.append(asyncio.create_task(coro, name=name))
+
+    async def _stop_farm_loops(self) -> None:
+        self.runs_farm_loops = False
+        loops, self._farm_loops = self._farm_loops, []
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    async def _elect(self, leader: LeaderLock) -> None:
+        """Run the farm-wide loops while this replica holds the lock; try to take it every ELECTION_RETRY."""
+        try:
+            while True:
+                if leader.held:
+                    if not await leader.still_held():
+                        log.warning("no longer running the farm-wide background loops")
+                        await self._stop_farm_loops()
+                elif await leader.try_acquire():
+                    log.info("running the farm-wide background loops on this replica")
+                    self._start_farm_loops()
+                await asyncio.sleep(ELECTION_RETRY)
+        finally:
+            await self._stop_farm_loops()
+            await leader.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._loops.append(asyncio.create_task(coro, name=name))
@@ -176,6 +224,7 @@ class Manager:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         self._loops.clear()
+        await self._stop_farm_loops()
         await self.job_types.close()
         self.farm_status.close()
         self.hub.close_all()

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from flamenco_manager.api import build_app
 from flamenco_manager.cli import GRACE_ON_RUNNER
-from flamenco_manager.services import Manager
+from flamenco_manager.services import ELECTION_RETRY, Manager
 from tests.manager.conftest import (
     API,
     PG_TEMPLATE,
@@ -59,6 +59,16 @@ async def _replica(tmp_path: pathlib.Path, url: str, session: aiohttp.ClientSess
     return Farm(manager, client), runner
 
 
+# Managers a test stopped itself (the fixture does not stop them again).
+_stopped: set[Manager] = set()
+
+
+async def _stop(farm: Farm) -> None:
+    _stopped.add(farm.manager)
+    farm.manager.stop_holding()
+    await farm.manager.stop()
+
+
 @pytest.fixture
 async def replicas(
     tmp_path: pathlib.Path, postgres: postgresql.PostgresServer
@@ -73,6 +83,9 @@ async def replicas(
             yield a, b
         finally:
             for farm, runner in ((a, runner_a), (b, runner_b)):
+                if farm.manager in _stopped:
+                    await runner.cleanup()
+                    continue
                 farm.manager.stop_holding()
                 await runner.cleanup()
                 await farm.manager.stop()
@@ -158,3 +171,50 @@ async def test_own_events_are_not_delivered_twice(replicas: tuple[Farm, Farm]) -
             await asyncio.wait_for(sub.queue.get(), 0.5)
     finally:
         a.manager.hub.unsubscribe(sub)
+
+
+async def _runner_of(a: Farm, b: Farm, within: float) -> Farm:
+    deadline = time.monotonic() + within
+    while not (a.manager.runs_farm_loops or b.manager.runs_farm_loops):
+        assert time.monotonic() < deadline, "no replica runs the farm-wide loops"
+        await asyncio.sleep(0.02)
+    return a if a.manager.runs_farm_loops else b
+
+
+def _farm_loop_names(farm: Farm) -> set[str]:
+    names = {"timeouts", "sleep-scheduler", "farm-history"}
+    return {t.get_name() for t in asyncio.all_tasks() if t.get_name() in names and not t.done()} & {
+        t.get_name() for t in farm.manager._farm_loops
+    }
+
+
+async def test_farm_loops_run_on_one_replica_and_move_when_it_stops(replicas: tuple[Farm, Farm]) -> None:
+    a, b = replicas
+    holder = await _runner_of(a, b, within=ELECTION_RETRY + 2)
+    other = b if holder is a else a
+    assert _farm_loop_names(holder) == {"timeouts", "sleep-scheduler", "farm-history"}
+    # The other keeps trying and keeps failing while the holder lives.
+    await asyncio.sleep(ELECTION_RETRY * 1.5)
+    assert holder.manager.runs_farm_loops and not other.manager.runs_farm_loops
+    assert not other.manager._farm_loops
+    await _stop(holder)
+    stopped = time.monotonic()
+    assert await _runner_of(other, other, within=ELECTION_RETRY + 2) is other
+    print(f"\nfarm-wide loops taken over in {time.monotonic() - stopped:.2f}s")
+    assert _farm_loop_names(other) == {"timeouts", "sleep-scheduler", "farm-history"}
+
+
+async def test_holder_whose_session_ends_steps_down(
+    replicas: tuple[Farm, Farm], postgres: postgresql.PostgresServer
+) -> None:
+    a, b = replicas
+    holder = await _runner_of(a, b, within=ELECTION_RETRY + 2)
+    other = b if holder is a else a
+    leader = holder.manager._leader
+    assert leader is not None and leader._conn is not None
+    pid = leader._conn.info.backend_pid
+    postgres.admin(f"SELECT pg_terminate_backend({pid})")
+    deadline = time.monotonic() + 2 * ELECTION_RETRY + 2
+    while holder.manager.runs_farm_loops or not other.manager.runs_farm_loops:
+        assert time.monotonic() < deadline, "the other replica did not take over"
+        await asyncio.sleep(0.02)
