@@ -117,6 +117,7 @@ class Manager:
         self._loops: list[asyncio.Task[Any]] = []
         self._relay: NotifyRelay | None = None
         self._leader: LeaderLock | None = None
+        self._stopping = False
         self._farm_loops: list[asyncio.Task[Any]] = []
         # Whether this Manager runs the farm-wide loops (timeouts, sleep schedules, farm history): always
         # on SQLite; on PostgreSQL, only the replica holding the database's advisory lock.
@@ -177,7 +178,7 @@ class Manager:
     async def _elect(self, leader: LeaderLock) -> None:
         """Run the farm-wide loops while this replica holds the lock; try to take it every ELECTION_RETRY."""
         try:
-            while True:
+            while not self._stopping:
                 if leader.held:
                     if not await leader.still_held():
                         log.warning("no longer running the farm-wide background loops")
@@ -218,6 +219,9 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop the loops, write what is pending, close the database."""
+        # Loops that reconnect to the database also end by this flag: Python 3.11's asyncio.wait_for
+        # (in psycopg's connect) can swallow a cancellation that coincides with the socket being ready.
+        self._stopping = True
         for loop in self._loops:
             loop.cancel()
         for loop in self._loops:

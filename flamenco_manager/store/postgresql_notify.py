@@ -74,6 +74,9 @@ class NotifyRelay:
         self._partial: dict[tuple[str, str], list[str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        # Set by close(): the listener stops even if a cancellation was lost on the way (Python 3.11's
+        # asyncio.wait_for, which psycopg's connect uses, can swallow one that coincides with readiness).
+        self._closing = False
         store.before_commit = self._send_in_batch
 
     # Sending.
@@ -128,8 +131,13 @@ class NotifyRelay:
         elif not done:
             log.warning("not yet listening for the other replicas' events; still trying")
 
+    def closing(self) -> bool:
+        """Whether close() was called (a method, read afresh after every await)."""
+        return self._closing
+
     async def close(self) -> None:
         self.store.before_commit = None
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,11 +145,14 @@ class NotifyRelay:
             self._task = None
 
     async def _listen(self) -> None:
-        while True:
+        while not self.closing():
             try:
                 conn = await psycopg.AsyncConnection.connect(
                     self.store.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
                 )
+                if self.closing():  # closed while connecting, and the cancellation did not arrive
+                    await conn.close()
+                    return
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     log.info("listening for the other replicas' events replica=%s", self.replica)
