@@ -12,7 +12,7 @@ import contextlib
 import logging
 import pathlib
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flamenco_manager.config import ManagerConfig, current_platform
 from flamenco_manager.jobtypes.javascript import EngineLimits
@@ -35,10 +35,17 @@ from flamenco_manager.services.timeouts import TimeoutChecker
 from flamenco_manager.services.workers import Workers
 from flamenco_manager.store import Store, StoreError, is_postgresql, open_store
 
+if TYPE_CHECKING:
+    from flamenco_manager.store.postgresql_leader import LeaderLock
+    from flamenco_manager.store.postgresql_notify import NotifyRelay
+
 log = logging.getLogger(__name__)
 
 # Last-seen times are written in batches this often; worker timeouts are tens of seconds.
 SEEN_FLUSH_INTERVAL = 2.0
+# A replica that does not run the farm-wide loops tries to take them over this often; when the running
+# replica dies they pause at most this long (worker timeouts and farm-history samples are tens of seconds).
+ELECTION_RETRY = 2.0
 
 
 def _resolve(config: ManagerConfig, path: str) -> pathlib.Path:
@@ -108,22 +115,81 @@ class Manager:
         self.durability = Durability(self.store, self.logs)
         self.hub.status_hooks.append(self.farm_status.changed_soon)
         self._loops: list[asyncio.Task[Any]] = []
+        self._relay: NotifyRelay | None = None
+        self._leader: LeaderLock | None = None
+        self._stopping = False
+        self._farm_loops: list[asyncio.Task[Any]] = []
+        # Whether this Manager runs the farm-wide loops (timeouts, sleep schedules, farm history): always
+        # on SQLite; on PostgreSQL, only the replica holding the database's advisory lock.
+        self.runs_farm_loops = False
+
+    async def _start_relay(self) -> None:
+        """On PostgreSQL, other replicas may share the database: carry the hub's news to and from them."""
+        if not is_postgresql(self.config.database):
+            return
+        from flamenco_manager.store.postgresql import PostgreSQLStore
+        from flamenco_manager.store.postgresql_notify import NotifyRelay
+
+        if isinstance(self.store, PostgreSQLStore):
+            self._relay = NotifyRelay(self.store, self.hub.receive)
+            self.hub.relay = self._relay.send
+            await self._relay.start()
 
     async def start(self) -> None:
         self.store.start()
+        await self._start_relay()
         fixed = self.machine.check_stuck()
         if fixed:
             log.info("repaired jobs stuck in a transitional status count=%d", fixed)
-        self._spawn(self.timeouts.run(), "timeouts")
         self._spawn(self.thumbnails.run(), "thumbnails")
-        self._spawn(self.sleep_scheduler.run(), "sleep-scheduler")
         self._spawn(self.farm_status.run(), "farm-status")
-        self._spawn(self.farm_history.run(), "farm-history")
+        if self._relay is None:
+            self._start_farm_loops()
+        else:
+            from flamenco_manager.store.postgresql_leader import LeaderLock
+
+            self._leader = LeaderLock(self._relay.store)
+            self._spawn(self._elect(self._leader), "farm-loops-election")
         self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
         self._spawn(self.job_deleter.run(), "job-deleter")
         await self.job_types.start()
         self._spawn(self.job_types.watch(), "job-type-scripts")
         self.hub.publish("/lifecycle", {"type": "manager-startup"})
+
+    def _start_farm_loops(self) -> None:
+        """The loops that act for the whole farm, which one Manager per database runs."""
+        self.runs_farm_loops = True
+        for coro, name in (
+            (self.timeouts.run(), "timeouts"),
+            (self.sleep_scheduler.run(), "sleep-scheduler"),
+            (self.farm_history.run(), "farm-history"),
+        ):
+            self._farm_loops.append(asyncio.create_task(coro, name=name))
+
+    async def _stop_farm_loops(self) -> None:
+        self.runs_farm_loops = False
+        loops, self._farm_loops = self._farm_loops, []
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    async def _elect(self, leader: LeaderLock) -> None:
+        """Run the farm-wide loops while this replica holds the lock; try to take it every ELECTION_RETRY."""
+        try:
+            while not self._stopping:
+                if leader.held:
+                    if not await leader.still_held():
+                        log.warning("no longer running the farm-wide background loops")
+                        await self._stop_farm_loops()
+                elif await leader.try_acquire():
+                    log.info("running the farm-wide background loops on this replica")
+                    self._start_farm_loops()
+                await asyncio.sleep(ELECTION_RETRY)
+        finally:
+            await self._stop_farm_loops()
+            await leader.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._loops.append(asyncio.create_task(coro, name=name))
@@ -153,15 +219,23 @@ class Manager:
 
     async def stop(self) -> None:
         """Stop the loops, write what is pending, close the database."""
+        # Loops that reconnect to the database also end by this flag: Python 3.11's asyncio.wait_for
+        # (in psycopg's connect) can swallow a cancellation that coincides with the socket being ready.
+        self._stopping = True
         for loop in self._loops:
             loop.cancel()
         for loop in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         self._loops.clear()
+        await self._stop_farm_loops()
         await self.job_types.close()
         self.farm_status.close()
         self.hub.close_all()
+        if self._relay is not None:
+            self.hub.relay = None
+            await self._relay.close()
+            self._relay = None
         try:
             self.workers.flush_seen(held=True)
         finally:

@@ -29,6 +29,12 @@ TOPICS = (
     "/last-rendered",
     "/farm-history",  # ours: one sample of the farm overview at a time
 )
+# Topics every replica publishes for itself, never relayed: its own start and stop, and the farm
+# status, which each replica derives again when told that statuses changed.
+LOCAL_TOPICS = frozenset({"/lifecycle", "/status"})
+
+# What a relay carries between replicas: a JSON-able list, its first item the kind of news.
+RelayMessage = list[Any]
 
 
 @dataclass(slots=True)
@@ -56,7 +62,11 @@ class Subscription:
 
 
 class Hub:
-    """Publish/subscribe for browsers, plus wake-ups for long-polling workers."""
+    """Publish/subscribe for browsers, plus wake-ups for long-polling workers.
+
+    With several Manager replicas on one database, `relay` (set by the Manager) carries what is
+    published and every wake-up to the other replicas, which hand it to `receive`.
+    """
 
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
@@ -69,6 +79,7 @@ class Hub:
         self._draining = False
         self.status_hooks: list[Callable[[], None]] = []
         self.closing = False
+        self.relay: Callable[[RelayMessage], None] | None = None
 
     # Event stream.
 
@@ -98,7 +109,22 @@ class Hub:
         job_id: str | None = None,
         task_id: str | None = None,
     ) -> None:
-        """Deliver an event; a callable payload is only built when someone listens to the topic."""
+        """Deliver an event; a callable payload is only built when someone listens to the topic (here, or
+        on another replica: then always)."""
+        if self.relay is not None and topic not in LOCAL_TOPICS:
+            built = payload() if callable(payload) else payload
+            self.relay(["publish", topic, built, job_id, task_id])
+            self._publish_here(topic, built, job_id, task_id)
+        else:
+            self._publish_here(topic, payload, job_id, task_id)
+
+    def _publish_here(
+        self,
+        topic: str,
+        payload: dict[str, Any] | Callable[[], dict[str, Any]],
+        job_id: str | None,
+        task_id: str | None,
+    ) -> None:
         if not self.has_listeners(topic):
             return
         event = Event(topic, payload() if callable(payload) else payload, job_id, task_id)
@@ -122,6 +148,11 @@ class Hub:
 
     def status_changed(self) -> None:
         """A job or worker changed status; things derived from all statuses (farm status) recompute."""
+        if self.relay is not None:
+            self.relay(["status"])
+        self._status_changed_here()
+
+    def _status_changed_here(self) -> None:
         for hook in self.status_hooks:
             hook()
 
@@ -150,6 +181,11 @@ class Hub:
                 del self._worker_waiters[worker_id]
 
     def wake_worker(self, worker_id: int) -> None:
+        if self.relay is not None:
+            self.relay(["wake", worker_id])
+        self._wake_worker_here(worker_id)
+
+    def _wake_worker_here(self, worker_id: int) -> None:
         for fut in list(self._worker_waiters.get(worker_id, ())):
             if not fut.done():
                 fut.set_result(None)
@@ -157,10 +193,15 @@ class Hub:
     def wake_all_workers(self) -> None:
         """Answer every held request now; used at shutdown together with `closing`."""
         for worker_id in list(self._worker_waiters):
-            self.wake_worker(worker_id)
+            self._wake_worker_here(worker_id)
 
     def work_available(self) -> None:
         """Wake every worker waiting for a task now, oldest first, WAKE_BATCH per loop turn."""
+        if self.relay is not None:
+            self.relay(["work"])
+        self._work_available_here()
+
+    def _work_available_here(self) -> None:
         self._wake_upto = self._work_seq
         if not self._draining:
             self._draining = True
@@ -186,3 +227,19 @@ class Hub:
     def held_workers(self) -> set[int]:
         """Workers with a request held open right now; they count as seen."""
         return {worker_id for worker_id, waiters in self._worker_waiters.items() if waiters}
+
+    # News from other replicas.
+
+    def receive(self, message: RelayMessage) -> None:
+        """Act on what another replica's hub relayed, here only (never relayed again)."""
+        match message:
+            case ["publish", str(topic), dict(payload), job_id, task_id]:
+                self._publish_here(topic, payload, job_id, task_id)
+            case ["wake", int(worker_id)]:
+                self._wake_worker_here(worker_id)
+            case ["work"]:
+                self._work_available_here()
+            case ["status"]:
+                self._status_changed_here()
+            case _:
+                log.warning("unknown relayed event ignored kind=%.40s", message[:1])

@@ -154,6 +154,13 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
         self._last_failure: _BatchFailure | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commit_waiters: list[asyncio.Future[None]] = []
+        # Called inside the batch just before COMMIT (replicas' NOTIFYs: see postgresql_notify).
+        self.before_commit: Callable[[], None] | None = None
+
+    @property
+    def batch_open(self) -> bool:
+        """Whether a batch transaction is open (its commit is due this loop turn)."""
+        return self._batch_open
 
     @classmethod
     def open(cls, url: str) -> PostgreSQLStore:
@@ -265,6 +272,8 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
                 self.conn.execute("ROLLBACK")
         else:
             try:
+                if self.before_commit is not None:
+                    self.before_commit()
                 self.conn.execute("COMMIT")
             except psycopg.Error as exc:
                 with contextlib.suppress(psycopg.Error):

@@ -1,0 +1,69 @@
+"""Which Manager replica on a PostgreSQL database runs the farm-wide background loops: the one holding a
+session-level advisory lock on its own connection.
+
+The lock belongs to the connection's session: when the replica stops or dies, its session ends and the
+lock goes, and another replica's next try takes it. A holder that loses its connection (the server
+restarted, or the session was ended) learns it at its next `still_held` and must stop its loops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import psycopg
+
+from flamenco_manager.store.postgresql import CONNECT_TIMEOUT_S, PostgreSQLStore
+
+log = logging.getLogger(__name__)
+
+# The advisory lock's key ("flbg": farm loops, background); distinct from the migration lock's.
+LEADER_LOCK_KEY = 0x666C6267
+
+
+class LeaderLock:
+    """The advisory lock that elects one replica, on a connection of its own."""
+
+    def __init__(self, store: PostgreSQLStore) -> None:
+        self.url = store.url
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self.held = False
+
+    async def try_acquire(self) -> bool:
+        """Take the lock if no other session holds it; whether this replica holds it now."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                )
+            cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            log.warning("could not try the background-loops lock error=%s", exc)
+            await self._drop()
+            return False
+        self.held = bool(row and row[0])
+        return self.held
+
+    async def still_held(self) -> bool:
+        """Whether the session that took the lock is still alive (and so still holds it)."""
+        if self._conn is None or not self.held:
+            return False
+        try:
+            await self._conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            log.warning("lost the connection holding the background-loops lock error=%s", exc)
+            await self._drop()
+            return False
+        return True
+
+    async def _drop(self) -> None:
+        self.held = False
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        """Close the connection: the lock goes with its session."""
+        await self._drop()
