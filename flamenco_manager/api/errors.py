@@ -1,7 +1,8 @@
 """JSON error answers (`Error {code, message}`) and the middleware that produces them.
 
 The middleware maps what handlers and services raise onto HTTP: `HTTPError` as given, service errors by
-kind, `StoreBusy` to 503 with Retry-After, any other store failure to 500. A client that goes away while
+kind, `StoreBusy` to 503 with Retry-After (quietly for `StoreUnavailable`: the store logs the lost
+connection and its return once), any other store failure to 500. A client that goes away while
 its request is still arriving is one warning line, not an error with a traceback: nobody is left to
 answer. It does not wait for commits; handlers that write say so themselves (`api.durable`).
 """
@@ -23,7 +24,7 @@ from flamenco_manager.services.errors import (
     PreconditionFailed,
     ServiceError,
 )
-from flamenco_manager.store import StoreBusy, StoreError
+from flamenco_manager.store import StoreBusy, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = "no such endpoint" if exc.status == 404 else exc.reason
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, f"{message}: {request.method} {request.path}", allow)
+    except StoreUnavailable as exc:
+        log.debug("database unavailable method=%s path=%s error=%s", request.method, request.path, exc)
+        return error_response(
+            503, "database unavailable, try again", {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     except StoreBusy as exc:
         log.warning("database busy method=%s path=%s error=%s", request.method, request.path, exc)
         return error_response(503, "database is busy, try again", {"Retry-After": str(RETRY_AFTER_SECONDS)})

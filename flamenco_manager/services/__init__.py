@@ -33,7 +33,7 @@ from flamenco_manager.services.tasks import Tasks
 from flamenco_manager.services.thumbnails import Thumbnails
 from flamenco_manager.services.timeouts import TimeoutChecker
 from flamenco_manager.services.workers import Workers
-from flamenco_manager.store import Store, StoreError, is_postgresql, open_store
+from flamenco_manager.store import Store, StoreError, StoreUnavailable, is_postgresql, open_store
 
 if TYPE_CHECKING:
     from flamenco_manager.store.postgresql_leader import LeaderLock
@@ -131,7 +131,7 @@ class Manager:
         from flamenco_manager.store.postgresql_notify import NotifyRelay
 
         if isinstance(self.store, PostgreSQLStore):
-            self._relay = NotifyRelay(self.store, self.hub.receive)
+            self._relay = NotifyRelay(self.store, self.hub.receive, self.hub.news_missed)
             self.hub.relay = self._relay.send
             await self._relay.start()
 
@@ -202,6 +202,8 @@ class Manager:
                 result = fn()
                 if asyncio.iscoroutine(result):
                     await result
+            except StoreUnavailable:
+                pass  # the database is away; the store logs its loss and its return once each
             except Exception:
                 log.exception("background job failed job=%s", getattr(fn, "__name__", fn))
 

@@ -191,9 +191,19 @@ class Hub:
                 fut.set_result(None)
 
     def wake_all_workers(self) -> None:
-        """Answer every held request now; used at shutdown together with `closing`."""
+        """Wake every held request now (at shutdown together with `closing`, which answers them)."""
         for worker_id in list(self._worker_waiters):
             self._wake_worker_here(worker_id)
+
+    def news_missed(self) -> None:
+        """News may have been lost (the database connection carrying it between replicas was down): every
+        held worker request re-reads its state now, every event stream ends so that its browser reconnects
+        and fetches afresh, and what derives from all statuses is computed again. Here only."""
+        if self.closing:
+            return
+        self.wake_all_workers()
+        self.close_all()
+        self._status_changed_here()
 
     def work_available(self) -> None:
         """Wake every worker waiting for a task now, oldest first, WAKE_BATCH per loop turn."""

@@ -7,7 +7,7 @@ import logging
 
 from flamenco_manager.model import JobStatus, WorkerStatus
 from flamenco_manager.services.events import Hub
-from flamenco_manager.store import Store
+from flamenco_manager.store import Store, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class FarmStatus:
     def changed_soon(self) -> None:
         """Something that may change the farm status happened; recompute shortly, once."""
         if self._pending is None and not self._closed:
-            self._pending = asyncio.get_running_loop().call_later(COALESCE_DELAY, self.refresh)
+            self._pending = asyncio.get_running_loop().call_later(COALESCE_DELAY, self._refresh_quietly)
 
     def close(self) -> None:
         """No more recomputations: the store is about to close."""
@@ -66,7 +66,16 @@ class FarmStatus:
             self._pending.cancel()
             self._pending = None
 
+    def _refresh_quietly(self) -> None:
+        """A background recomputation: a busy or unreachable database keeps the last status until the
+        next one (the store logs a lost connection itself); it never ends the periodic loop."""
+        try:
+            self.refresh()
+        except StoreBusy as exc:
+            self._pending = None
+            log.debug("farm status not recomputed now error=%s", exc)
+
     async def run(self) -> None:
         while True:
-            self.refresh()
+            self._refresh_quietly()
             await asyncio.sleep(REFRESH_INTERVAL)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pathlib
 
-from flamenco_manager.store.interface import Store, StoreBusy, StoreConflict, StoreError, StoreReads
+from flamenco_manager.store.interface import (
+    Store,
+    StoreBusy,
+    StoreConflict,
+    StoreError,
+    StoreReads,
+    StoreUnavailable,
+)
 from flamenco_manager.store.sqlite import SQLiteStore
 
 # What `database:` starts with when it names a PostgreSQL database rather than a SQLite file.
@@ -37,6 +44,7 @@ __all__ = [
     "StoreConflict",
     "StoreError",
     "StoreReads",
+    "StoreUnavailable",
     "is_postgresql",
     "open_store",
 ]

@@ -25,6 +25,12 @@ class StoreBusy(StoreError):
     again shortly. Nothing of the failed unit was written."""
 
 
+class StoreUnavailable(StoreBusy):
+    """The database cannot be reached right now (its server restarts, the connection was cut): the store
+    reconnects by itself, try again shortly. The failed unit's writes are not kept; only a COMMIT cut off
+    on its way back may have landed, so a client's retry must be harmless (idempotency keys)."""
+
+
 class StoreConflict(StoreError):
     """A write would break a uniqueness or reference rule (a duplicate name, say); nothing was written."""
 

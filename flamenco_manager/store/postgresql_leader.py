@@ -3,7 +3,9 @@ session-level advisory lock on its own connection.
 
 The lock belongs to the connection's session: when the replica stops or dies, its session ends and the
 lock goes, and another replica's next try takes it. A holder that loses its connection (the server
-restarted, or the session was ended) learns it at its next `still_held` and must stop its loops.
+restarted, or the session was ended) learns it at its next `still_held` and must stop its loops; the
+next `try_acquire` connects afresh, so that once the server is back one replica takes the lock again.
+While the server is away each replica logs that once, not at every try.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import psycopg
 
 from flamenco_manager.store.postgresql import CONNECT_TIMEOUT_S, PostgreSQLStore
+from flamenco_manager.store.postgresql_errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ class LeaderLock:
         self.url = store.url
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self.held = False
+        # Tries have been failing since the last success (logged once).
+        self._failing = False
 
     async def try_acquire(self) -> bool:
         """Take the lock if no other session holds it; whether this replica holds it now."""
@@ -39,9 +44,14 @@ class LeaderLock:
             cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
             row = await cur.fetchone()
         except psycopg.Error as exc:
-            log.warning("could not try the background-loops lock error=%s", exc)
+            if self._failing:
+                log.debug("could not try the background-loops lock error=%s", first_line(exc))
+            else:
+                log.warning("could not try the background-loops lock, trying on error=%s", first_line(exc))
+                self._failing = True
             await self._drop()
             return False
+        self._failing = False
         self.held = bool(row and row[0])
         return self.held
 
@@ -52,7 +62,7 @@ class LeaderLock:
         try:
             await self._conn.execute("SELECT 1")
         except psycopg.Error as exc:
-            log.warning("lost the connection holding the background-loops lock error=%s", exc)
+            log.warning("lost the connection holding the background-loops lock error=%s", first_line(exc))
             await self._drop()
             return False
         return True

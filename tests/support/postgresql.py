@@ -93,8 +93,13 @@ class PostgresServer:
             "--locale=C",
             "--no-sync",
         )
+        self._pg_ctl("start")
+        self._started = True
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
         options = f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} -c fsync=off"
         options += " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        # The log file keeps the server's output away from pg_ctl's pipes, which would never close.
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
@@ -103,12 +108,17 @@ class PostgresServer:
             str(self.root / "server.log"),
             "-o",
             options,
+            *extra,
             "-w",
             "-t",
             str(START_TIMEOUT),
-            "start",
+            action,
         )
-        self._started = True
+
+    def restart(self) -> None:
+        """Restart the server as an operator would (`pg_ctl restart -m fast`): every session ends (its
+        client finds the connection dropped) and the server comes back on the same socket and settings."""
+        self._pg_ctl("restart", "-m", "fast")
 
     def stop(self) -> None:
         if self._started:
