@@ -16,7 +16,7 @@ import logging
 import psycopg
 
 from flamenco_manager.store.postgresql import CONNECT_TIMEOUT_S, PostgreSQLStore
-from flamenco_manager.store.postgresql_errors import first_line
+from flamenco_manager.store.postgresql_errors import connection_lost, first_line
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +36,40 @@ class LeaderLock:
 
     async def try_acquire(self) -> bool:
         """Take the lock if no other session holds it; whether this replica holds it now."""
+        kept = self._conn is not None and not self._conn.closed
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                )
-            cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
-            row = await cur.fetchone()
+            row = await self._try()
         except psycopg.Error as exc:
-            if self._failing:
-                log.debug("could not try the background-loops lock error=%s", first_line(exc))
-            else:
-                log.warning("could not try the background-loops lock, trying on error=%s", first_line(exc))
-                self._failing = True
+            stale = kept and connection_lost(exc)
             await self._drop()
-            return False
+            if not stale:
+                return self._failed(exc)
+            # The connection kept from an earlier try died meanwhile (a server restart): a new one may
+            # well take the lock now, rather than one ELECTION_RETRY later.
+            try:
+                row = await self._try()
+            except psycopg.Error as again:
+                await self._drop()
+                return self._failed(again)
         self._failing = False
         self.held = bool(row and row[0])
         return self.held
+
+    async def _try(self) -> tuple[object, ...] | None:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
+        return await cur.fetchone()
+
+    def _failed(self, exc: psycopg.Error) -> bool:
+        if self._failing:
+            log.debug("could not try the background-loops lock error=%s", first_line(exc))
+        else:
+            log.warning("could not try the background-loops lock, trying on error=%s", first_line(exc))
+            self._failing = True
+        return False
 
     async def still_held(self) -> bool:
         """Whether the session that took the lock is still alive (and so still holds it)."""

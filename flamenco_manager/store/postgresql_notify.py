@@ -96,7 +96,7 @@ class NotifyRelay:
         self._flush_scheduled = False
         self._partial: dict[tuple[str, str], list[str]] = {}
         self._task: asyncio.Task[None] | None = None
-        # The listening connection while it is open.
+        # The listening connection while LISTEN is in place on it.
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._listening = asyncio.Event()
         # Set by close(): the listener stops even if a cancellation was lost on the way (Python 3.11's
@@ -195,6 +195,8 @@ class NotifyRelay:
         self._catch_up = None
         if self.missed is None or self.closing():
             return
+        if self._conn is None:
+            return  # still not listening: news is still being missed, and the listener's return catches up
         log.info("news from other replicas may have been missed; held requests re-read, browsers refetch")
         try:
             self.missed()
@@ -230,9 +232,9 @@ class NotifyRelay:
                 if self.closing():  # closed while connecting, and the cancellation did not arrive
                     await conn.close()
                     return
-                self._conn = conn
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self._conn = conn
                     if lost_at is None:
                         log.info("listening for the other replicas' events replica=%s", self.replica)
                     else:
