@@ -483,15 +483,17 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
             self._commit_due = True
             return
         waiters, self._commit_waiters = self._commit_waiters, []
-        conn = self._conn
-        if not self._batch_open or conn is None:
+        if not self._batch_open:
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
             return
         self._batch_open = False
+        conn = self._conn
         error: StoreError | None = None
-        if conn.info.transaction_status == TransactionStatus.INERROR:
+        if conn is None:  # (a lost connection closes its batch at once; this is a safety net)
+            error = self._unavailable()
+        elif conn.info.transaction_status == TransactionStatus.INERROR:
             # A statement outside any unit failed: COMMIT would quietly roll back. Say so instead.
             error = StoreError("a statement of the batch failed; the batch is rolled back")
             with contextlib.suppress(psycopg.Error):
@@ -501,15 +503,13 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
                 if self.before_commit is not None:
                     self.before_commit()
                 conn.execute("COMMIT")
-            except StoreError as exc:  # before_commit found the connection gone
-                error = exc
-            except psycopg.Error as exc:
-                if connection_lost(exc, conn):
+            except (StoreError, psycopg.Error) as exc:  # (before_commit raises store errors too)
+                if conn.closed:
                     error = self._lose(exc, conn)
                 else:
                     with contextlib.suppress(psycopg.Error):
                         conn.execute("ROLLBACK")
-                    error = translate(exc)
+                    error = exc if isinstance(exc, StoreError) else translate(exc)
         if error is not None:
             if not isinstance(error, StoreUnavailable):  # a lost connection has logged its own line
                 log.error("commit failed, the batch is rolled back error=%s", error)
