@@ -181,6 +181,9 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
         # reconnects on the event loop, and (without an event loop) when the next try is due.
         self._lost_at: float | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        # Set when someone learns that the server is back (another connection got through): the
+        # reconnecting task tries at once instead of finishing its back-off.
+        self._nudge: asyncio.Event | None = None
         self._next_try = 0.0
         self._delay = RECONNECT_FIRST_DELAY_S
         self._reader: PostgreSQLStore | None = None
@@ -365,7 +368,10 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
                 raise
             except psycopg.Error as exc:
                 self._try_failed(exc)
-                await asyncio.sleep(delay)
+                nudge = self._nudge = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await nudge.wait()
                 delay = min(delay * 2, RECONNECT_MAX_DELAY_S)
                 continue
             if self.is_closed():  # closed while connecting
@@ -394,7 +400,8 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
 
     async def wait_connected(self) -> None:
         """Check the loop's connection (when no unit is open) and return once it works, reconnected if
-        it had been lost. Callers bound the wait themselves."""
+        it had been lost (at once: callers come here because another connection got through). Callers
+        bound the wait themselves."""
         conn = self._conn
         if conn is not None and self._open_unit is None:
             try:
@@ -404,6 +411,8 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
                     self._lose(exc, conn)
         if self._conn is None and not self._closed:
             self._start_reconnecting()
+            if self._nudge is not None:
+                self._nudge.set()  # the caller got through to the server: try now
             if self._reconnecting is not None:
                 await asyncio.shield(self._reconnecting)
 

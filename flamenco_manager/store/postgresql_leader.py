@@ -10,6 +10,7 @@ While the server is away each replica logs that once, not at every try.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -28,6 +29,7 @@ class LeaderLock:
     """The advisory lock that elects one replica, on a connection of its own."""
 
     def __init__(self, store: PostgreSQLStore) -> None:
+        self.store = store
         self.url = store.url
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self.held = False
@@ -53,7 +55,19 @@ class LeaderLock:
                 return self._failed(again)
         self._failing = False
         self.held = bool(row and row[0])
+        if self.held:
+            await self._store_ready()
         return self.held
+
+    async def _store_ready(self) -> None:
+        """After a restart the lock may come back before the store's own connection: the loops about to
+        start would fail their first round. Wait (bounded) until the store works too."""
+        waiting = asyncio.ensure_future(self.store.wait_connected())
+        done, _ = await asyncio.wait({waiting}, timeout=CONNECT_TIMEOUT_S)
+        if not done:
+            waiting.cancel()
+        elif not waiting.cancelled() and waiting.exception() is not None:
+            log.warning("checking the store failed error=%s", waiting.exception())
 
     async def _try(self) -> tuple[object, ...] | None:
         if self._conn is None or self._conn.closed:

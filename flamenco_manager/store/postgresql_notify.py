@@ -106,6 +106,8 @@ class NotifyRelay:
         self._owe_missed = False
         self._send_failed = False
         self._catch_up: asyncio.TimerHandle | None = None
+        # Set when the store's connection is back: a listener backing off tries again at once.
+        self._nudge = asyncio.Event()
         store.before_commit = self._send_in_batch
         store.on_reconnect.append(self._store_back)
 
@@ -184,6 +186,7 @@ class NotifyRelay:
         self._pending.clear()
         self._owe_missed = True
         self._schedule_flush()
+        self._nudge.set()
         self._catch_up_soon()
 
     def _catch_up_soon(self) -> None:
@@ -260,7 +263,10 @@ class NotifyRelay:
                     )
                 else:
                     log.debug("replica events reconnect failed error=%s", first_line(exc))
-                await asyncio.sleep(delay)
+                self._nudge.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._nudge.wait()
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
     async def _after_reconnect(self) -> None:
