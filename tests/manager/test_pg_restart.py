@@ -432,3 +432,20 @@ async def test_replica_that_missed_news_catches_up(
         assert response.content.at_eof()
     finally:
         response.close()
+
+
+async def test_replica_whose_store_lost_its_session_tells_the_others(
+    replicas: tuple[Farm, Farm], server: postgresql.PostgresServer
+) -> None:
+    """Only A's store session is cut: news A sent meanwhile may not have gone out, so once A's store is
+    back it tells B, whose browsers then refetch."""
+    a, b = replicas
+    response = await b.client.session.get(f"{b.client.base}{API}/events?topics=workers")
+    try:
+        assert response.status == 200
+        _terminate(server, _store(a).conn.info.backend_pid)
+        await _serves(a)
+        await asyncio.wait_for(response.content.read(), PROMPT)
+        assert response.content.at_eof()
+    finally:
+        response.close()
