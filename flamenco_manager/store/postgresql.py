@@ -209,15 +209,15 @@ class PostgreSQLStore(WorkerQueries, JobQueries):
 
     @property
     def conn(self) -> Connection:
-        """The session's connection; while it is lost, `StoreUnavailable` (and reconnecting starts)."""
+        """The session's connection; while it is lost, `StoreUnavailable` (and reconnecting starts).
+
+        A connection that died unnoticed is returned as it is (asking libpq costs more than the rest of
+        this on every statement): its next statement fails, and that failure lets go of it."""
         conn = self._conn
         if conn is not None:
-            if not conn.closed and (self._open_unit is None or not self._open_unit.lost):
+            if self._open_unit is None or not self._open_unit.lost:
                 return conn
-            if conn.closed:
-                self._lose(None, conn)
-            else:
-                raise self._unavailable()  # a unit begun on the lost connection must not go on here
+            raise self._unavailable()  # a unit begun on the lost connection must not go on here
         return self._reconnect_or_fail()
 
     @conn.setter
