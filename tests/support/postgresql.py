@@ -16,6 +16,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -115,10 +116,16 @@ class PostgresServer:
             action,
         )
 
-    def restart(self) -> None:
+    def restart(self, *, down_for: float = 0.0) -> None:
         """Restart the server as an operator would (`pg_ctl restart -m fast`): every session ends (its
-        client finds the connection dropped) and the server comes back on the same socket and settings."""
-        self._pg_ctl("restart", "-m", "fast")
+        client finds the connection dropped) and the server comes back on the same socket and settings.
+        With `down_for`, it stays stopped that many seconds in between (an outage, not a blip)."""
+        if not down_for:
+            self._pg_ctl("restart", "-m", "fast")
+            return
+        self._pg_ctl("stop", "-m", "fast")
+        time.sleep(down_for)
+        self._pg_ctl("start")
 
     def stop(self) -> None:
         if self._started:
