@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "flamenco_events"
 # PostgreSQL refuses payloads of 8000 bytes or more; this leaves room for the header.
 PAYLOAD_LIMIT = 7900
-# After losing the listening connection, wait this long before reconnecting (the server may be restarting),
-# doubling after each failed try up to RECONNECT_MAX_DELAY: a server that stays away is not hammered.
+# After losing the listening connection, wait this long before reconnecting: a restarting server is back
+# within a second or two, and news is missed for as long as the listener is away.
 RECONNECT_DELAY = 0.25
+# Each failed try doubles the wait up to this: a server that stays away is not hammered.
 RECONNECT_MAX_DELAY = 2.0
 # A server restart takes the listener and the store's connection together: catch up once for both.
 CATCH_UP_DELAY = 0.2
