@@ -76,6 +76,12 @@ async def test_a_farm_is_copied_whole_and_an_occupied_database_refused(
     task = (await other.fetch()).body
     await other.update(task["uuid"], taskStatus="failed")
     await farm.client.post(f"{API}/jobs/{jobs[2]['id']}/setstatus", {"status": "paused", "reason": "t"})
+    # Last-seen times the requests above left pending are written now, not by the periodic flush
+    # while the copy reads the file.
+    farm.manager.workers.flush_seen()
+    written = farm.manager.store.committed()
+    if written is not None:
+        await written
     sqlite_file = farm.manager.config.database
     expected = _snapshot(farm.manager.store)
     farm_jobs = farm.manager.store.list_jobs()
