@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SUBNET_V4 = "10.231.0"
 SUBNET_V6 = "fd31:5e7::"
@@ -111,3 +113,42 @@ class PrivateLan:
         for name in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30, check=False)
         self._namespaces.clear()
+
+
+@dataclass
+class NsProcess:
+    """A child process inside a node's namespace, its output in a log file."""
+
+    node: Node
+    args: list[str]
+    log_path: Path
+    env: dict[str, str]
+    cwd: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NsProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its lifetime
+        self.proc = subprocess.Popen(
+            self.node.command(*self.args),
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
