@@ -100,7 +100,7 @@ class ManagerDiscovery:
         started = time.monotonic()
         if current is None:
             log.info("discovery: no manager_url configured; searching the LAN for a Manager (SSDP)")
-            self._worker.set_detail(SEARCHING)
+            self._worker.set_detail(self._with_refused(SEARCHING))
         rounds = 0
         while True:
             found = await find_manager(first=first, exclude=self._refused_now(), within=SEARCH_ROUND)
@@ -111,7 +111,13 @@ class ManagerDiscovery:
             text = f"searching the LAN for a Manager (SSDP); none answered in {waited / 60:.0f} min"
             if rounds == 1:
                 log.warning("discovery: %s; still searching (set manager_url to skip discovery)", text)
-            self._worker.set_detail(text)
+            self._worker.set_detail(self._with_refused(text))
+
+    def _with_refused(self, text: str) -> str:
+        refused = sorted(self._refused_now())
+        if not refused:
+            return text
+        return f"{text}; not joining {', '.join(refused)} (refused this worker's credentials)"
 
     def _refused_now(self) -> set[str]:
         now = time.monotonic()

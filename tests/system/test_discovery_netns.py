@@ -8,6 +8,7 @@ workers: no manager_url, no file at all.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 import time
@@ -186,13 +187,17 @@ def _seconds_between(log: str, first: str, then: str) -> float:
     return stamp(then) - stamp(first)
 
 
+def _signed_on(proc: NsProcess) -> bool:
+    return "signed on at Manager" in proc.log()
+
+
 def test_two_unconfigured_workers_find_the_manager_within_3s(site: Site) -> None:
     manager_node = site.lan.add_node("mgr")
     nodes = [site.lan.add_node("wa"), site.lan.add_node("wb")]
     site.manager(manager_node)
     workers = [site.worker(node, f"w-{index}") for index, node in enumerate(nodes)]
     for proc, notify in workers:
-        wait_for(lambda proc=proc: "signed on at Manager" in proc.log(), 20, "sign-on")
+        wait_for(functools.partial(_signed_on, proc), 20, "sign-on")
         log = proc.log()
         assert _seconds_between(log, "searching the LAN for a Manager", "discovery: found Manager") <= 3.0, (
             log
