@@ -147,9 +147,9 @@ class SignOn:
         self._signed_on = True
         self._needed = False
         self._trouble.clear()
-        log.info("signed on at Manager %s as worker %s", self._client.url, self._creds.worker_id)
-        if self._guard is not None:
+        if self._guard is not None:  # remembered before the log line says so
             self._guard.signed_on(self._client.url, self._creds.worker_id)
+        log.info("signed on at Manager %s as worker %s", self._client.url, self._creds.worker_id)
         try:
             return WorkerStatus(requested)
         except ValueError:

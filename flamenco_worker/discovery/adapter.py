@@ -40,7 +40,8 @@ SEARCH_ROUND = 60.0
 #: A Manager that refused our credentials is not tried again for this long (it answers every search).
 REFUSED_HOLD = 600.0
 
-SEARCHING = "searching the LAN for a Manager (SSDP); none answered yet"
+SEARCHING_WHERE = "searching the LAN for a Manager (SSDP, and this machine)"
+SEARCHING = f"{SEARCHING_WHERE}; none answered yet"
 
 
 class ManagerDiscovery:
@@ -99,7 +100,7 @@ class ManagerDiscovery:
             first.append(Candidate(self._remembered.url, "remembered"))
         started = time.monotonic()
         if current is None:
-            log.info("discovery: no manager_url configured; searching the LAN for a Manager (SSDP)")
+            log.info("discovery: no manager_url configured; %s", SEARCHING_WHERE)
             self._worker.set_detail(self._with_refused(SEARCHING))
         rounds = 0
         while True:
@@ -108,7 +109,7 @@ class ManagerDiscovery:
                 return found
             rounds += 1
             waited = time.monotonic() - started
-            text = f"searching the LAN for a Manager (SSDP); none answered in {waited / 60:.0f} min"
+            text = f"{SEARCHING_WHERE}; none answered in {waited / 60:.0f} min"
             if rounds == 1:
                 log.warning("discovery: %s; still searching (set manager_url to skip discovery)", text)
             self._worker.set_detail(self._with_refused(text))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,7 +15,7 @@ from aiohttp import web
 import flamenco_worker.discovery as discovery
 from flamenco_worker.config import WorkerSettings
 from flamenco_worker.credentials import Credentials, load_credentials, save_credentials
-from flamenco_worker.discovery import find_manager
+from flamenco_worker.discovery import find_manager, local
 from flamenco_worker.discovery.adapter import ManagerDiscovery
 from flamenco_worker.discovery.candidates import Candidate
 from flamenco_worker.discovery.remembered import Remembered, load_remembered, remembered_path, save_remembered
@@ -194,3 +195,20 @@ async def test_the_remembered_manager_refusing_credentials_is_joined_anew(
     finally:
         await rig.close()
         await manager.stop()
+
+
+async def test_this_machine_is_asked_with_back_off_until_stopped() -> None:
+    stop = asyncio.Event()
+    seen: list[tuple[float, Candidate]] = []
+    loop = asyncio.get_running_loop()
+
+    async def collect() -> None:
+        async for candidate in local.find(stop):
+            seen.append((loop.time(), candidate))
+            if len(seen) == 3:
+                stop.set()
+
+    await asyncio.wait_for(collect(), 10)
+    assert [c for _, c in seen] == [Candidate("http://localhost:8080/", "local")] * 3
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
+    assert gaps[0] >= local.FIRST_INTERVAL * 0.9 and gaps[1] >= gaps[0] * 1.5, gaps
