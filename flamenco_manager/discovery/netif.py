@@ -1,7 +1,7 @@
 """This machine's interface addresses, read from the kernel without extra packages (Linux).
 
-IPv4: one `SIOCGIFADDR` ioctl per interface (the primary address, which is what a LAN peer reaches);
-IPv6: `/proc/net/if_inet6`. Loopback and interfaces that are down are left out.
+Interfaces: /proc/net/dev; IPv4: one `SIOCGIFADDR` ioctl per interface (the primary address, which is
+what a LAN peer reaches); IPv6: `/proc/net/if_inet6`. Loopback and interfaces that are down are left out.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ _SIOCGIFFLAGS = 0x8913
 _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
 _IF_INET6 = Path("/proc/net/if_inet6")
+_NET_DEV = Path("/proc/net/dev")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +43,26 @@ def _flags(sock: socket.socket, name: str) -> int:
     return int(struct.unpack("H", packed[16:18])[0])
 
 
+def _interface_names() -> list[str]:
+    """From /proc/net/dev (this network namespace's), which needs no netlink socket: the Manager's unit
+    allows only AF_UNIX, AF_INET and AF_INET6."""
+    try:
+        lines = _NET_DEV.read_text().splitlines()[2:]
+    except OSError:
+        return []
+    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
+
+
 def interface_addresses() -> list[InterfaceAddress]:
     """Non-loopback addresses of interfaces that are up, IPv4 first, in interface order."""
     found4: list[InterfaceAddress] = []
     found6: list[InterfaceAddress] = []
     usable: dict[str, int] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for index, name in socket.if_nameindex():
+        for name in _interface_names():
             try:
                 flags = _flags(sock, name)
+                index = socket.if_nametoindex(name)
             except OSError:
                 continue
             if not flags & _IFF_UP or flags & _IFF_LOOPBACK:
