@@ -15,6 +15,7 @@ from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load
 from flamenco_worker.credentials import load_credentials
 from flamenco_worker.dbus_service import BUS_NAME, DbusService
 from flamenco_worker.discovery.adapter import ManagerDiscovery
+from flamenco_worker.discovery.remembered import load_remembered
 from flamenco_worker.instance import bus_name
 from flamenco_worker.link import ManagerLink
 from flamenco_worker.logs import set_level
@@ -172,11 +173,17 @@ class Daemon:
 
 async def flush_and_sign_off(settings: WorkerSettings) -> int:
     """`-flush`: deliver queued task updates, sign off, exit (75 when updates remain)."""
-    if not settings.manager_url:
-        raise ConfigError("flag -flush: no Manager URL configured (manager_url / -manager)")
+    urls = settings.manager_urls
+    if not urls:  # discovery: the Manager this worker last signed on at
+        remembered = load_remembered(settings.flamenco_home)
+        if remembered is None:
+            raise ConfigError(
+                "flag -flush: no Manager URL configured (manager_url / -manager); discovery found none yet"
+            )
+        urls = (remembered.url,)
     creds = load_credentials(settings.flamenco_home)
     outbox = Outbox(settings.flamenco_home, required=True)
-    client = ManagerClient(settings.manager_urls)
+    client = ManagerClient(urls)
     try:
         queued = len(outbox)
         if creds is None:

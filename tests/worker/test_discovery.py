@@ -212,3 +212,19 @@ async def test_this_machine_is_asked_with_back_off_until_stopped() -> None:
     assert [c for _, c in seen] == [Candidate("http://localhost:8080/", "local")] * 3
     gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
     assert gaps[0] >= local.FIRST_INTERVAL * 0.9 and gaps[1] >= gaps[0] * 1.5, gaps
+
+
+def test_flush_without_a_manager_url_uses_the_remembered_manager(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {"FLAMENCO_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    args = [sys.executable, "-m", "flamenco_worker", "-config", str(tmp_path / "w.yaml"), "-flush"]
+    (tmp_path / "w.yaml").write_text("dbus: off\n")
+    nothing = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert nothing.returncode == 78 and "discovery found none yet" in nothing.stderr, nothing.stderr
+    save_remembered(tmp_path / "home", Remembered(DEAD_URL, "w-1", "ssdp"))
+    remembered = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    # no credentials and nothing queued: done at once, without asking the (absent) Manager
+    assert remembered.returncode == 0, remembered.stderr
+    assert "never registered" in remembered.stderr
