@@ -21,6 +21,7 @@ Rules this module keeps (it runs only when no `manager_url` is configured):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 #: Calls failing this long mean the Manager is gone from its address; a restart in place takes less.
 REDISCOVER_AFTER = 10.0
-#: One search round; after an empty round the status line and the log say so, and the search goes on.
+#: How often a search that found nothing yet updates the status line (the log says it once).
 SEARCH_ROUND = 60.0
 #: A Manager that refused our credentials is not tried again for this long (it answers every search).
 REFUSED_HOLD = 600.0
@@ -93,26 +94,36 @@ class ManagerDiscovery:
                     self._use(found)
 
     async def _search(self, current: str | None = None) -> FoundManager:
+        """One continuous search (its back-off is the finders'); the status line tells how long it takes."""
         first: list[Candidate] = []
         if current:
-            first.append(Candidate(current, "configured"))
+            first.append(Candidate(current, "remembered"))  # the URL in use: kept if it is back
         if self._remembered is not None and self._remembered.url != current:
             first.append(Candidate(self._remembered.url, "remembered"))
         started = time.monotonic()
         if current is None:
             log.info("discovery: no manager_url configured; %s", SEARCHING_WHERE)
             self._worker.set_detail(self._with_refused(SEARCHING))
-        rounds = 0
-        while True:
-            found = await find_manager(first=first, exclude=self._refused_now(), within=SEARCH_ROUND)
-            if found is not None:
+        search = asyncio.ensure_future(find_manager(first=first, exclude=self._refused_now()))
+        try:
+            while True:
+                try:
+                    found = await asyncio.wait_for(asyncio.shield(search), SEARCH_ROUND)
+                except TimeoutError:
+                    waited = time.monotonic() - started
+                    text = f"{SEARCHING_WHERE}; none answered in {waited / 60:.0f} min"
+                    if waited < 1.5 * SEARCH_ROUND:
+                        log.warning(
+                            "discovery: %s; still searching (set manager_url to skip discovery)", text
+                        )
+                    self._worker.set_detail(self._with_refused(text))
+                    continue
+                assert found is not None  # no time limit: it returns only with a Manager
                 return found
-            rounds += 1
-            waited = time.monotonic() - started
-            text = f"{SEARCHING_WHERE}; none answered in {waited / 60:.0f} min"
-            if rounds == 1:
-                log.warning("discovery: %s; still searching (set manager_url to skip discovery)", text)
-            self._worker.set_detail(self._with_refused(text))
+        finally:
+            search.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await search
 
     def _with_refused(self, text: str) -> str:
         refused = sorted(self._refused_now())
