@@ -104,10 +104,11 @@ class SignOn:
 
     async def sign_on(self) -> WorkerStatus:
         """Sign on (registering first if needed); retries until the Manager answers. Returns its request."""
+        await self._client.url_known()  # discovery may still be searching (it owns the status line then)
         self._worker.set_detail(f"signing on at Manager {self._client.where}")
         while True:
             settings = self._worker.settings  # a reload may change the Manager while we retry
-            await self._client.url_known()  # discovery may still be searching
+            await self._client.url_known()  # after a refusal, discovery searches on
             try:
                 if self._creds is None:
                     self._creds = load_credentials(settings.flamenco_home) or await self._register()
