@@ -22,6 +22,7 @@ from flamenco_manager import __version__, buildinfo, logsetup
 from flamenco_manager.api import build_app
 from flamenco_manager.api.slow_clients import GuardedAppRunner
 from flamenco_manager.config import ConfigError, ManagerConfig, database_for_log, load_config, parse_listen
+from flamenco_manager.discovery import Announcers, start_announcing
 from flamenco_manager.services import Manager, job_types_of
 from flamenco_manager.services.job_type_check import check_scripts, read_check_settings, table
 from flamenco_manager.store import StoreError, is_postgresql
@@ -164,6 +165,7 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
     # SIGHUP only asks; _reload_when_asked() does the reading, one reload at a time.
     loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
     reloader: asyncio.Task[None] | None = None
+    announcers: Announcers | None = None
 
     app = build_app(manager)
     # The access log costs ~25 µs per request even when filtered out, so it only exists with -debug.
@@ -183,6 +185,8 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
             database_for_log(config.database),
             __version__,
         )
+        if config.autodiscoverable:
+            announcers = await start_announcing(config.listen_host, _bound_port(runner, config))
         tune_gc()
         notify.send("READY=1", f"STATUS=listening on {config.listen}")
         notify.start_watchdog()
@@ -191,6 +195,8 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
         notify.send("STOPPING=1")
         manager.stop_holding()
     finally:
+        if announcers is not None:
+            await announcers.close()  # byebye before the HTTP side goes
         if reloader is not None:
             reloader.cancel()  # awaited after the HTTP side is closed, which starts at once as before
         await _cleanup_unless_forced(runner, forced)
@@ -246,6 +252,14 @@ def _make_runner(app: web.Application, access_log: logging.Logger | None) -> web
     if GRACE_ON_RUNNER:
         return GuardedAppRunner(app, access_log=access_log, shutdown_timeout=SHUTDOWN_GRACE)
     return GuardedAppRunner(app, access_log=access_log)
+
+
+def _bound_port(runner: web.AppRunner, config: ManagerConfig) -> int:
+    """The port the site listens on: the configured one, or the one the kernel chose for port 0."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
+            return address[1]
+    return config.listen_port
 
 
 def _make_site(runner: web.AppRunner, config: ManagerConfig) -> web.TCPSite:

@@ -90,6 +90,7 @@ _USED_KEYS = frozenset(
         "scripts_dir",
         "job_script_memory_limit",
         "javascript_engine",
+        "autodiscoverable",
         *_DURATION_KEYS,
     }
 )
@@ -97,7 +98,7 @@ _USED_KEYS = frozenset(
 API_TOKEN_MIN_LENGTH = 16
 _TOKEN_SHAPE = re.compile(rf"[A-Za-z0-9._~+/=-]{{{API_TOKEN_MIN_LENGTH},}}")
 # Keys of Flamenco's configuration for features this Manager does not have; accepted without comment.
-_IGNORED_FLAMENCO_KEYS = frozenset({"database_check_period", "autodiscoverable", "shaman", "mqtt"})
+_IGNORED_FLAMENCO_KEYS = frozenset({"database_check_period", "shaman", "mqtt"})
 
 
 def _default_variables() -> Variables:
@@ -136,6 +137,8 @@ class ManagerConfig:
     # Hidden, for tests and benchmarks only (not in the README's list): seconds between farm-overview
     # samples, so a test sees charts move within seconds instead of minutes.
     farm_history_interval: float = DEFAULT_FARM_HISTORY_INTERVAL
+    # Flamenco's key: announce this Manager on the LAN (UPnP/SSDP) so workers find it unconfigured.
+    autodiscoverable: bool = True
 
     @property
     def listen(self) -> str:
@@ -411,6 +414,9 @@ class _Loader:
                     f"{describe(flamenco_version)} is not a Flamenco 3 release like 3.7 or 3.3.1",
                 )
             values["flamenco_version"] = flamenco_version
+        autodiscoverable = self._get("autodiscoverable", lambda v: isinstance(v, bool), "true or false")
+        if autodiscoverable is not None:
+            values["autodiscoverable"] = autodiscoverable
         values["variables"] = self._variables(values.get("shared_storage_path", ""))
         token = self._api_token()
         if token:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from flamenco_worker.config import ConfigError, WorkerSettings, load_settings
 from flamenco_worker.daemon import Daemon, flush_and_sign_off
+from flamenco_worker.discovery import find_manager
 from flamenco_worker.flags import parse_command_line, version_text
 from flamenco_worker.logs import set_level, setup_logging
 from flamenco_worker.outbox import OutboxError
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     set_level(settings.log_level)
 
     try:
+        if command_line.find_manager:
+            return asyncio.run(print_found_manager(command_line.find_manager_timeout))
         if command_line.flush:
             return asyncio.run(flush_and_sign_off(settings))
         log_restartability(settings)
@@ -54,6 +57,19 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     except Exception:
         log.exception("the worker crashed")
         return ExitCode.CRASH
+
+
+async def print_found_manager(within: float) -> int:
+    """`-find-manager`: search the LAN, print the first Manager that answers; 0 found, 1 none."""
+    found = await find_manager(within=within)
+    if found is None:
+        print(f"flamenco-worker: no Flamenco Manager answered within {within:g}s", file=sys.stderr)
+        return 1
+    print(found.url)
+    log.info(
+        "found Manager name=%r version=%s at %s (%s)", found.name, found.version, found.url, found.source
+    )
+    return ExitCode.OK
 
 
 def log_restartability(settings: WorkerSettings) -> None:

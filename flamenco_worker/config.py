@@ -56,6 +56,8 @@ class WorkerSettings:
     instance: str = ""
     #: Variables task processes get on top of the worker's environment (`environment:`).
     environment: Environment = ()
+    #: Without a manager_url: search the LAN for a Manager (true), or wait idle without one (false).
+    discovery: bool = True
 
     @property
     def restartable(self) -> bool:
@@ -172,6 +174,12 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
+def check_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {describe_type(value)}")
+    return value
+
+
 def check_dbus(value: Any) -> str:
     """system, session or off; `off`, `no` and `false` (YAML's booleans, or as text) all mean off."""
     if value in _DBUS_OFF_SPELLINGS or (isinstance(value, str) and value.strip().lower() in ("no", "false")):
@@ -192,6 +200,7 @@ YAML_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "log_level": ("log_level", _choice(LOG_LEVELS)),
     "oom_score_adjust": ("oom_score_adjust", check_oom_score_adjust),
     "environment": ("environment", check_environment),
+    "discovery": ("discovery", check_bool),
 }
 
 
@@ -307,6 +316,12 @@ def load_settings(flags: FlagValues, env: Mapping[str, str]) -> WorkerSettings:
             values["worker_name"] = check_worker_name(env["FLAMENCO_WORKER_NAME"])
         except ValueError as exc:
             raise ConfigError(f"environment FLAMENCO_WORKER_NAME: {exc}") from None
+
+    if env.get("FLAMENCO_WORKER_DISCOVERY"):
+        text = env["FLAMENCO_WORKER_DISCOVERY"].strip().lower()
+        if text not in ("true", "false"):
+            raise ConfigError(f"environment FLAMENCO_WORKER_DISCOVERY: must be true or false, not {text!r}")
+        values["discovery"] = text == "true"
 
     if flags.manager is not None:
         # One flag reads as the key's string (an empty one means none); repeated, as its list.

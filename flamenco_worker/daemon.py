@@ -14,6 +14,8 @@ from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
 from flamenco_worker.credentials import load_credentials
 from flamenco_worker.dbus_service import BUS_NAME, DbusService
+from flamenco_worker.discovery.adapter import ManagerDiscovery
+from flamenco_worker.discovery.remembered import load_remembered
 from flamenco_worker.instance import bus_name
 from flamenco_worker.link import ManagerLink
 from flamenco_worker.logs import set_level
@@ -32,12 +34,12 @@ log = logging.getLogger(__name__)
 LIVE_SETTINGS = frozenset({"manager_urls", "worker_name", "restart_exit_code", "log_level"})
 
 
+NO_MANAGER = "no Manager URL configured (manager_url / -manager) and discovery: false"
+
 #: `-flush` gives up after this long without emptying the queue.
 FLUSH_TIMEOUT = 60.0
 #: Exit code of `-flush` when updates remain queued (EX_TEMPFAIL: try again later).
 EXIT_FLUSH_INCOMPLETE = 75
-
-NO_MANAGER = "no Manager URL configured (manager_url / -manager)"
 
 
 class Daemon:
@@ -46,10 +48,18 @@ class Daemon:
     ) -> None:
         self._flags = flags
         self._env = env
-        self._link = ManagerLink(settings) if settings.manager_url else None
+        self._link = ManagerLink(settings)
         self.worker = Worker(settings, task_source=self._link)
-        if self._link is not None:
-            self._link.attach(self.worker)
+        self._link.attach(self.worker)
+        # No manager_url: search the LAN for one (see flamenco_worker.discovery.adapter).
+        self._discovery = (
+            ManagerDiscovery(self._link.client, self.worker, settings.flamenco_home)
+            if not settings.manager_url and settings.discovery
+            else None
+        )
+        self._idle = not settings.manager_url and not settings.discovery
+        if self._discovery is not None:
+            self._link.parts.signon.guard_with(self._discovery)
         self._notifier = SystemdNotifier(self.worker, env)
         self._signals = SignalAdapter(self.worker, self.reload)
         self._dbus = (
@@ -65,17 +75,22 @@ class Daemon:
     async def run(self) -> int:
         worker = self.worker
         connecting: asyncio.Task[None] | None = None
+        discovering: asyncio.Task[None] | None = None
         self._signals.install()  # before READY=1: a stop right after start must be handled
         try:
             if self._dbus is not None:
                 await self._dbus.start()
             self._notifier.start()
-            if self._link is not None:
-                connecting = asyncio.get_running_loop().create_task(self._connect(self._link))
-            else:
-                log.warning("no Manager URL configured (manager_url / -manager): nothing to do but wait")
+            if self._idle:
+                log.warning("no Manager URL configured and discovery: false: nothing to do but wait")
                 worker.set_detail(NO_MANAGER)
                 worker.request_status(WorkerStatus.AWAKE, lazy=False, origin=Origin.STARTUP)
+            else:
+                if self._discovery is not None:
+                    discovering = asyncio.get_running_loop().create_task(
+                        self._discovery.run(), name="discovery"
+                    )
+                connecting = asyncio.get_running_loop().create_task(self._connect(self._link))
             self._notifier.ready()
             log.info(
                 "worker=%s%s ready: %s",
@@ -96,8 +111,9 @@ class Daemon:
             self._notifier.stopping()
             if connecting is not None:
                 await cancel_and_wait(connecting)
-            if self._link is not None:
-                await self._link.close()
+            if discovering is not None:
+                await cancel_and_wait(discovering)
+            await self._link.close()
             if self._dbus is not None:
                 await self._dbus.close()
             await self._notifier.close()
@@ -141,26 +157,33 @@ class Daemon:
             log.error("reload: %s; keeping the running settings", exc)
             return
         changed = {f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)}
-        live = LIVE_SETTINGS if self._link is not None else LIVE_SETTINGS - {"manager_urls"}
+        live = LIVE_SETTINGS
+        if not new.manager_urls and old.manager_urls:
+            live = LIVE_SETTINGS - {"manager_urls"}  # discovery starts with the process, not on reload
         later = changed - live
         if later:
             log.warning("reload: %s changed; takes effect after a restart", ", ".join(sorted(later)))
         applied = dataclasses.replace(new, **{name: getattr(old, name) for name in later})
         set_level(applied.log_level)
         self.worker.update_settings(applied)
-        if self._link is not None:
-            self._link.retarget(applied)
+        self._link.retarget(applied)
         now = sorted(changed & live)
         log.info("reload: config=%s applied %s", applied.config_path, ", ".join(now) if now else "no changes")
 
 
 async def flush_and_sign_off(settings: WorkerSettings) -> int:
     """`-flush`: deliver queued task updates, sign off, exit (75 when updates remain)."""
-    if not settings.manager_url:
-        raise ConfigError("flag -flush: no Manager URL configured (manager_url / -manager)")
+    urls = settings.manager_urls
+    if not urls:  # discovery: the Manager this worker last signed on at
+        remembered = load_remembered(settings.flamenco_home)
+        if remembered is None:
+            raise ConfigError(
+                "flag -flush: no Manager URL configured (manager_url / -manager); discovery found none yet"
+            )
+        urls = (remembered.url,)
     creds = load_credentials(settings.flamenco_home)
     outbox = Outbox(settings.flamenco_home, required=True)
-    client = ManagerClient(settings.manager_urls)
+    client = ManagerClient(urls)
     try:
         queued = len(outbox)
         if creds is None:

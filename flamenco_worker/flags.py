@@ -12,7 +12,7 @@ from flamenco_worker.config import DBUS_CHOICES, RESTART_CODE_RANGE, ConfigError
 
 EPILOG = """\
 precedence: built-in defaults < flamenco-worker.yaml < flamenco-worker.d/NAME.yaml (with -instance NAME)
-            < environment (FLAMENCO_WORKER_NAME, FLAMENCO_HOME) < flags.
+            < environment (FLAMENCO_WORKER_NAME, FLAMENCO_HOME, FLAMENCO_WORKER_DISCOVERY) < flags.
 
 exit codes:
   0    shut down: requested by the Manager or over D-Bus, or SIGTERM/SIGINT (the task is handed back)
@@ -21,6 +21,7 @@ exit codes:
   1    crash (unexpected error; see the log)
   78   invalid configuration or flags (EX_CONFIG); one line on stderr names the file:line and key
   75   -flush could not deliver every queued task update (EX_TEMPFAIL)
+  -find-manager: 0 a Manager was found (its URL is printed), 1 none answered in time
 
 signals: SIGTERM/SIGINT abort the running task, hand it back and exit 0 (a second one exits at once,
          without handing the task back); SIGHUP re-reads the configuration file.
@@ -42,6 +43,8 @@ class CommandLine:
     flags: FlagValues
     show_version: bool = False
     flush: bool = False
+    find_manager: bool = False
+    find_manager_timeout: float = 60.0
 
 
 def _exit_code(text: str) -> int:
@@ -52,6 +55,20 @@ def _exit_code(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"must be a whole number from {low} to {high} (0: not restartable), not {text!r}"
         ) from None
+
+
+#: `-find-manager` gives up after this long (Flamenco: 1 min).
+FIND_MANAGER_TIMEOUT = 60.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to 3600, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="deliver queued task updates to the Manager, sign off and exit (75 if some remain)",
     )
+    add(
+        "-find-manager",
+        "--find-manager",
+        action="store_true",
+        help="search the LAN for a Manager (UPnP/SSDP), print its URL and exit: 0 found, 1 none",
+    )
+    add(
+        "-find-manager-timeout",
+        "--find-manager-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=FIND_MANAGER_TIMEOUT,
+        help=f"how long -find-manager searches (default {FIND_MANAGER_TIMEOUT:.0f})",
+    )
     add("-quiet", "--quiet", action="store_true", help="log warnings and errors only")
     add("-debug", "--debug", action="store_true", help="log debug messages too")
     return parser
@@ -133,7 +164,13 @@ def parse_command_line(argv: list[str]) -> CommandLine:
         log_level=log_level,
         instance=ns.instance,
     )
-    return CommandLine(flags=flags, show_version=ns.version, flush=ns.flush)
+    return CommandLine(
+        flags=flags,
+        show_version=ns.version,
+        flush=ns.flush,
+        find_manager=ns.find_manager,
+        find_manager_timeout=ns.find_manager_timeout,
+    )
 
 
 def version_text() -> str:

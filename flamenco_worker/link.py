@@ -24,6 +24,8 @@ Rules this module keeps:
   errors (see `manager_client`); credentials, the outbox and the running task stay as they are, since
   every part talks through that one client. The URL in use is reported to the core (D-Bus
   `ManagerURL`, the status line).
+* Without a configured URL the client starts with none; discovery (`flamenco_worker.discovery.adapter`)
+  gives it the URL of the Manager it found, and sign-on waits for that.
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ class ManagerLink:
         worker.on_transition(self._on_transition)
         worker.on_request(self._on_request)
         self.updates.on_reassigned(watch.task_taken_away)
+
+    @property
+    def client(self) -> ManagerClient:
+        """The one HTTP client every part talks through (discovery gives it its URL)."""
+        return self._client
 
     @property
     def parts(self) -> _Parts:

@@ -13,12 +13,16 @@ Several URLs are replicas of one Manager (they share its database, so the same c
   there counts at once) becomes the one in use; the switch is logged (`manager=OLD → NEW reason=…`)
   and told to the `on_switch` listeners. When none answers the call raises
   `ManagerUnreachable` and the URL in use stays; the caller backs off as it does for one Manager.
+* With no URL (none configured, discovery still searching) every call raises `ManagerUnreachable` at
+  once, and `url_known()` waits until `retarget()` gives one. `unreachable()` tells discovery when calls
+  stop getting through, so it can search for a Manager that moved.
 * Resending a call whose connection broke is safe: task updates carry an idempotency key, and the other
   calls ask or state something the Manager may hear twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -145,10 +149,8 @@ class MayKeepRunning:
 
 
 def _normalise(urls: str | Sequence[str]) -> tuple[str, ...]:
-    listed = (urls,) if isinstance(urls, str) else tuple(urls)
-    if not listed:
-        raise ValueError("a ManagerClient needs at least one URL")
-    return listed
+    """The URLs as a tuple; empty means none known yet (discovery will `retarget()` the client)."""
+    return (urls,) if isinstance(urls, str) else tuple(urls)
 
 
 def _taken_trace() -> aiohttp.TraceConfig:
@@ -191,11 +193,27 @@ class ManagerClient:
         self._switch_listeners: list[SwitchListener] = []
         self._authorization: str | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._has_url = asyncio.Event()
+        if self._urls:
+            self._has_url.set()
+        self._unreachable = asyncio.Event()  # set while calls fail to connect anywhere
 
     @property
     def url(self) -> str:
-        """The URL in use, as configured."""
-        return self._urls[self._current]
+        """The URL in use, as configured (or found); "" while none is known."""
+        return self._urls[self._current] if self._urls else ""
+
+    async def url_known(self) -> None:
+        """Return once the client has a URL to call."""
+        await self._has_url.wait()
+
+    async def unreachable(self) -> None:
+        """Return once a call found no Manager at any URL (cleared by the next HTTP answer)."""
+        await self._unreachable.wait()
+
+    @property
+    def is_unreachable(self) -> bool:
+        return self._unreachable.is_set()
 
     @property
     def base_url(self) -> str:
@@ -205,6 +223,8 @@ class ManagerClient:
     @property
     def where(self) -> str:
         """Where calls go, for messages: the URL, or all of them when there are several."""
+        if not self._urls:
+            return "(not found yet)"
         return self.url if len(self._urls) == 1 else "any of " + ", ".join(self._urls)
 
     def on_switch(self, listener: SwitchListener) -> None:
@@ -217,6 +237,11 @@ class ManagerClient:
             return False
         old = self.url
         self._urls, self._current = new, 0
+        self._unreachable.clear()
+        if new:
+            self._has_url.set()
+        else:
+            self._has_url.clear()
         if self.url != old:
             self._notify(old, self.url, "configuration reloaded")
         return True
@@ -272,6 +297,8 @@ class ManagerClient:
             total = wait + LONG_POLL_MARGIN
         timeout = aiohttp.ClientTimeout(total=total, connect=min(CONNECT_TIMEOUT, total))
         urls, first = self._urls, self._current
+        if not urls:
+            raise ManagerUnreachable(f"{method} {path}: no Manager found yet")
         index = first
         failures: list[str] = []
         while True:
@@ -297,9 +324,12 @@ class ManagerClient:
                 index = (index + 1) % len(urls)
                 if index != first:
                     continue
+                if urls is self._urls:
+                    self._unreachable.set()
                 raise ManagerUnreachable(_unreachable(f"{method} {path}", url, failures)) from None
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise ManagerUnreachable(f"{method} {path}: {_explain(exc)}") from None
+            self._unreachable.clear()
             if index != first:
                 self._switch(urls, first, index, failures[0])
             return response.status, body, response.headers

@@ -5,6 +5,9 @@
   `status_requested` is the answer.
 * A 403/401 at sign-on means the Manager does not know these credentials (worker deleted, another
   Manager): register as a new worker, save the new credentials, sign on with them.
+* A Manager found by discovery (not configured) is a stranger until signed on: when it refuses stored
+  credentials, the `SignOnGuard` decides whether registering anew there is allowed; when not, the guard
+  is told (discovery forgets that URL and searches on) and the sign-on waits for the next URL.
 * A 403 anywhere else only marks the sign-on as lost (`lost()`); the link signs on again before its next
   call — and registers anew if that sign-on is refused as well.
 * A reload that changes the Manager URLs, the name or the restart code also means signing on again.
@@ -21,9 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from flamenco_worker.config import WorkerSettings
-from flamenco_worker.credentials import Credentials, load_credentials, new_secret, save_credentials
+from flamenco_worker.credentials import (
+    Credentials,
+    credentials_path,
+    load_credentials,
+    new_secret,
+    save_credentials,
+)
 from flamenco_worker.manager_client import ManagerClient, ManagerUnreachable, Unauthorised, UnexpectedAnswer
 from flamenco_worker.pacing import SIGN_ON_RETRY
 from flamenco_worker.status import WorkerStatus
@@ -31,6 +41,17 @@ from flamenco_worker.trouble import Trouble, TroubleLog
 from flamenco_worker.worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+class SignOnGuard(Protocol):
+    """What discovery decides about Managers it found (see `flamenco_worker.discovery.adapter`)."""
+
+    def may_register_anew(self, url: str) -> bool: ...
+
+    def refused(self, url: str) -> None: ...
+
+    def signed_on(self, url: str, worker_id: str) -> None: ...
+
 
 #: Sign-off must not hold up shutdown for long (Flamenco: 3 s).
 SIGN_OFF_TIMEOUT = 3.0
@@ -50,6 +71,10 @@ class SignOn:
         self._creds: Credentials | None = None
         self._signed_on = False
         self._needed = True
+        self._guard: SignOnGuard | None = None
+
+    def guard_with(self, guard: SignOnGuard | None) -> None:
+        self._guard = guard
 
     @property
     def signed_on(self) -> bool:
@@ -79,9 +104,11 @@ class SignOn:
 
     async def sign_on(self) -> WorkerStatus:
         """Sign on (registering first if needed); retries until the Manager answers. Returns its request."""
+        await self._client.url_known()  # discovery may still be searching (it owns the status line then)
         self._worker.set_detail(f"signing on at Manager {self._client.where}")
         while True:
             settings = self._worker.settings  # a reload may change the Manager while we retry
+            await self._client.url_known()  # after a refusal, discovery searches on
             try:
                 if self._creds is None:
                     self._creds = load_credentials(settings.flamenco_home) or await self._register()
@@ -91,6 +118,18 @@ class SignOn:
                     settings.worker_name, list(settings.task_types), settings.restartable
                 )
             except Unauthorised:
+                guard = self._guard
+                if guard is not None and not guard.may_register_anew(self._client.url):
+                    log.error(
+                        "worker=%s the Manager found at %s does not know this worker's credentials; "
+                        "NOT registering there (it may be a stranger); searching on. To move this worker "
+                        "to that Manager, set manager_url or delete %s",
+                        self.worker_id or "?",
+                        self._client.url,
+                        credentials_path(settings.flamenco_home),
+                    )
+                    guard.refused(self._client.url)
+                    continue
                 log.warning(
                     "worker=%s the Manager at %s does not know this worker's credentials; "
                     "REGISTERING AS A NEW WORKER (the old entry can be removed in the web interface)",
@@ -109,6 +148,8 @@ class SignOn:
         self._signed_on = True
         self._needed = False
         self._trouble.clear()
+        if self._guard is not None:  # remembered before the log line says so
+            self._guard.signed_on(self._client.url, self._creds.worker_id)
         log.info("signed on at Manager %s as worker %s", self._client.url, self._creds.worker_id)
         try:
             return WorkerStatus(requested)

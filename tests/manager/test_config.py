@@ -131,6 +131,7 @@ def test_full_file(tmp_path: pathlib.Path) -> None:
         long_poll_max=20.0,
         timeout_check_interval=0.5,
         timeout_initial_delay=0.0,
+        autodiscoverable=False,
         variables=config.variables,
         source_path=path,
     )

@@ -47,6 +47,8 @@ class WorkerProcess:
             if not k.startswith(("DBUS_", "NOTIFY_", "WATCHDOG_", "JOURNAL_", "FLAMENCO_"))
         }
         env["FLAMENCO_HOME"] = str(self.workdir / "home")
+        # No LAN searches from tests on the host's network; discovery tests set it in private namespaces.
+        env["FLAMENCO_WORKER_DISCOVERY"] = "false"
         if self.bus is not None:
             key = "DBUS_SYSTEM_BUS_ADDRESS" if self.bus.kind == "system" else "DBUS_SESSION_BUS_ADDRESS"
             env[key] = self.bus.address

@@ -49,7 +49,11 @@ class ScriptedManager:
         app.router.add_post(f"{base}/task/{{task_id}}", self.update)
         app.router.add_get(f"{base}/task/{{task_id}}/may-i-run", self.may_i_run)
         app.router.add_post(f"{base}/task/{{task_id}}/output-produced", self.no_content)
+        app.router.add_get("/api/v3/version", self.version)
         return app
+
+    async def version(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": "3.7", "shortversion": "3.7", "name": "Scripted", "git": "x"})
 
     async def start(self) -> str:
         self.runner = web.AppRunner(self.app())

@@ -250,7 +250,7 @@ def test_shipped_example_is_valid_and_complete(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING):
         s = load_settings(FlagValues(config=example), {})
     assert caplog.text == ""
-    assert s.restart_exit_code == 47 and s.manager_url == "http://localhost:8080/"
+    assert s.restart_exit_code == 47 and s.manager_url == "" and s.discovery  # empty: find the Manager
 
 
 @pytest.mark.parametrize(
@@ -302,3 +302,36 @@ def test_start_up_log_says_whether_the_worker_is_restartable(
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "expected"),
+    [
+        ("", {}, True),
+        ("discovery: false\n", {}, False),
+        ("discovery: false\n", {"FLAMENCO_WORKER_DISCOVERY": "true"}, True),
+    ],
+)
+def test_discovery_setting_and_its_environment_override(
+    tmp_path: Path, yaml_text: str, env: dict[str, str], expected: bool
+) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml_text)
+    assert load_settings(FlagValues(config=path), env).discovery is expected
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "problem"),
+    [
+        ("discovery: maybe\n", {}, "w.yaml:1: discovery: must be true or false"),
+        ("", {"FLAMENCO_WORKER_DISCOVERY": "yes"}, "FLAMENCO_WORKER_DISCOVERY: must be true or false"),
+    ],
+)
+def test_bad_discovery_values_are_named(
+    tmp_path: Path, yaml_text: str, env: dict[str, str], problem: str
+) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(FlagValues(config=path), env)
+    assert problem in str(info.value)

@@ -64,6 +64,7 @@ def test_outsider_may_not_own_the_name(system_bus: PrivateBus, short_dir: Path, 
         "DBUS_SYSTEM_BUS_ADDRESS": system_bus.address,
         "NOTIFY_SOCKET": str(notify_socket.path),
         "FLAMENCO_HOME": str(short_dir / "home-nobody"),
+        "FLAMENCO_WORKER_DISCOVERY": "false",  # no LAN searches from tests on the host's network
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
