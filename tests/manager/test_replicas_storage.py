@@ -44,9 +44,9 @@ TASKS = 20
 
 
 async def _replica(
-    tmp_path: pathlib.Path, url: str, storage: pathlib.Path, session: aiohttp.ClientSession
+    tmp_path: pathlib.Path, url: str, storage: pathlib.Path, session: aiohttp.ClientSession, **config: Any
 ) -> tuple[Farm, web.AppRunner]:
-    manager = Manager(make_config(tmp_path, database=url, local_manager_storage_path=str(storage)))
+    manager = Manager(make_config(tmp_path, database=url, local_manager_storage_path=str(storage), **config))
     app = build_app(manager)
     runner = (
         web.AppRunner(app, shutdown_timeout=TEST_SHUTDOWN_GRACE) if GRACE_ON_RUNNER else web.AppRunner(app)
