@@ -41,7 +41,7 @@ from flamenco_manager.model import Job, JobStatus, TaskStatus
 from flamenco_manager.services.events import SUBSCRIBER_QUEUE_SIZE, Hub
 from flamenco_manager.services.statemachine import StateMachine
 from flamenco_manager.services.tasklogs import TaskLogs, job_dir
-from flamenco_manager.store import Store
+from flamenco_manager.store import Store, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ BACKLOG_POLL = 0.01
 # With replicas, a removed job's directory is removed again this much later: a log line another replica took
 # in just before the rows went reaches its file within milliseconds (its worker's answer waits for it).
 RESWEEP_DELAY = 5.0
+# A removal that found rows held by another writer (another replica's unit of writes marking the same jobs)
+# is tried again this much later, not at the next periodic check.
+BUSY_RETRY = 0.5
 # Statuses a mass delete leaves alone: a job still being submitted has not been answered to its submitter.
 _NOT_MASS_DELETED = (JobStatus.UNDER_CONSTRUCTION,)
 
@@ -112,6 +115,10 @@ class JobDeleter:
         self._in_progress: set[int] = set()
         self._wake = asyncio.Event()
         self._announce_wake = asyncio.Event()
+        # Set while nothing waits to be announced: removal waits for it, as the events of one loop turn
+        # of both together made turns too long.
+        self._announced = asyncio.Event()
+        self._announced.set()
         # Whether `run` removes jobs on this replica (it is one of the farm-wide loops).
         self._removing = False
         # Another replica marked jobs: look for them.
@@ -148,6 +155,7 @@ class JobDeleter:
         )
         self._to_announce.update(dict.fromkeys(marked))
         if marked:
+            self._announced.clear()
             self._announce_wake.set()
         return len(marked)
 
@@ -216,6 +224,7 @@ class JobDeleter:
                 _, uuids = self._resweeps.popleft()
                 await asyncio.to_thread(_remove_job_dirs, self.storage, uuids)
             if self._queued:
+                await self._announced.wait()
                 await self._guarded(self._delete_some)
 
     async def _guarded(self, step: Callable[[], Awaitable[object]]) -> None:
@@ -237,6 +246,8 @@ class JobDeleter:
             self._queue(batch)
         elif not self._to_announce:
             self.hub.jobs_marked_for_deletion()  # once all are announced (the remover's look is a query)
+        if not self._to_announce:
+            self._announced.set()
         await asyncio.sleep(0)
 
     async def _let_streams_catch_up(self) -> None:
@@ -250,6 +261,11 @@ class JobDeleter:
         self._in_progress.update(batch)
         try:
             await self._delete(batch)
+        except StoreBusy as exc:
+            # Jobs already removed are skipped when the batch comes round again.
+            log.warning("database busy while removing jobs, trying again jobs=%d error=%s", len(batch), exc)
+            self._queued = dict.fromkeys(batch) | self._queued
+            await asyncio.sleep(BUSY_RETRY)
         finally:
             self._in_progress.difference_update(batch)
 

@@ -19,6 +19,7 @@ from flamenco_manager.api import build_app
 from flamenco_manager.cli import GRACE_ON_RUNNER
 from flamenco_manager.services import ELECTION_RETRY, Manager, job_deleter, thumbnails
 from flamenco_manager.services.tasklogs import TaskLogs, job_dir
+from flamenco_manager.store import StoreBusy
 from tests.manager.conftest import (
     API,
     PG_TEMPLATE,
@@ -326,4 +327,33 @@ async def test_mass_delete_on_the_replica_that_does_not_remove_is_prompt(
     await asyncio.to_thread(late.sync)
     assert job_dir(storage, jobs[0]["id"]).exists()
     await eventually(lambda: not job_dir(storage, jobs[0]["id"]).exists(), within=short_resweep + PROMPT)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_removal_held_up_by_another_replicas_writes_is_retried_soon(
+    replicas: tuple[Farm, Farm], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B's unit of writes may hold a job's row A removes (B marking it too): A tries again at once, not at
+    the periodic check a minute later, and logs no error."""
+    a, b = replicas
+    store = a.manager.store
+    real = store.delete_tasks_of_job
+    busy = [True]
+
+    def held_once(job_id: int, limit: int) -> int:
+        if busy.pop() if busy else False:
+            raise StoreBusy("canceling statement due to lock timeout")
+        return real(job_id, limit)
+
+    monkeypatch.setattr(store, "delete_tasks_of_job", held_once)
+    caplog.set_level(logging.WARNING, logger="flamenco_manager")
+    job = await b.submit_echo()
+    assert (await b.client.delete(f"{API}/jobs/{job['id']}")).status == 204
+
+    async def gone() -> bool:
+        return (await a.client.get(f"{API}/jobs/{job['id']}")).status == 404
+
+    await eventually(gone, within=job_deleter.BUSY_RETRY + PROMPT)
+    assert not busy
+    assert any("database busy while removing jobs" in r.getMessage() for r in caplog.records)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
