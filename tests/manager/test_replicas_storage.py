@@ -18,6 +18,7 @@ from aiohttp import web
 from flamenco_manager.api import build_app
 from flamenco_manager.cli import GRACE_ON_RUNNER
 from flamenco_manager.services import ELECTION_RETRY, Manager, job_deleter, thumbnails
+from flamenco_manager.services.events import Hub
 from flamenco_manager.services.tasklogs import TaskLogs, job_dir
 from flamenco_manager.store import StoreBusy
 from tests.manager.conftest import (
@@ -357,3 +358,19 @@ async def test_removal_held_up_by_another_replicas_writes_is_retried_soon(
     assert not busy
     assert any("database busy while removing jobs" in r.getMessage() for r in caplog.records)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_single_manager_keeps_log_files_open_until_released(tmp_path: pathlib.Path) -> None:
+    """Without replicas files stay open between chunks (cheaper); before a job's directory is removed they
+    are closed (an NFS client cannot remove a directory holding a file it has open)."""
+    logs = TaskLogs(tmp_path, Hub())
+    try:
+        assert not logs.shared
+        logs.append("job-uuid", "task-uuid", "a line")
+        logs.sync()
+        assert sum(len(w._open) for w in logs._writers) == 1
+        logs.release()
+        assert sum(len(w._open) for w in logs._writers) == 0
+        assert logs.size("job-uuid", "task-uuid") == len("a line\n")
+    finally:
+        logs.close()
