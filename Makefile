@@ -14,7 +14,7 @@ RUN_APT_PACKAGES := python3-aiohttp python3-dbus-next python3-sdnotify python3-s
 # Debian packages the test suite drives for real (see tests/README.md for which test needs what).
 APT_PACKAGES := $(RUN_APT_PACKAGES) dbus systemd systemd-container mmdebstrap \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian \
-	python3-pil chromium ffmpeg strace nodejs postgresql python3-psycopg \
+	python3-pil chromium ffmpeg strace nodejs postgresql python3-psycopg haproxy \
 	python3-pytest python3-pytest-asyncio python3-pytest-timeout python3-pytest-xdist python3-jsonschema
 
 .PHONY: run run-deps test deps venv lint unit test-latest bench reliability clean deb

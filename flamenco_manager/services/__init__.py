@@ -119,8 +119,8 @@ class Manager:
         self._leader: LeaderLock | None = None
         self._stopping = False
         self._farm_loops: list[asyncio.Task[Any]] = []
-        # Whether this Manager runs the farm-wide loops (timeouts, sleep schedules, farm history): always
-        # on SQLite; on PostgreSQL, only the replica holding the database's advisory lock.
+        # Whether this Manager runs the farm-wide loops (timeouts, sleep schedules, farm history, job
+        # removal): always on SQLite; on PostgreSQL, only the replica holding the database's advisory lock.
         self.runs_farm_loops = False
 
     async def _start_relay(self) -> None:
@@ -133,6 +133,8 @@ class Manager:
         if isinstance(self.store, PostgreSQLStore):
             self._relay = NotifyRelay(self.store, self.hub.receive, self.hub.news_missed)
             self.hub.relay = self._relay.send
+            # The replicas share the storage path: task log files are written so the others see them.
+            self.logs.shared = True
             await self._relay.start()
 
     async def start(self) -> None:
@@ -151,18 +153,20 @@ class Manager:
             self._leader = LeaderLock(self._relay.store)
             self._spawn(self._elect(self._leader), "farm-loops-election")
         self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
-        self._spawn(self.job_deleter.run(), "job-deleter")
+        self._spawn(self.job_deleter.announce(), "job-deletion-announcer")
         await self.job_types.start()
         self._spawn(self.job_types.watch(), "job-type-scripts")
         self.hub.publish("/lifecycle", {"type": "manager-startup"})
 
     def _start_farm_loops(self) -> None:
-        """The loops that act for the whole farm, which one Manager per database runs."""
+        """The loops that act for the whole farm, which one Manager per database runs (job removal too: two
+        replicas removing the same jobs would race)."""
         self.runs_farm_loops = True
         for coro, name in (
             (self.timeouts.run(), "timeouts"),
             (self.sleep_scheduler.run(), "sleep-scheduler"),
             (self.farm_history.run(), "farm-history"),
+            (self.job_deleter.run(), "job-deleter"),
         ):
             self._farm_loops.append(asyncio.create_task(coro, name=name))
 

@@ -78,6 +78,8 @@ class Hub:
         self._wake_upto = 0
         self._draining = False
         self.status_hooks: list[Callable[[], None]] = []
+        # Called when another replica marked jobs for deletion (the replica that deletes jobs looks).
+        self.deletion_hooks: list[Callable[[], None]] = []
         self.closing = False
         self.relay: Callable[[RelayMessage], None] | None = None
 
@@ -95,6 +97,10 @@ class Hub:
             self._topic_listeners.subtract(sub.topics)
 
     def has_listeners(self, topic: str) -> bool:
+        """Whether an event on this topic may reach anyone: a subscriber here or, with a relay, possibly one
+        on another replica (which this replica cannot see). Callers skip building events when it is False."""
+        if self.relay is not None and topic not in LOCAL_TOPICS:
+            return True
         return self._topic_listeners[topic] > 0
 
     def backlog(self) -> int:
@@ -125,7 +131,7 @@ class Hub:
         job_id: str | None,
         task_id: str | None,
     ) -> None:
-        if not self.has_listeners(topic):
+        if self._topic_listeners[topic] <= 0:
             return
         event = Event(topic, payload() if callable(payload) else payload, job_id, task_id)
         for sub in list(self._subscriptions):
@@ -155,6 +161,12 @@ class Hub:
     def _status_changed_here(self) -> None:
         for hook in self.status_hooks:
             hook()
+
+    def jobs_marked_for_deletion(self) -> None:
+        """Tell the other replicas that jobs were marked for deletion (the one that deletes them looks soon).
+        Not acted on here: the replica that marked them knows which they are."""
+        if self.relay is not None:
+            self.relay(["deletions"])
 
     # Long-poll wake-ups.
 
@@ -251,5 +263,8 @@ class Hub:
                 self._work_available_here()
             case ["status"]:
                 self._status_changed_here()
+            case ["deletions"]:
+                for hook in self.deletion_hooks:
+                    hook()
             case _:
                 log.warning("unknown relayed event ignored kind=%.40s", message[:1])

@@ -14,16 +14,25 @@ Rules this module keeps:
   task is gone, and a job update with `was_deleted` is published.
 - The periodic check (and the start of the Manager) queues jobs that are marked but not queued: marks left
   by an earlier run, and jobs whose files could not be removed.
+- With Manager replicas on one database, any replica marks and announces, but only the replica running
+  the farm-wide loops removes (`run` is one of them), so no job is removed twice. A replica that marked
+  jobs tells the others (`Hub.jobs_marked_for_deletion`); the removing one then looks for them at once.
+  While leadership moves (a replica that lost its database session learns it at its next election round)
+  two replicas may remove for a moment: removals tolerate each other (files already gone are fine).
+- Replicas share the storage path: another replica may still write a log line of a job being removed
+  (received just before its rows went), which recreates the directory; it is swept again RESWEEP_DELAY later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import logging
 import math
 import pathlib
 import shutil
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -32,7 +41,7 @@ from flamenco_manager.model import Job, JobStatus, TaskStatus
 from flamenco_manager.services.events import SUBSCRIBER_QUEUE_SIZE, Hub
 from flamenco_manager.services.statemachine import StateMachine
 from flamenco_manager.services.tasklogs import TaskLogs, job_dir
-from flamenco_manager.store import Store
+from flamenco_manager.store import Store, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +66,27 @@ BACKLOG_HIGH = SUBSCRIBER_QUEUE_SIZE // 2
 BACKLOG_WAIT = 1.0
 # How often the backlog is looked at while waiting.
 BACKLOG_POLL = 0.01
+# With replicas, a removed job's directory is removed again this much later: a log line another replica took
+# in just before the rows went reaches its file within milliseconds (its worker's answer waits for it).
+RESWEEP_DELAY = 5.0
+# A removal that found rows held by another writer (another replica's unit of writes marking the same jobs)
+# is tried again this much later, not at the next periodic check.
+BUSY_RETRY = 0.5
 # Statuses a mass delete leaves alone: a job still being submitted has not been answered to its submitter.
 _NOT_MASS_DELETED = (JobStatus.UNDER_CONSTRUCTION,)
+
+
+def _rmtree(path: pathlib.Path) -> None:
+    """Remove a directory tree; parts that vanish meanwhile (another replica removing it too) are fine."""
+
+    def vanished_is_fine(exc: BaseException) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            raise exc
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda _f, _p, exc: vanished_is_fine(exc))
+    else:
+        shutil.rmtree(path, onerror=lambda _f, _p, info: vanished_is_fine(info[1]))
 
 
 def _remove_job_dirs(storage: pathlib.Path, job_uuids: list[str]) -> dict[str, OSError]:
@@ -66,7 +94,7 @@ def _remove_job_dirs(storage: pathlib.Path, job_uuids: list[str]) -> dict[str, O
     failures: dict[str, OSError] = {}
     for job_uuid in job_uuids:
         try:
-            shutil.rmtree(job_dir(storage, job_uuid))
+            _rmtree(job_dir(storage, job_uuid))
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -86,6 +114,18 @@ class JobDeleter:
         self._queued: dict[int, None] = {}
         self._in_progress: set[int] = set()
         self._wake = asyncio.Event()
+        self._announce_wake = asyncio.Event()
+        # Set while nothing waits to be announced: removal waits for it, as the events of one loop turn
+        # of both together made turns too long.
+        self._announced = asyncio.Event()
+        self._announced.set()
+        # Whether `run` removes jobs on this replica (it is one of the farm-wide loops).
+        self._removing = False
+        # Another replica marked jobs: look for them.
+        self._look = False
+        # (when, job UUIDs) whose directories are removed once more (replicas only; see RESWEEP_DELAY).
+        self._resweeps: collections.deque[tuple[float, list[str]]] = collections.deque()
+        hub.deletion_hooks.append(self._marked_elsewhere)
 
     # Marking.
 
@@ -115,7 +155,8 @@ class JobDeleter:
         )
         self._to_announce.update(dict.fromkeys(marked))
         if marked:
-            self._wake.set()
+            self._announced.clear()
+            self._announce_wake.set()
         return len(marked)
 
     async def queue_marked(self) -> int:
@@ -129,30 +170,61 @@ class JobDeleter:
         return len(missing)
 
     def _queue(self, job_ids: list[int]) -> None:
-        self._queued.update(dict.fromkeys(job_ids))
-        self._wake.set()
+        """Hand marked jobs to the removal: here, or on the replica that removes."""
+        if self._removing:
+            self._queued.update(dict.fromkeys(job_ids))
+            self._wake.set()
+        else:
+            self.hub.jobs_marked_for_deletion()
 
-    # The background loop.
+    def _marked_elsewhere(self) -> None:
+        if self._removing:
+            self._look = True
+            self._wake.set()
+
+    # The background loops.
+
+    async def announce(self) -> None:
+        """Publish the "delete requested" events of a mass delete and queue its jobs (every replica)."""
+        while True:
+            if not self._to_announce:
+                self._announce_wake.clear()
+                await self._announce_wake.wait()
+            await self._announce_some()
 
     async def run(self) -> None:
-        """Delete queued jobs as they come; look for marked, unqueued jobs at start and periodically."""
+        """Delete queued jobs as they come; look for marked, unqueued jobs at start and periodically (the
+        replica running the farm-wide loops)."""
+        self._removing = True
+        try:
+            await self._run()
+        finally:
+            self._removing = False
+            self._queued.clear()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         await self._guarded(self.queue_marked)
         next_check = loop.time() + PERIODIC_CHECK_INTERVAL
         while True:
-            if not self._to_announce and not self._queued:
+            if not self._queued and not self._look:
                 self._wake.clear()
+                until = min(next_check, self._resweeps[0][0]) if self._resweeps else next_check
                 try:
-                    async with asyncio.timeout(max(0.0, next_check - loop.time())):
+                    async with asyncio.timeout(max(0.0, until - loop.time())):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
-            if loop.time() >= next_check:
+            if loop.time() >= next_check or self._look:
+                self._look = False
                 await self._guarded(self.queue_marked)
-                next_check = loop.time() + PERIODIC_CHECK_INTERVAL
-            if self._to_announce:
-                await self._announce_some()
-            elif self._queued:
+                if loop.time() >= next_check:
+                    next_check = loop.time() + PERIODIC_CHECK_INTERVAL
+            while self._resweeps and self._resweeps[0][0] <= loop.time():
+                _, uuids = self._resweeps.popleft()
+                await asyncio.to_thread(_remove_job_dirs, self.storage, uuids)
+            if self._queued:
+                await self._announced.wait()
                 await self._guarded(self._delete_some)
 
     async def _guarded(self, step: Callable[[], Awaitable[object]]) -> None:
@@ -170,7 +242,12 @@ class JobDeleter:
                 job = self.store.get_job_by_id(job_id)
                 if job is not None:
                     self.machine.publish_job(job)
-        self._queue(batch)
+        if self._removing:
+            self._queue(batch)
+        elif not self._to_announce:
+            self.hub.jobs_marked_for_deletion()  # once all are announced (the remover's look is a query)
+        if not self._to_announce:
+            self._announced.set()
         await asyncio.sleep(0)
 
     async def _let_streams_catch_up(self) -> None:
@@ -184,6 +261,11 @@ class JobDeleter:
         self._in_progress.update(batch)
         try:
             await self._delete(batch)
+        except StoreBusy as exc:
+            # Jobs already removed are skipped when the batch comes round again.
+            log.warning("database busy while removing jobs, trying again jobs=%d error=%s", len(batch), exc)
+            self._queued = dict.fromkeys(batch) | self._queued
+            await asyncio.sleep(BUSY_RETRY)
         finally:
             self._in_progress.difference_update(batch)
 
@@ -192,8 +274,9 @@ class JobDeleter:
         jobs = [job for job in jobs if job.delete_requested_at is not None]
         if not jobs:
             return
-        # Log lines already handed to the writer threads land before their directories are removed.
-        await asyncio.to_thread(self.logs.sync)
+        # Log lines already handed to the writer threads land before their directories are removed, and
+        # the writers close those files (an NFS client cannot remove a directory holding an open file).
+        await asyncio.to_thread(self.logs.release)
         failures = await asyncio.to_thread(_remove_job_dirs, self.storage, [job.uuid for job in jobs])
         for job_uuid, exc in failures.items():
             log.error(
@@ -233,8 +316,11 @@ class JobDeleter:
             log.info("job deleted job=%s", job.uuid, extra=journal_fields.about(job=job.uuid))
             self.machine.publish_job(job, was_deleted=True)
         # A log line that arrived between the removal and the rows going recreated a directory: sweep.
-        await asyncio.to_thread(self.logs.sync)
-        await asyncio.to_thread(_remove_job_dirs, self.storage, [job.uuid for job in jobs])
+        uuids = [job.uuid for job in jobs]
+        await asyncio.to_thread(self.logs.release)
+        await asyncio.to_thread(_remove_job_dirs, self.storage, uuids)
+        if self.hub.relay is not None and uuids:
+            self._resweeps.append((asyncio.get_running_loop().time() + RESWEEP_DELAY, uuids))
 
 
 def _take(ordered: dict[int, None], count: int) -> list[int]:

@@ -3,6 +3,21 @@
 Appends are handed to writer threads (a task's chunks always to the same one, so they stay in order):
 creating a file costs close to a millisecond on a journaling file system, which the event loop must not
 wait for, and several threads overlap those waits. Writers keep recently used files open.
+
+Manager replicas share one storage path (`local_manager_storage_path` on every replica naming the same
+directory, e.g. an NFS export), so any replica answers for any task's log:
+- A worker's chunks are in the file (handed to the OS) before its request is answered (`written`), so a
+  read on another replica after that answer sees them. The Manager's own lines are not waited for and reach
+  the file a moment later. `sync` waits for this process's writers only.
+- With `shared` set (the Manager sets it when replicas may exist), writers close their files whenever they
+  run out of work and before an answer is released: an NFS client writes its cached data back at `close`,
+  and another client's next `open` sees it (close-to-open consistency). Readers open files, never trust a
+  cached size. A single Manager keeps files open, as that is cheaper.
+- A worker that fails over mid-task makes two replicas append to one log. `O_APPEND` keeps each chunk whole
+  on a local file system; NFS emulates appends (the client looks up the size, then writes there), so two
+  replicas' chunks written in the same instant to one NFS file can overwrite each other. Only then.
+- Before a job's directory is removed the writers close its files (`release`): an NFS client that removes a
+  file it still has open renames it to `.nfs…` instead, which keeps the directory from being removed.
 """
 
 from __future__ import annotations
@@ -52,32 +67,53 @@ class _Marker:
             self.fut.set_result(None)
 
 
+class _Release:
+    """Queued to a writer: close every open file, then set `done`."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 class _Writer(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="task-log-writer", daemon=True)
-        self.queue: queue.SimpleQueue[tuple[str, bytes] | threading.Event | _Marker | None] = (
+        self.queue: queue.SimpleQueue[tuple[str, bytes] | threading.Event | _Marker | _Release | None] = (
             queue.SimpleQueue()
         )
         self._open: collections.OrderedDict[str, int] = collections.OrderedDict()
+        # Close files when out of work and before answers are released (see the module docstring).
+        self.close_when_idle = False
 
     def run(self) -> None:
         while True:
             item = self.queue.get()
             if item is None:
                 break
-            if isinstance(item, threading.Event):
+            if isinstance(item, _Release):
+                self._close_all()
+                item.done.set()
+            elif isinstance(item, threading.Event):
                 item.set()
-                continue
-            if isinstance(item, _Marker):
+            elif isinstance(item, _Marker):
+                if self.close_when_idle:
+                    self._close_all()
                 item.reached()
-                continue
-            path, data = item
-            try:
-                os.write(self._fd(path), data)
-            except OSError as exc:
-                log.warning("cannot write task log path=%s error=%s", path, exc)
+            else:
+                path, data = item
+                try:
+                    os.write(self._fd(path), data)
+                except OSError as exc:
+                    log.warning("cannot write task log path=%s error=%s", path, exc)
+            if self.close_when_idle and self._open and self.queue.empty():
+                self._close_all()
+        self._close_all()
+
+    def _close_all(self) -> None:
         for fd in self._open.values():
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError as exc:  # NFS reports a failed write-back at close
+                log.warning("cannot write task log error=%s", exc)
         self._open.clear()
 
     def _fd(self, path: str) -> int:
@@ -107,6 +143,16 @@ class TaskLogs:
             writer.start()
         self._dirty: set[int] = set()
         self._marker: asyncio.Future[None] | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other Manager replicas may read and write these files too."""
+        return self._writers[0].close_when_idle
+
+    @shared.setter
+    def shared(self, value: bool) -> None:
+        for writer in self._writers:
+            writer.close_when_idle = value
 
     def path(self, job_uuid: str, task_uuid: str) -> pathlib.Path:
         return job_dir(self.storage, job_uuid) / f"task-{task_uuid}.txt"
@@ -155,19 +201,33 @@ class TaskLogs:
         return None
 
     def sync(self) -> None:
-        """Block until everything appended so far is in the files (call off the event loop)."""
+        """Block until everything this process appended so far is in the files (call off the event loop)."""
         events = [threading.Event() for _ in self._writers]
         for writer, done in zip(self._writers, events, strict=True):
             writer.queue.put(done)
         for done in events:
             done.wait()
 
+    def release(self) -> None:
+        """Like `sync`, and the writers close every file they keep open: before directories are removed."""
+        releases = [_Release() for _ in self._writers]
+        for writer, release in zip(self._writers, releases, strict=True):
+            writer.queue.put(release)
+        for release in releases:
+            release.done.wait()
+
     def size(self, job_uuid: str, task_uuid: str) -> int:
         self.sync()
+        # Opened, not stat'ed: an NFS client's cached attributes may predate another replica's writes,
+        # an open checks them with the server.
         try:
-            return self.path(job_uuid, task_uuid).stat().st_size
+            fd = os.open(self.path(job_uuid, task_uuid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return 0
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def tail(self, job_uuid: str, task_uuid: str) -> bytes:
         self.sync()

@@ -1,4 +1,10 @@
-"""Last-rendered images: a small latest-first queue turning uploads into three JPEG thumbnails."""
+"""Last-rendered images: a small latest-first queue turning uploads into three JPEG thumbnails.
+
+Each replica processes the uploads it received, into the storage path the replicas share; which job has the
+latest image is in the database, and the `/last-rendered` event is relayed, so every replica answers for
+every job. Two replicas may write one job's thumbnails at once (two workers of the job on different
+replicas): each writes its own temporary files and renames them into place, so a reader sees whole images.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import io
 import logging
 import os
 import pathlib
+import secrets
 from dataclasses import dataclass
 
 from flamenco_manager import journal_fields
@@ -68,14 +75,22 @@ def _write_thumbnails(directory: pathlib.Path, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with Image.open(io.BytesIO(data)) as opened:
         image = opened.convert("RGB")
-    written = []
-    for name, width, height in THUMBNAILS:
-        thumb = image.copy()
-        thumb.thumbnail((width, height), Image.LANCZOS)
-        tmp = directory / f".{name}.tmp"
-        thumb.save(tmp, "JPEG", quality=JPEG_QUALITY)
-        written.append((tmp, directory / name))
-    # Renamed together at the end, so readers see the previous set or the new one, not a mix.
+    written: list[tuple[pathlib.Path, pathlib.Path]] = []
+    # Temporary names of this writer's own: another replica may be writing this job's images right now.
+    unique = f"{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        for name, width, height in THUMBNAILS:
+            thumb = image.copy()
+            thumb.thumbnail((width, height), Image.LANCZOS)
+            tmp = directory / f".{name}.{unique}.tmp"
+            written.append((tmp, directory / name))
+            thumb.save(tmp, "JPEG", quality=JPEG_QUALITY)
+    except BaseException:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        raise
+    # Renamed together at the end, so readers see the previous set or the new one (of this Manager), not
+    # a half-written file.
     for tmp, final in written:
         os.replace(tmp, final)
 
