@@ -190,7 +190,12 @@ class JobDeleter:
             if not self._to_announce:
                 self._announce_wake.clear()
                 await self._announce_wake.wait()
-            await self._announce_some()
+            try:
+                await self._announce_some()
+            except StoreBusy as exc:
+                # The batch went back to the front; the database is busy or reconnecting.
+                log.warning("database busy while announcing deleted jobs, trying again error=%s", exc)
+                await asyncio.sleep(BUSY_RETRY)
 
     async def run(self) -> None:
         """Delete queued jobs as they come; look for marked, unqueued jobs at start and periodically (the
@@ -238,8 +243,12 @@ class JobDeleter:
         await self._let_streams_catch_up()
         batch = _take(self._to_announce, ANNOUNCE_PER_TURN)
         if self.hub.has_listeners("/jobs"):
-            for job_id in batch:
-                job = self.store.get_job_by_id(job_id)
+            try:
+                jobs = [self.store.get_job_by_id(job_id) for job_id in batch]
+            except StoreBusy:
+                self._to_announce = dict.fromkeys(batch) | self._to_announce
+                raise
+            for job in jobs:
                 if job is not None:
                     self.machine.publish_job(job)
         if self._removing:

@@ -18,7 +18,7 @@ from flamenco_manager.model import Job, JobStatus, NewTask
 from flamenco_manager.services import Manager, job_deleter
 from flamenco_manager.services.events import Subscription
 from flamenco_manager.services.tasklogs import job_dir
-from flamenco_manager.store import Store, open_store
+from flamenco_manager.store import Store, StoreBusy, open_store
 from tests.manager.conftest import API, Farm, eventually, make_config
 
 pytestmark = pytest.mark.timeout(120)
@@ -183,6 +183,33 @@ async def test_single_delete_is_prompt_and_goes_through_the_deleter(farm: Farm, 
     assert loop.time() - asked < PROMPTLY
     assert not await _exists(farm, job["id"])
     assert not job_dir(_storage(farm), job["id"]).exists()
+    _requested_then_deleted(events, job["id"])
+
+
+async def test_a_database_hiccup_while_announcing_is_retried(
+    farm: Farm, events: JobEvents, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loop announcing a mass delete outlives a busy or reconnecting database: the batch is announced
+    again."""
+    job = await farm.submit_echo()
+    store = farm.manager.store
+    real = store.get_job_by_id
+    failures = [StoreBusy("database unavailable (test)")]
+
+    def flaky(job_id: int) -> Any:
+        found = real(job_id)
+        if failures and found is not None and found.delete_requested_at is not None:
+            raise failures.pop()  # the first read once the job is marked: the announcement's
+        return found
+
+    monkeypatch.setattr(store, "get_job_by_id", flaky)
+    caplog.set_level(logging.WARNING, logger=job_deleter.__name__)
+    _set_updated(store, job["id"], NOON)
+    reply = await farm.client.delete(MASS, {"last_updated_max": "2026-01-02T13:00:00Z"})
+    assert reply.status == 204, reply.body
+    await eventually(lambda: events.deleted(job["id"]), within=PROMPTLY * 3)
+    assert not failures
+    assert any("announcing deleted jobs" in r.getMessage() for r in caplog.records)
     _requested_then_deleted(events, job["id"])
 
 
