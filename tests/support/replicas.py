@@ -144,3 +144,66 @@ def overlapping_runs(logs: list[WorkerLog]) -> list[tuple[Run, Run]]:
 def assignments(task_log: str) -> list[str]:
     """The workers a task was assigned to, in order, from the Manager's own lines in its task log."""
     return re.findall(r"Task assigned to worker \S+ \((\S+)\)", task_log)
+
+
+def task_log_path(storage: Path, job: str, task: str) -> Path:
+    """Where the Manager keeps a task's log under its storage directory (`services.tasklogs`)."""
+    return storage / f"job-{job[:4]}" / job / f"task-{task}.txt"
+
+
+@dataclass
+class Audit:
+    """What the Manager holds against what the workers did (their logs), per task; empty lists: all good."""
+
+    tasks: int = 0
+    #: Pairs of runs of one task by two workers at the same time.
+    overlaps: list[tuple[Run, Run]] = field(default_factory=list)
+    #: Tasks the Manager does not have as completed.
+    not_completed: list[str] = field(default_factory=list)
+    #: Tasks no worker's log shows completed (the Manager has a completion nobody reported).
+    never_completed: list[str] = field(default_factory=list)
+    #: Tasks completed by more than one run (one after the other).
+    completed_twice: list[str] = field(default_factory=list)
+    #: Tasks whose log on the Manager lacks the line their command sent.
+    lines_lost: list[str] = field(default_factory=list)
+    #: Tasks whose log on the Manager holds that line more than once (an update applied twice).
+    lines_doubled: list[str] = field(default_factory=list)
+    #: Tasks the Manager assigned more than once (not wrong in itself: a task handed back runs again).
+    reassigned: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        """Task updates lost: a completion or a log line a worker sent that the Manager does not have."""
+        return len(self.not_completed) + len(self.lines_lost)
+
+
+def audit(
+    tasks: list[dict], task_logs: dict[str, str], worker_logs: list[WorkerLog], expected: dict[str, str]
+) -> Audit:
+    """Check `tasks` (the API's task list) and their logs (task id → text) against the workers' logs.
+
+    `expected` maps a task name to the line its command logs once per run ("slept 1s" for a sleep task).
+    """
+    result = Audit(tasks=len(tasks))
+    result.overlaps = overlapping_runs(worker_logs)
+    completed: dict[str, int] = defaultdict(int)
+    for log in worker_logs:
+        for run in log.runs:
+            if run.outcome == "completed":
+                completed[run.task] += 1
+    for task in tasks:
+        task_id, text = task["id"], task_logs.get(task["id"], "")
+        if task["status"] != "completed":
+            result.not_completed.append(task_id)
+        if completed[task_id] == 0:
+            result.never_completed.append(task_id)
+        elif completed[task_id] > 1:
+            result.completed_twice.append(task_id)
+        count = text.count(expected[task["name"]])
+        if count < max(1, completed[task_id]):
+            result.lines_lost.append(task_id)
+        elif count > max(1, completed[task_id]):
+            result.lines_doubled.append(task_id)
+        if len(assignments(text)) > 1:
+            result.reassigned.append(task_id)
+    return result

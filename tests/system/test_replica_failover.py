@@ -13,14 +13,13 @@ and prints the figures.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import postgresql
-from tests.support.replicas import Replica, WorkerLog, assignments, overlapping_runs, read_worker_log
+from tests.support.replicas import Replica, WorkerLog, audit, read_worker_log, task_log_path
 from tests.support.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.postgresql, pytest.mark.timeout(300)]
@@ -148,7 +147,7 @@ def test_kill_9_of_one_replica_under_load(short_dir: Path, postgres: postgresql.
         assert leaders(replicas, {a.url: restart_log}) == [b]
         assert advisory_locks(database) == 1
         tasks = b.tasks(job)
-        logs_text = {t["id"]: (storage / _log_path(job, t["id"])).read_text() for t in tasks}
+        logs_text = {t["id"]: task_log_path(storage, job, t["id"]).read_text() for t in tasks}
     finally:
         for worker in workers:
             worker.stop()
@@ -159,26 +158,15 @@ def test_kill_9_of_one_replica_under_load(short_dir: Path, postgres: postgresql.
     print(f"workers on B after the kill: median {delays[len(delays) // 2]:.3f} s, max {delays[-1]:.3f} s")
     late = {name: at - killed for name, at in on_b.items() if at - killed > FAILOVER_BOUND}
     assert not late, f"workers took longer than {FAILOVER_BOUND} s to work through B: {late}"
-    assert all(t["status"] == "completed" for t in tasks), Counter(t["status"] for t in tasks)
     worker_logs = [read_worker_log(f"fo-{i}", w.output()) for i, w in enumerate(workers)]
-    overlaps = overlapping_runs(worker_logs)
-    assert not overlaps, f"tasks run by two workers at once: {overlaps}"
-    completed = Counter(r.task for log in worker_logs for r in log.runs if r.outcome == "completed")
-    missing = [t["id"] for t in tasks if completed[t["id"]] == 0]
-    assert not missing, f"tasks the Manager has as completed that no worker's log completed: {missing}"
-    twice = {task: n for task, n in completed.items() if n != 1 and task in logs_text}
-    assert not twice, f"tasks completed more than once: {twice}"
-    for task in tasks:
-        text = logs_text[task["id"]]
-        expected = f'echo: "{MESSAGE}"' if task["name"] == "echo" else "slept 1s"
-        assert text.count(expected) == 1, (
-            f"task {task['id']}: {expected!r} {text.count(expected)} times:\n{text}"
-        )
-        assert len(assignments(text)) == 1, f"task {task['id']} assigned more than once:\n{text}"
-
-
-def _log_path(job: str, task: str) -> str:
-    return f"job-{job[:4]}/{job}/task-{task}.txt"
+    found = audit(tasks, logs_text, worker_logs, {"echo": f'echo: "{MESSAGE}"', "sleep": "slept 1s"})
+    assert not found.overlaps, f"tasks run by two workers at once: {found.overlaps}"
+    assert not found.not_completed, f"tasks not completed: {found.not_completed}"
+    assert not found.never_completed, f"tasks completed on the Manager, by no worker: {found.never_completed}"
+    assert not found.completed_twice, f"tasks completed more than once: {found.completed_twice}"
+    assert not found.lines_lost, f"tasks whose log misses what the worker sent: {found.lines_lost}"
+    assert not found.lines_doubled, f"tasks whose log has a line twice: {found.lines_doubled}"
+    assert not found.reassigned, f"tasks assigned more than once: {found.reassigned}"
 
 
 def _moved(workers: list[WorkerProcess], old: str, new: str, since: float) -> dict[str, float]:
