@@ -85,6 +85,7 @@ bench: venv
 	$(PY) bench/action_latency
 	$(PY) bench/task_output
 	$(PY) bench/manager_load
+	$(PY) bench/replica_failover
 	$(PY) bench/job_deletion
 	$(PY) bench/job_scripts
 	$(PY) bench/manager_scripts

@@ -28,7 +28,7 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -78,9 +78,11 @@ SwitchListener = Callable[[str, str, str], None]
 
 
 class UnexpectedAnswer(Exception):
-    def __init__(self, what: str, status: int, body: str) -> None:
+    def __init__(self, what: str, status: int, body: str, retry_after: float | None = None) -> None:
         super().__init__(f"{what}: HTTP {status}: {body[:300]}")
         self.status = status
+        #: The answer's Retry-After in seconds (a busy Manager's 503 says when to come back), or None.
+        self.retry_after = retry_after
 
 
 class Unauthorised(UnexpectedAnswer):
@@ -176,6 +178,17 @@ def _unreachable(call: str, last_url: str, failures: list[str]) -> str:
 
 def _explain(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _retry_after(headers: object) -> float | None:
+    """Retry-After in delta-seconds (what our Manager and Flamenco send); None when absent or a date."""
+    if not isinstance(headers, Mapping):
+        return None
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def go_platform(platform: str = sys.platform) -> str:
@@ -342,11 +355,11 @@ class ManagerClient:
             raise UnexpectedAnswer(what, 200, f"not JSON: {body[:100]!r}") from None
 
     @staticmethod
-    def _fail(what: str, status: int, body: bytes) -> UnexpectedAnswer:
+    def _fail(what: str, status: int, body: bytes, headers: object = None) -> UnexpectedAnswer:
         text = body.decode("utf-8", "replace")
         if status in (401, 403):
             return Unauthorised(what, status, text)
-        return UnexpectedAnswer(what, status, text)
+        return UnexpectedAnswer(what, status, text, _retry_after(headers))
 
     # --- endpoints ---
 
@@ -410,7 +423,7 @@ class ManagerClient:
         if status == 409:
             return NotAwake(body.decode("utf-8", "replace"), held)
         if status != 200:
-            raise self._fail("task", status, body)
+            raise self._fail("task", status, body, headers)
         raw = self._json(body, "task")
         try:
             task = AssignedTask(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from flamenco_worker.manager_client import ManagerUnreachable
+from flamenco_worker.manager_client import ManagerUnreachable, UnexpectedAnswer
 
 #: Sign-on retry while the Manager is unreachable (Flamenco: every 5 s, forever).
 SIGN_ON_RETRY = 5.0
@@ -35,5 +35,10 @@ def jittered(seconds: float) -> float:
 
 
 def backoff_for(exc: Exception) -> float:
-    """The pause after a failed call: short when nothing answered, longer when something answered badly."""
-    return UNREACHABLE_BACKOFF if isinstance(exc, ManagerUnreachable) else FETCH_FAILED_BACKOFF
+    """The pause after a failed call: short when nothing answered, longer when something answered badly,
+    and what a busy Manager asks for (its 503's Retry-After, at most the longer pause)."""
+    if isinstance(exc, ManagerUnreachable):
+        return UNREACHABLE_BACKOFF
+    if isinstance(exc, UnexpectedAnswer) and exc.retry_after is not None:
+        return min(exc.retry_after, FETCH_FAILED_BACKOFF)
+    return FETCH_FAILED_BACKOFF

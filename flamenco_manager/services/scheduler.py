@@ -51,12 +51,11 @@ class Scheduler:
             job = self.store.get_job_by_id(task.job_id)
             assert job is not None
             task.worker_id, task.last_touched_at = worker.id, now
-            self.logs.manager_line(
-                job.uuid, task.uuid, f"Task assigned to worker {worker.name} ({worker.uuid})"
-            )
             self.machine.task_status_change(
                 task, TaskStatus.ACTIVE, job=job, also={"worker_id": worker.id, "last_touched_at": now}
             )
+        # Once the unit went through: an assignment undone (another replica held a row: 503) leaves no line.
+        self.logs.manager_line(job.uuid, task.uuid, f"Task assigned to worker {worker.name} ({worker.uuid})")
         log.debug(
             "task assigned worker=%s task=%s job=%s",
             worker.uuid,

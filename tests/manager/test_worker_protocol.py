@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
+import pytest
+
+from flamenco_manager.store import StoreBusy
 from tests.manager.conftest import API, Farm
 
 # What may-i-run answers while the task may go on.
@@ -330,3 +334,25 @@ async def test_resent_update_with_the_same_key_is_applied_once(farm: Farm) -> No
         headers={"Idempotency-Key": "k" * 129},
     )
     assert reply.status == 400 and "Idempotency-Key" in reply.body["message"]
+
+
+async def test_an_assignment_undone_leaves_no_line_in_the_task_log(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With replicas on PostgreSQL, activating the task can wait too long for a row another replica
+    # holds: the unit is rolled back and the worker told 503. The task log must not name that worker.
+    worker = await farm.awake_worker()
+    job = await farm.submit_echo(repeats=0)
+    machine = farm.manager.machine
+    change = machine.task_status_change
+
+    def busy_once(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(machine, "task_status_change", change)
+        raise StoreBusy("row locked by another Manager")
+
+    monkeypatch.setattr(machine, "task_status_change", busy_once)
+    assert (await worker.fetch()).status == 503
+    task = (await worker.fetch()).body
+    assert task["job"] == job["id"]
+    logtail = await farm.client.get(f"{API}/tasks/{task['uuid']}/logtail")
+    assert logtail.body.count("Task assigned to worker") == 1, logtail.body

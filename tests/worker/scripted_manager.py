@@ -107,7 +107,9 @@ class ScriptedManager:
         self._note(request)
         code = self.fetch_answers.pop(0) if self.fetch_answers else 0
         if code:
-            return web.json_response({"message": "scripted"}, status=code)
+            # A busy Manager's 503 says when to come back, as ours does (`api.errors`).
+            headers = {"Retry-After": "1"} if code == 503 else None
+            return web.json_response({"message": "scripted"}, status=code, headers=headers)
         if self.tasks:
             headers = {"Preference-Applied": "wait=1"} if self.long_poll else {}
             return web.json_response(self.tasks.pop(0), headers=headers)

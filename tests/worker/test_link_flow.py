@@ -7,11 +7,13 @@ does) and a stock one that does not; the worker sends its task log at a differen
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from flamenco_worker import pacing
 from flamenco_worker.config import WorkerSettings
 from flamenco_worker.credentials import load_credentials
 from flamenco_worker.link import ManagerLink
@@ -126,6 +128,19 @@ async def test_a_refused_worker_signs_on_again_and_registers_anew(farm: Farm, tm
     creds = load_credentials(tmp_path / "home")
     assert creds is not None and creds.worker_id == "worker-2"
     await manager.wait_for("a task fetch after it", lambda: manager.calls[-1] == "POST /api/v3/worker/task")
+
+
+async def test_a_busy_manager_is_asked_again_after_its_retry_after(farm: Farm) -> None:
+    # Replicas sharing a database answer 503 "busy, Retry-After: 1" when a row is locked by another one; a
+    # worker that waited its usual 10 s after an error would sit idle, and miss a failover meanwhile.
+    manager = ScriptedManager(long_poll=True)
+    manager.fetch_answers = [503]
+    await farm(manager)
+    fetch = "POST /api/v3/worker/task"
+    await manager.wait_for("the busy answer", lambda: manager.calls.count(fetch) == 1)
+    refused = time.monotonic()
+    await manager.wait_for("the fetch asked again", lambda: manager.calls.count(fetch) == 2)
+    assert time.monotonic() - refused < pacing.FETCH_FAILED_BACKOFF / 2
 
 
 async def test_sign_off_happens_even_when_the_outbox_file_is_damaged(tmp_path: Path) -> None:
