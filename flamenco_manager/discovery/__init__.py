@@ -1,0 +1,1 @@
+"""Making the Manager findable on the local network."""

@@ -1,0 +1,1 @@
+"""Finding a Manager on the local network."""
