@@ -22,6 +22,7 @@ from flamenco_manager import __version__, buildinfo, logsetup
 from flamenco_manager.api import build_app
 from flamenco_manager.api.slow_clients import GuardedAppRunner
 from flamenco_manager.config import ConfigError, ManagerConfig, database_for_log, load_config, parse_listen
+from flamenco_manager.discovery.avahi import AvahiPublisher
 from flamenco_manager.services import Manager, job_types_of
 from flamenco_manager.services.job_type_check import check_scripts, read_check_settings, table
 from flamenco_manager.store import StoreError, is_postgresql
@@ -170,6 +171,7 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
     access_log = logging.getLogger("aiohttp.access") if debug else None
     runner = _make_runner(app, access_log)
     await runner.setup()
+    publisher = AvahiPublisher.for_manager(config, enabled=getattr(config, "autodiscoverable", True))
     try:
         await manager.start()
         site = _make_site(runner, config)
@@ -183,6 +185,7 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
             database_for_log(config.database),
             __version__,
         )
+        await publisher.start()
         tune_gc()
         notify.send("READY=1", f"STATUS=listening on {config.listen}")
         notify.start_watchdog()
@@ -193,6 +196,7 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
     finally:
         if reloader is not None:
             reloader.cancel()  # awaited after the HTTP side is closed, which starts at once as before
+        await publisher.close()
         await _cleanup_unless_forced(runner, forced)
         if reloader is not None:
             with contextlib.suppress(asyncio.CancelledError):

@@ -101,6 +101,8 @@ class AvahiPublisher:
         self._collisions = 0
         self._owner = ""  # avahi-daemon's unique bus name, "" while it is not on the bus
         self._withdrawn = False  # our entries were reset while avahi-daemon registered its host name
+        #: Set once the attempt to reach avahi-daemon is over, whether it succeeded or not.
+        self.started = asyncio.Event()
         #: Set each time the service is established under `self.name` (tests and logs wait for it).
         self.established = asyncio.Event()
 
@@ -120,8 +122,13 @@ class AvahiPublisher:
         )
 
     async def start(self) -> None:
-        if not self.enabled:
-            return
+        """Begin publishing in the background: the Manager's start never waits for the bus."""
+        if self.enabled:
+            self._task = asyncio.create_task(self._run(), name="avahi-publisher")
+        else:
+            self.started.set()
+
+    async def _connect(self) -> bool:
         try:
             address = self._bus_address
             bus = MessageBus(bus_type=BusType.SYSTEM) if address is None else MessageBus(bus_address=address)
@@ -130,7 +137,7 @@ class AvahiPublisher:
         except (OSError, DBusError, TimeoutError, EOFError, ValueError) as exc:
             log.info("dns-sd: not published, no system D-Bus error=%s", exc or type(exc).__name__)
             self._bus = None
-            return
+            return False
         self._bus.add_message_handler(self._on_message)
         try:
             for rule in (
@@ -143,12 +150,12 @@ class AvahiPublisher:
         except (DBusError, TimeoutError, OSError, EOFError) as exc:
             log.info("dns-sd: not published error=%s", exc)
             await self._disconnect()
-            return
+            return False
         if owner:
             self._events.put_nowait(_Event("owner", owner))
         else:
             log.info("dns-sd: avahi-daemon is not on the system bus; publishing when it starts")
-        self._task = asyncio.create_task(self._run(), name="avahi-publisher")
+        return True
 
     async def close(self) -> None:
         if self._task is not None:
@@ -175,6 +182,11 @@ class AvahiPublisher:
     # --- the one task that owns the publication ---------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            if not await self._connect():
+                return
+        finally:
+            self.started.set()
         while True:
             event = await self._events.get()
             try:

@@ -31,6 +31,7 @@ async def avahi(session_bus: PrivateBus) -> AsyncIterator[FakeAvahi]:
 async def started(bus: PrivateBus, **kwargs: object) -> AvahiPublisher:
     publisher = AvahiPublisher(port=8080, name=NAME, bus_address=bus.address, **kwargs)  # type: ignore[arg-type]  # test-chosen keywords
     await publisher.start()
+    await asyncio.wait_for(publisher.started.wait(), 5)
     return publisher
 
 
@@ -135,6 +136,7 @@ async def test_without_a_system_bus_start_returns_at_once_with_one_line(
     publisher = AvahiPublisher(port=8080, name=NAME, bus_address=f"unix:path={short_dir}/none.sock")
     begin = time.monotonic()
     await publisher.start()
+    await asyncio.wait_for(publisher.started.wait(), 5)
     await publisher.close()
     assert time.monotonic() - begin < 2
     lines = [r.message for r in caplog.records]
