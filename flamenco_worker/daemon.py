@@ -14,6 +14,10 @@ from flamenco_worker.cancel import cancel_and_wait
 from flamenco_worker.config import ConfigError, FlagValues, WorkerSettings, load_settings
 from flamenco_worker.credentials import load_credentials
 from flamenco_worker.dbus_service import BUS_NAME, DbusService
+
+# The DNS-SD finder, loaded at start like every module the worker may run (an upgrade must not swap it
+# under a running worker); the discovery loop uses it.
+from flamenco_worker.discovery import avahi as _dns_sd  # noqa: F401
 from flamenco_worker.instance import bus_name
 from flamenco_worker.link import ManagerLink
 from flamenco_worker.logs import set_level
