@@ -103,7 +103,7 @@ class AvahiPublisher:
         self._withdrawn = False  # our entries were reset while avahi-daemon registered its host name
         #: Set once the attempt to reach avahi-daemon is over, whether it succeeded or not.
         self.started = asyncio.Event()
-        #: Set each time the service is established under `self.name` (tests and logs wait for it).
+        #: Set while the service is established under `self.name`.
         self.established = asyncio.Event()
 
     @classmethod
@@ -175,7 +175,8 @@ class AvahiPublisher:
         if self._bus is None:
             return
         bus, self._bus = self._bus, None
-        bus.disconnect()
+        if bus.connected:
+            bus.disconnect()
         with contextlib.suppress(Exception):
             await bus.wait_for_disconnect()
 
@@ -191,9 +192,12 @@ class AvahiPublisher:
             event = await self._events.get()
             try:
                 await self._handle(event)
-            except (DBusError, TimeoutError) as exc:
+            except (DBusError, TimeoutError, OSError, EOFError) as exc:
                 # avahi-daemon left mid-call or refused: the next owner change starts over.
                 log.warning("dns-sd: publishing failed name=%r error=%s", self.name, exc)
+            except Exception:
+                # Publishing is a courtesy: whatever went wrong here must not end the Manager.
+                log.exception("dns-sd: publishing failed name=%r", self.name)
             if self._bus is None or not self._bus.connected:
                 log.info("dns-sd: the system bus went away; not published any more")
                 return

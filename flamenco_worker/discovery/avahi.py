@@ -164,7 +164,7 @@ class _Browser:
                     continue
                 try:
                     await self._handle(event)
-                except (DBusError, TimeoutError) as exc:
+                except (DBusError, TimeoutError, OSError, EOFError) as exc:
                     log.warning("dns-sd: browsing failed error=%s", exc)
                 if not self._bus.connected:
                     log.info("dns-sd: the system bus went away; not browsing any more")
@@ -210,7 +210,7 @@ class _Browser:
         args = [interface, protocol, name, service_type, domain, protocol, 0]
         try:
             body = await self._call(AVAHI, "/", SERVER_IFACE, "ResolveService", "iisssiu", args)
-        except (DBusError, TimeoutError) as exc:
+        except (DBusError, TimeoutError, OSError, EOFError) as exc:
             log.debug("dns-sd: could not resolve name=%r interface=%d error=%s", name, interface, exc)
             return
         if_index, _proto, found_name, _type, _domain, _host, _aproto, address, port, txt, _flags = body
@@ -227,7 +227,8 @@ class _Browser:
             with contextlib.suppress(DBusError, TimeoutError, OSError, EOFError):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await self._call(AVAHI, self._path, BROWSER_IFACE, "Free")
-        self._bus.disconnect()
+        if self._bus.connected:
+            self._bus.disconnect()
         with contextlib.suppress(Exception):
             await self._bus.wait_for_disconnect()
 

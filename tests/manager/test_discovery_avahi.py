@@ -180,3 +180,22 @@ async def test_a_host_name_reregistration_withdraws_and_then_publishes_again(
         assert avahi.calls.count("Commit") == 2
     finally:
         await publisher.close()
+
+
+async def test_a_refusal_is_one_warning_and_the_publisher_keeps_listening(
+    session_bus: PrivateBus, avahi: FakeAvahi, caplog: pytest.LogCaptureFixture
+) -> None:
+    avahi.add_error = "org.freedesktop.Avahi.InvalidServiceNameError"
+    publisher = await started(session_bus)
+    try:
+        await avahi.wait(lambda: any("publishing failed" in r.message for r in caplog.records))
+        assert not avahi.published
+        # A later avahi-daemon that accepts the service gets it.
+        await avahi.stop()
+        again = await FakeAvahi(session_bus.address).start()
+        try:
+            await again.wait(lambda: NAME in again.published)
+        finally:
+            await again.stop()
+    finally:
+        await publisher.close()

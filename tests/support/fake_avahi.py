@@ -81,6 +81,7 @@ class FakeAvahi:
     services: list[Service] = field(default_factory=list)
     taken_locally: set[str] = field(default_factory=set)  # AddService raises CollisionError
     taken_on_network: set[str] = field(default_factory=set)  # Commit ends in the COLLISION state
+    add_error: str = ""  # AddService fails with this D-Bus error (e.g. an invalid name)
     published: dict[str, Published] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -244,6 +245,8 @@ class EntryGroup(ServiceInterface):
         txt: BYTES_LIST,
     ) -> None:
         self.avahi.note(f"AddService {name}")
+        if self.avahi.add_error:
+            raise DBusError(self.avahi.add_error, "Refused")
         if name in self.avahi.taken_locally or name in self.avahi.published:
             raise DBusError(LOCAL_COLLISION, "Local name collision")
         self.pending.append(Published(name, type, port, list(txt), interface, protocol))
