@@ -186,7 +186,7 @@ async def serve(config: ManagerConfig, *, debug: bool = False) -> int:
             __version__,
         )
         if config.autodiscoverable:
-            announcers = await start_announcing(config.listen_host, _bound_port(runner, config))
+            announcers = await start_announcing(config, _bound_port(runner, config))
         tune_gc()
         notify.send("READY=1", f"STATUS=listening on {config.listen}")
         notify.start_watchdog()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+from flamenco_manager.config import ManagerConfig
+from flamenco_manager.discovery.avahi import AvahiPublisher
 from flamenco_manager.discovery.ssdp import SsdpAdvertiser
 
 log = logging.getLogger(__name__)
@@ -28,22 +30,29 @@ def _loopback_only(listen_host: str) -> bool:
 class Announcers:
     """The announcers running for this Manager; `close()` stops them in reverse order."""
 
-    def __init__(self, listen_host: str, port: int) -> None:
+    def __init__(self, listen_host: str, port: int, dns_sd: AvahiPublisher | None = None) -> None:
         self.listen_host = listen_host
         self.port = port
         self.ssdp = SsdpAdvertiser(listen_host, port)
+        self.dns_sd = dns_sd
 
     async def start(self) -> None:
         if _loopback_only(self.listen_host):
             log.info("discovery=off: listening on %s, which no other machine can reach", self.listen_host)
             return
         await self.ssdp.start()
+        if self.dns_sd is not None:
+            await self.dns_sd.start()
 
     async def close(self) -> None:
+        if self.dns_sd is not None:
+            await self.dns_sd.close()
         await self.ssdp.close()
 
 
-async def start_announcing(listen_host: str, port: int) -> Announcers:
-    announcers = Announcers(listen_host, port)
+async def start_announcing(config: ManagerConfig, port: int) -> Announcers:
+    """SSDP and, where avahi-daemon runs, DNS-SD, both naming the port the HTTP site is bound to."""
+    dns_sd = AvahiPublisher.for_manager(config, enabled=True, port=port)
+    announcers = Announcers(config.listen_host, port, dns_sd)
     await announcers.start()
     return announcers

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from flamenco_worker import __version__
-from flamenco_worker.discovery import local, ssdp
+from flamenco_worker.discovery import avahi, local, ssdp
 from flamenco_worker.discovery.candidates import Candidate
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 Finder = Callable[[asyncio.Event], AsyncIterator[Candidate]]
 
 #: Every way of finding a Manager, run together.
-FINDERS: list[Finder] = [local.find, ssdp.find]
+FINDERS: list[Finder] = [local.find, ssdp.find, avahi.find]
 
 #: A Manager on the LAN answers its version within milliseconds; this bounds a stranger that does not.
 PING_TIMEOUT = 3.0

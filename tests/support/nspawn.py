@@ -33,10 +33,13 @@ SUITES = ("bookworm", "trixie")
 # What the packages need at run time (so apt installs them without a network), plus what the tests
 # drive: man-db (systemd-analyze verify opens the units' Documentation=man: pages), passwd (useradd).
 # nodejs is the manager's Recommends (Debian's own: 18.x in 12, 20.x in 13): JavaScript job types run
-# under its unit. One list for every release: each name must exist in all of SUITES.
+# under its unit. avahi-daemon (and avahi-browse) is what the packages publish and browse DNS-SD through.
+# One list for every release: each name must exist in all of SUITES.
 ROOTFS_PACKAGES = (
     "systemd",
     "systemd-sysv",
+    "avahi-daemon",
+    "avahi-utils",
     "dbus",
     "man-db",
     "nodejs",
