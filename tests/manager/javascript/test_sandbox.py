@@ -427,7 +427,7 @@ def _dead(pid: int) -> bool:
     """The process has exited (a zombie waiting to be reaped counts as dead)."""
     try:
         stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped between opening and reading
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
