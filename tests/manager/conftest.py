@@ -334,11 +334,9 @@ def database(backend: str, tmp_path: pathlib.Path, request: pytest.FixtureReques
     server.drop_database(url)
 
 
-@pytest.fixture
-async def farm(
-    tmp_path: pathlib.Path, database: str, config_overrides: dict[str, Any]
-) -> AsyncIterator[Farm]:
-    manager = Manager(make_config(tmp_path, **{"database": database, **config_overrides}))
+async def serve(manager: Manager, session: aiohttp.ClientSession) -> tuple[Farm, web.AppRunner]:
+    """Start `manager` behind real HTTP on a free loopback port; the caller cleans up the runner and
+    stops the manager."""
     # The shutdown grace where the installed aiohttp wants it (the runner from 3.9, the site before).
     app = build_app(manager)
     if GRACE_ON_RUNNER:
@@ -352,9 +350,18 @@ async def farm(
     else:
         site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=TEST_SHUTDOWN_GRACE)
     await site.start()
-    port = bound_port(site)
+    client = Client(session, f"http://127.0.0.1:{bound_port(site)}", _spec_checker())
+    return Farm(manager, client), runner
+
+
+@pytest.fixture
+async def farm(
+    tmp_path: pathlib.Path, database: str, config_overrides: dict[str, Any]
+) -> AsyncIterator[Farm]:
+    manager = Manager(make_config(tmp_path, **{"database": database, **config_overrides}))
     async with aiohttp.ClientSession() as session:
-        yield Farm(manager, Client(session, f"http://127.0.0.1:{port}", _spec_checker()))
+        served, runner = await serve(manager, session)
+        yield served
         manager.stop_holding()
     await runner.cleanup()
     await manager.stop()

@@ -14,19 +14,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from flamenco_manager.api import build_app
-from flamenco_manager.cli import GRACE_ON_RUNNER
 from flamenco_manager.services import ELECTION_RETRY, Manager
 from tests.manager.conftest import (
     API,
     PG_TEMPLATE,
-    TEST_SHUTDOWN_GRACE,
-    Client,
     FakeWorker,
     Farm,
-    _spec_checker,
-    bound_port,
     make_config,
+    serve,
 )
 from tests.manager.test_events import Stream
 from tests.support import postgresql
@@ -42,21 +37,11 @@ BIG_EVENT = 3 * 8000
 TRIES = 200
 
 
-async def _replica(tmp_path: pathlib.Path, url: str, session: aiohttp.ClientSession) -> tuple[Farm, Any]:
-    manager = Manager(make_config(tmp_path, database=url))
-    app = build_app(manager)
-    runner = (
-        web.AppRunner(app, shutdown_timeout=TEST_SHUTDOWN_GRACE) if GRACE_ON_RUNNER else web.AppRunner(app)
-    )
-    await runner.setup()
-    await manager.start()
-    if GRACE_ON_RUNNER:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-    else:
-        site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=TEST_SHUTDOWN_GRACE)
-    await site.start()
-    client = Client(session, f"http://127.0.0.1:{bound_port(site)}", _spec_checker())
-    return Farm(manager, client), runner
+async def _replica(
+    tmp_path: pathlib.Path, url: str, session: aiohttp.ClientSession, **config: Any
+) -> tuple[Farm, web.AppRunner]:
+    """One replica on the database at `url`, served on its own port."""
+    return await serve(Manager(make_config(tmp_path, database=url, **config)), session)
 
 
 # Managers a test stopped itself (the fixture does not stop them again).

@@ -15,25 +15,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from flamenco_manager.api import build_app
-from flamenco_manager.cli import GRACE_ON_RUNNER
-from flamenco_manager.services import ELECTION_RETRY, Manager, job_deleter, thumbnails
+from flamenco_manager.services import ELECTION_RETRY, job_deleter, thumbnails
 from flamenco_manager.services.events import Hub
 from flamenco_manager.services.tasklogs import TaskLogs, job_dir
 from flamenco_manager.store import StoreBusy
 from tests.manager.conftest import (
     API,
     PG_TEMPLATE,
-    TEST_SHUTDOWN_GRACE,
-    Client,
     FakeWorker,
     Farm,
-    _spec_checker,
-    bound_port,
     eventually,
-    make_config,
 )
 from tests.manager.test_events import Stream
+from tests.manager.test_replicas import _replica as one_replica
 from tests.support import postgresql
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.timeout(120)]
@@ -48,19 +42,8 @@ TASKS = 20
 async def _replica(
     tmp_path: pathlib.Path, url: str, storage: pathlib.Path, session: aiohttp.ClientSession, **config: Any
 ) -> tuple[Farm, web.AppRunner]:
-    manager = Manager(make_config(tmp_path, database=url, local_manager_storage_path=str(storage), **config))
-    app = build_app(manager)
-    runner = (
-        web.AppRunner(app, shutdown_timeout=TEST_SHUTDOWN_GRACE) if GRACE_ON_RUNNER else web.AppRunner(app)
-    )
-    await runner.setup()
-    await manager.start()
-    if GRACE_ON_RUNNER:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-    else:
-        site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=TEST_SHUTDOWN_GRACE)
-    await site.start()
-    return Farm(manager, Client(session, f"http://127.0.0.1:{bound_port(site)}", _spec_checker())), runner
+    """A replica whose storage path is `storage` (shared by the test's replicas)."""
+    return await one_replica(tmp_path, url, session, local_manager_storage_path=str(storage), **config)
 
 
 @pytest.fixture
