@@ -1,0 +1,3 @@
+-- Schema version 4: nothing changes in SQLite. The PostgreSQL script of this version rewrites its counting
+-- triggers so that their cost stays linear in the rows a statement changes; SQLite's per-row triggers
+-- already are.
