@@ -202,11 +202,10 @@ class JobQueries:
         self.conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
 
     def delete_tasks_of_job(self, job_id: int, limit: int) -> int:
-        cur = self.conn.execute(
-            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE job_id = %s LIMIT %s)",
-            (job_id, limit),
-        )
-        return cur.rowcount
+        """Through `flamenco_delete_tasks` (schema 4): its per-row cascades are not replanned per row."""
+        row = self.conn.execute("SELECT flamenco_delete_tasks(%s, %s) AS n", (job_id, limit)).fetchone()
+        assert row is not None
+        return int(row["n"])
 
     def job_task_counts(self, job_id: int) -> dict[str, int]:
         rows = self.conn.execute(

@@ -1,5 +1,6 @@
 -- Schema version 4: the counting triggers, with the same effects, in a form whose cost stays linear in the
--- rows a statement changes however PostgreSQL plans it.
+-- rows a statement changes however PostgreSQL plans it; and a function that deletes a chunk of a job's
+-- tasks (at the end).
 --
 -- A statement of a PL/pgSQL function that has no variable in it is planned once per session, generically,
 -- for the sizes of the transition tables at its first run: a session whose first task updates changed one
@@ -80,4 +81,18 @@ BEGIN
               JOIN tasks dt ON dt.id = d.dependency_id WHERE dt.status <> 'completed' GROUP BY d.task_id) x
      WHERE t.id = x.task_id;
     RETURN NULL;
+END $$;
+
+-- Deleting a chunk of a job's tasks. Each deleted task runs its foreign keys' cascades (dependencies,
+-- failures) as one query per row: planned once for the function's session, not per row as under the
+-- loop connection's forced custom plans (600 tasks: ~15 ms against ~45 ms), so a big job's chunks keep
+-- each loop turn short.
+CREATE FUNCTION flamenco_delete_tasks(of_job bigint, most integer) RETURNS integer LANGUAGE plpgsql
+SET plan_cache_mode = auto AS $$
+DECLARE
+    deleted integer;
+BEGIN
+    DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE job_id = of_job LIMIT most);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
 END $$;
