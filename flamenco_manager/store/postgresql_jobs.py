@@ -138,20 +138,22 @@ class JobQueries:
     def add_dependencies(self, job: Job, pairs: list[tuple[int, int]]) -> None:
         """Dependencies as (task index_in_job, index_in_job of the task it waits for).
 
-        The ids are looked up first and the pairs inserted by id: a join of the pairs with a job's tasks
-        inside the one unit that created them is planned without statistics, as nested full scans.
+        One statement, one round trip: each index is looked up through the (job_id, index_in_job) key, one
+        row per pair (LATERAL … LIMIT 1), whatever the statistics of a tasks table that grew inside this
+        very unit say. Fetching the job's ids instead cost every chunk of a submission a read of all its
+        tasks so far (quadratic in the job's size). Pairs naming an index the job lacks are skipped.
         """
         if not pairs:
             return
-        rows = self.conn.execute("SELECT id, index_in_job FROM tasks WHERE job_id = %s", (job.id,)).fetchall()
-        ids = {r["index_in_job"]: r["id"] for r in rows}
-        found = [(ids[t], ids[d]) for t, d in pairs if t in ids and d in ids]
-        if not found:
-            return
         self.conn.execute(
             "INSERT INTO task_dependencies (task_id, dependency_id)"
-            " SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING",
-            ([t for t, _ in found], [d for _, d in found]),
+            " SELECT t.id, d.id FROM unnest(%(waiting)s::integer[], %(waited)s::integer[]) AS p(ti, di)"
+            " CROSS JOIN LATERAL (SELECT id FROM tasks"
+            "  WHERE job_id = %(job)s AND index_in_job = p.ti LIMIT 1) t"
+            " CROSS JOIN LATERAL (SELECT id FROM tasks"
+            "  WHERE job_id = %(job)s AND index_in_job = p.di LIMIT 1) d"
+            " ON CONFLICT DO NOTHING",
+            {"job": job.id, "waiting": [t for t, _ in pairs], "waited": [d for _, d in pairs]},
         )
 
     def get_job(self, uuid: str) -> Job | None:
@@ -200,11 +202,10 @@ class JobQueries:
         self.conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
 
     def delete_tasks_of_job(self, job_id: int, limit: int) -> int:
-        cur = self.conn.execute(
-            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE job_id = %s LIMIT %s)",
-            (job_id, limit),
-        )
-        return cur.rowcount
+        """Through `flamenco_delete_tasks` (schema 4): its per-row cascades are not replanned per row."""
+        row = self.conn.execute("SELECT flamenco_delete_tasks(%s, %s) AS n", (job_id, limit)).fetchone()
+        assert row is not None
+        return int(row["n"])
 
     def job_task_counts(self, job_id: int) -> dict[str, int]:
         rows = self.conn.execute(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,169 @@ def test_two_managers_never_find_the_same_task(postgres: PostgresServer) -> None
         first.close()
         second.close()
         postgres.drop_database(url)
+
+
+def _job_with_chain(store: PostgreSQLStore, tasks: int) -> Job:
+    """A queued job of `tasks` tasks, each after the one before, and the last also after the first."""
+    now = time.time()
+    with store.transaction():
+        job = store.create_job(
+            Job(
+                id=0,
+                uuid=str(uuid.uuid4()),
+                name="chain",
+                job_type="echo-sleep-test",
+                type_etag="",
+                priority=50,
+                status=JobStatus.QUEUED,
+                activity="",
+                settings_json="{}",
+                metadata_json="{}",
+                submitter_platform="linux",
+                shaman_checkout_id="",
+                worker_tag_id=None,
+                steps_completed=0,
+                steps_total=0,
+                created_at=now,
+                updated_at=now,
+                delete_requested_at=None,
+            )
+        )
+        store.add_tasks(
+            job,
+            [
+                NewTask(
+                    uuid=str(uuid.uuid4()), name=f"t{i}", type="misc", priority=50, commands=[], steps_total=2
+                )
+                for i in range(tasks)
+            ],
+            1,
+        )
+        pairs = [(i + 1, i) for i in range(1, tasks)] + ([(tasks, 1)] if tasks > 2 else [])
+        store.add_dependencies(job, pairs)
+    return job
+
+
+def test_a_job_is_stored_in_one_statement_per_call(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating a job, its tasks and their dependencies: one round trip each, whatever the job's size."""
+    url = postgres.fresh_database()
+    store = _open(url)
+    try:
+        statements: list[str] = []
+        execute = store.conn.execute
+
+        def counting(query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query).split(maxsplit=1)[0])
+            return execute(query, *args, **kwargs)
+
+        monkeypatch.setattr(store.conn, "execute", counting)
+        job = _job_with_chain(store, 2_000)
+        # The unit's own BEGIN, SAVEPOINT, RELEASE and COMMIT, then one statement per store call.
+        assert statements == ["BEGIN", "SAVEPOINT", "WITH", "INSERT", "INSERT", "RELEASE", "COMMIT"]
+        monkeypatch.undo()
+        row = store.conn.execute(
+            "SELECT count(*) AS n, sum(waiting_on) AS w FROM tasks WHERE job_id = %s", (job.id,)
+        ).fetchone()
+        assert row is not None and (row["n"], row["w"]) == (2_000, 2_000)
+    finally:
+        store.close()
+        postgres.drop_database(url)
+
+
+# A task's dependencies that are not completed yet, counted afresh (what `waiting_on` keeps).
+_INCOMPLETE_DEPENDENCIES = (
+    "(SELECT count(*)::integer FROM task_dependencies d JOIN tasks w ON w.id = d.dependency_id"
+    " WHERE d.task_id = t.id AND w.status <> 'completed')"
+)
+
+
+def _recounted(store: PostgreSQLStore, job_id: int) -> tuple[dict[str, int], tuple[int, int, int], list[int]]:
+    """The job's counters as a recount from its tasks finds them: status counts, (steps completed, steps
+    total, runnable tasks), and each task's incomplete dependencies."""
+    rows = store.conn.execute(
+        "SELECT status, count(*) AS n FROM tasks WHERE job_id = %s GROUP BY status", (job_id,)
+    ).fetchall()
+    sums = store.conn.execute(
+        "SELECT coalesce(sum(steps_completed), 0) AS sc, coalesce(sum(steps_total), 0) AS st,"
+        f" coalesce(sum(flamenco_runnable(status, {_INCOMPLETE_DEPENDENCIES})), 0) AS rn"
+        " FROM tasks t WHERE job_id = %s",
+        (job_id,),
+    ).fetchone()
+    waiting = store.conn.execute(
+        f"SELECT {_INCOMPLETE_DEPENDENCIES} AS n FROM tasks t WHERE job_id = %s ORDER BY id", (job_id,)
+    ).fetchall()
+    assert sums is not None
+    return (
+        {r["status"]: r["n"] for r in rows},
+        (int(sums["sc"]), int(sums["st"]), int(sums["rn"])),
+        [int(r["n"]) for r in waiting],
+    )
+
+
+def _kept(store: PostgreSQLStore, job_id: int) -> tuple[dict[str, int], tuple[int, int, int], list[int]]:
+    """The same counters as the triggers keep them."""
+    counts = {s: n for s, n in store.job_task_counts(job_id).items() if n}
+    row = store.conn.execute(
+        "SELECT steps_completed, steps_total, runnable_tasks FROM jobs WHERE id = %s", (job_id,)
+    ).fetchone()
+    assert row is not None
+    waiting = store.conn.execute(
+        "SELECT waiting_on FROM tasks WHERE job_id = %s ORDER BY id", (job_id,)
+    ).fetchall()
+    return (
+        counts,
+        (row["steps_completed"], row["steps_total"], row["runnable_tasks"]),
+        [r["waiting_on"] for r in waiting],
+    )
+
+
+def test_counting_triggers_scan_transition_tables_once_and_keep_exact_counts(
+    postgres: PostgresServer,
+) -> None:
+    """After a session's first updates changed one task each, a job-wide update is still planned for its
+    size: no transition table is scanned again for every row of another (that made a 20,000-task job's
+    dependencies take minutes), and every counter equals a recount from the tasks."""
+    url = postgres.fresh_database()
+    store = _open(url)
+    plans: list[str] = []
+    try:
+        small = _job_with_chain(store, 2)  # its dependency's trigger updates a single row: plans for one
+        tasks = store.tasks_of_job(small.id)
+        for status in ("active", "completed", "queued", "completed"):  # one row per statement, first
+            with store.transaction():
+                store.set_tasks_status([tasks[0].id], status, activity="", now=time.time())
+            assert _kept(store, small.id) == _recounted(store, small.id)
+        store.conn.execute("LOAD 'auto_explain'")
+        for setting in (
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_nested_statements = on",
+            "auto_explain.log_analyze = on",
+            "auto_explain.log_timing = off",
+            "auto_explain.log_level = notice",
+            "client_min_messages = notice",
+        ):
+            store.conn.execute(f"SET {setting}")
+        store.conn.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+        big = _job_with_chain(store, 300)
+        assert _kept(store, big.id) == _recounted(store, big.id)
+        ids = [t.id for t in store.tasks_of_job(big.id)]
+        for status, chosen in (
+            ("completed", ids[:200]),
+            ("queued", ids[50:250]),
+            ("completed", ids),
+            ("canceled", ids[::2]),
+            ("queued", ids),
+        ):
+            with store.transaction():
+                store.set_tasks_status(chosen, status, activity="", now=time.time())
+            assert _kept(store, big.id) == _recounted(store, big.id), status
+        store.conn.execute("SET client_min_messages = warning")
+    finally:
+        store.close()
+        postgres.drop_database(url)
+    scans = [line for plan in plans for line in plan.splitlines() if "Named Tuplestore Scan" in line]
+    assert scans, "auto_explain showed no plan of the counting triggers"
+    rescanned = [line.strip() for line in scans if "loops=1)" not in line]
+    assert not rescanned, rescanned[:3]
