@@ -80,10 +80,9 @@ def connect(url: str, *, lock_timeout_ms: int = LOOP_LOCK_TIMEOUT_MS) -> Connect
     """An autocommit connection (transactions are explicit, as on the SQLite store) with dict rows."""
     conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S)
     conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
-    # Plan every statement for the table sizes of the moment. A cached generic plan made while a table
-    # was small (a new farm, a job's tasks inserted in one transaction) keeps scanning it whole as it
-    # grows: 10,000 jobs inserted in one unit took minutes through the triggers' statements, not seconds.
-    conn.execute("SET plan_cache_mode = force_custom_plan")
+    # PostgreSQL's own choice between cached and per-call plans: the counting triggers, whose cached plans
+    # went stale as a job's tasks were inserted, force per-call plans themselves (migration 0004), and
+    # forcing them for every statement replanned each foreign-key check and cascade, row by row.
     return conn
 
 
