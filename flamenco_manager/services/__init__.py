@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import pathlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from flamenco_manager.config import ManagerConfig, current_platform
@@ -152,7 +152,7 @@ class Manager:
 
             self._leader = LeaderLock(self._relay.store)
             self._spawn(self._elect(self._leader), "farm-loops-election")
-        self._spawn(self._every(SEEN_FLUSH_INTERVAL, self.workers.flush_seen), "seen-flush")
+        self._spawn(self._flush_seen_when_pending(), "seen-flush")
         self._spawn(self.job_deleter.announce(), "job-deletion-announcer")
         await self.job_types.start()
         self._spawn(self.job_types.watch(), "job-type-scripts")
@@ -198,18 +198,19 @@ class Manager:
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._loops.append(asyncio.create_task(coro, name=name))
 
-    @staticmethod
-    async def _every(interval: float, fn: Callable[[], object]) -> None:
+    async def _flush_seen_when_pending(self) -> None:
+        """Write last-seen times SEEN_FLUSH_INTERVAL after the first unwritten one; asleep otherwise."""
+        pending = self.workers.seen_pending
         while True:
-            await asyncio.sleep(interval)
+            await pending.wait()
+            await asyncio.sleep(SEEN_FLUSH_INTERVAL)
+            pending.clear()
             try:
-                result = fn()
-                if asyncio.iscoroutine(result):
-                    await result
+                self.workers.flush_seen()
             except StoreUnavailable:
                 pass  # the database is away; the store logs its loss and its return once each
             except Exception:
-                log.exception("background job failed job=%s", getattr(fn, "__name__", fn))
+                log.exception("background job failed job=flush_seen")
 
     async def reload_job_types(self) -> None:
         """Read every job-type script again (SIGHUP); a script that fails keeps its last good version."""

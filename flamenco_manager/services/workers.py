@@ -3,6 +3,7 @@ the Manager stores a requested status, the worker acts on it and acknowledges wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid as uuidlib
@@ -48,6 +49,8 @@ class Workers:
         self.secrets = auth.SecretCache()
         # Last-seen times not yet written; flushed in batches so a poll costs no write of its own.
         self._seen: dict[int, float] = {}
+        # Set while some are waiting: the flushing loop sleeps on it, so an idle farm wakes nobody.
+        self.seen_pending = asyncio.Event()
 
     # Authentication.
 
@@ -71,6 +74,7 @@ class Workers:
         now = time.time()
         self._seen[worker.id] = now
         worker.last_seen_at = now
+        self.seen_pending.set()
 
     def last_seen(self, worker: Worker) -> float | None:
         """A worker holding a request is seen now; otherwise at its last request."""

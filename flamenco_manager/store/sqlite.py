@@ -143,6 +143,8 @@ class SQLiteStore(WorkerQueries, JobQueries):
         self._commit_waiters: list[asyncio.Future[None]] = []
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
+        # Set by each commit: the checkpointer has WAL to copy.
+        self._wal_grew = threading.Event()
 
     @classmethod
     def open(cls, path: pathlib.Path) -> SQLiteStore:
@@ -169,10 +171,16 @@ class SQLiteStore(WorkerQueries, JobQueries):
     def _checkpoint_loop(self) -> None:
         conn = _connect(self.path)
         try:
-            while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL):
+            while True:
+                # Asleep until a commit grew the WAL, so an idle Manager's thread wakes nobody.
+                self._wal_grew.wait()
+                if self._checkpoint_stop.wait(CHECKPOINT_INTERVAL):
+                    break
+                self._wal_grew.clear()
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:
+                    self._wal_grew.set()  # tried again after the next interval
                     log.warning("WAL checkpoint failed, trying again error=%s", exc)
         finally:
             conn.close()
@@ -180,6 +188,7 @@ class SQLiteStore(WorkerQueries, JobQueries):
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpoint_stop.set()
+            self._wal_grew.set()
             self._checkpointer.join()
             self._checkpointer = None
         if self._executor is not None:
@@ -288,6 +297,7 @@ class SQLiteStore(WorkerQueries, JobQueries):
                 if not fut.done():
                     fut.set_exception(type(error)(f"commit failed: {exc}"))
             return
+        self._wal_grew.set()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)

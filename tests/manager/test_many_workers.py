@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from flamenco_manager.cli import GC_FULL_THRESHOLD
-from flamenco_manager.services import Manager
+from flamenco_manager.services import SEEN_FLUSH_INTERVAL, Manager
 from tests.manager.conftest import API, FakeWorker, Farm, eventually
 from tests.support.manager_process import REPO, START_TIMEOUT, free_port, write_config
 from tests.support.notify_socket import NotifySocket
@@ -198,3 +198,31 @@ async def test_worker_list_is_built_off_the_event_loop(farm: Farm, monkeypatch: 
     assert all("last_seen" in listed[w.uuid] for w in workers)
     for poll in polls:
         poll.cancel()
+
+
+async def test_the_seen_flush_sleeps_until_a_worker_is_seen(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing to write, nothing wakes: the flush runs SEEN_FLUSH_INTERVAL after a worker was seen."""
+    manager = farm.manager
+    worker = await farm.awake_worker()
+    await eventually(lambda: not manager.workers.seen_pending.is_set(), within=SEEN_FLUSH_INTERVAL * 3)
+    # Idle, the loop waits for news instead of sleeping out an interval (it used to flush every one).
+    loop_task = next(t for t in manager._loops if t.get_name() == "seen-flush")
+    await eventually(lambda: _suspended_in(loop_task) == "Event.wait")
+    written = _record_seen_writes(manager, monkeypatch)
+    reply = await worker.state()
+    assert reply.status == 204, reply.body  # nothing asked of it
+    assert manager.workers.seen_pending.is_set()
+    stored = manager.store.get_worker(worker.uuid)
+    assert stored is not None
+    await eventually(lambda: written == [stored.id], within=SEEN_FLUSH_INTERVAL * 3)
+    await eventually(lambda: _suspended_in(loop_task) == "Event.wait")
+
+
+def _suspended_in(task: asyncio.Task[Any]) -> str:
+    """The innermost coroutine the task is suspended in."""
+    coro: Any = task.get_coro()
+    while getattr(coro, "cr_await", None) is not None and hasattr(coro.cr_await, "cr_code"):
+        coro = coro.cr_await
+    return str(coro.__qualname__)

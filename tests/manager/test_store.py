@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
+import threading
 from typing import Any
 
 import pytest
 
 from flamenco_manager.store import SQLiteStore, StoreBusy, StoreConflict, StoreError
+from flamenco_manager.store import sqlite as sqlite_store
 from flamenco_manager.store.schema import migrations
 from tests.manager.conftest import API, Farm
+from tests.support.waiting import wait_for
 
 
 def test_migrations_apply_once_and_refuse_a_newer_database(tmp_path: pathlib.Path) -> None:
@@ -103,3 +106,43 @@ def test_failures_come_out_as_store_errors(tmp_path: pathlib.Path) -> None:
         other.close()
     assert [t.name for t in store.list_tags()] == ["gpu"]
     store.close()
+
+
+def test_the_checkpointer_sleeps_until_a_commit(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle Manager's checkpointer thread does not wake every interval; a commit gets its checkpoint."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.02)
+    checkpoints: list[str] = []
+    real = sqlite_store._connect
+
+    class Counting:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            checkpoints.append(sql)
+            return self.conn.execute(sql)
+
+        def close(self) -> None:
+            self.conn.close()
+
+    def connect(path: pathlib.Path, *, readonly: bool = False) -> Any:
+        conn = real(path, readonly=readonly)
+        return Counting(conn) if threading.current_thread().name == "store-checkpointer" else conn
+
+    monkeypatch.setattr(sqlite_store, "_connect", connect)
+    store = SQLiteStore.open(tmp_path / "manager.sqlite")
+    store.start()
+    try:
+        # A window of 25 intervals with nothing committed: the old loop checkpointed in each.
+        threading.Event().wait(25 * sqlite_store.CHECKPOINT_INTERVAL)
+        assert checkpoints == []
+        with store.transaction():
+            store.create_tag(uuid="1", name="gpu", description="")
+        store.commit()
+        wait_for(lambda: len(checkpoints) == 1, 5, "the checkpoint after a commit")
+        threading.Event().wait(25 * sqlite_store.CHECKPOINT_INTERVAL)
+        assert checkpoints == ["PRAGMA wal_checkpoint(PASSIVE)"]
+    finally:
+        store.close()
