@@ -5,6 +5,7 @@ the one-second listing when inotify cannot be used."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import logging
@@ -272,19 +273,27 @@ class CountedJobTypes(JobTypes):
         return [state.filename for state in self.states()]
 
 
-@pytest.fixture
-async def watched(tmp_path: Path) -> AsyncIterator[CountedJobTypes]:
-    """A registry of tmp_path/scripts that is started, its watcher running and past its first look."""
-    registry = CountedJobTypes(tmp_path / "scripts")
+@contextlib.asynccontextmanager
+async def running(scripts_dir: Path) -> AsyncIterator[CountedJobTypes]:
+    """A registry of `scripts_dir` that is started, its watcher running and past its first look."""
+    registry = CountedJobTypes(scripts_dir)
     await registry.start()
     registry.reloads = 0
     registry.reloaded.clear()
     task = asyncio.create_task(registry.watch())
-    await asyncio.wait_for(registry.reloaded.wait(), EVENT_TIMEOUT)  # the look once the watch is set
-    yield registry
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await registry.close()
+    try:
+        await asyncio.wait_for(registry.reloaded.wait(), EVENT_TIMEOUT)  # the look once the watch is set
+        yield registry
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await registry.close()
+
+
+@pytest.fixture
+async def watched(tmp_path: Path) -> AsyncIterator[CountedJobTypes]:
+    async with running(tmp_path / "scripts") as registry:
+        yield registry
 
 
 async def test_an_idle_watcher_does_not_wake_up(
@@ -367,3 +376,43 @@ async def test_without_inotify_the_watcher_lists_the_directory_every_interval(
         await registry.close()
     lines = [r.getMessage() for r in caplog.records if "cannot watch" in r.getMessage()]
     assert len(lines) == 1 and "listing them every 0.05 s" in lines[0], lines
+
+
+# A safety look in the tests: short against EVENT_TIMEOUT, long against a reload.
+TEST_SAFETY_POLL = 0.3
+
+
+async def test_a_linked_scripts_change_is_seen_by_the_safety_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_types_module, "SCRIPTS_SAFETY_POLL_INTERVAL", TEST_SAFETY_POLL)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = write_script(elsewhere, "a.js")
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "a.js").symlink_to(target)
+    async with running(scripts) as registry:
+        first = registry.states()[0]
+        assert first.filename == "a.js"
+        stamp = registry._seen["a.js"]
+        with target.open("a") as file:  # no event reaches the watch of `scripts`
+            file.write("// a longer script\n")
+        await registry.until(lambda: registry._seen["a.js"] != stamp, "the linked script's new size")
+
+
+async def test_the_safety_look_follows_a_renamed_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_types_module, "SCRIPTS_SAFETY_POLL_INTERVAL", TEST_SAFETY_POLL)
+    scripts = tmp_path / "etc" / "scripts"
+    scripts.mkdir(parents=True)
+    async with running(scripts) as registry:
+        (tmp_path / "etc").rename(tmp_path / "etc.old")
+        scripts.mkdir(parents=True)
+        await registry.until(lambda: registry.reloads > 1, "a safety look")
+        # From the next wait on, only an event can bring the new script in time.
+        monkeypatch.setattr(job_types_module, "SCRIPTS_SAFETY_POLL_INTERVAL", 30.0)
+        await registry.next_reload()
+        write_script(scripts, "a.js")
+        await registry.until(lambda: registry.seen() == ["a.js"], "the script in the new directory")
