@@ -5,7 +5,8 @@ Rules kept here:
   that has at least 8 bytes, as Flamenco reads its scripts. Its job type is named after the file
   (`_` becomes `-`); a script of a built-in's name takes the built-in's place while it is there.
 - Scripts are described by the engine when they appear or change (never on each request): at start, on
-  `reload()` (SIGHUP), and when the watcher sees a file's name, size, mtime or inode change.
+  `reload()` (SIGHUP), and when the watcher sees a file's name, size, mtime or inode change. The watcher
+  looks after an inotify event (and every SCRIPTS_SAFETY_POLL_INTERVAL), or every second without inotify.
 - A script that stops loading keeps its last good version, and the error is logged with file and line; a
   removed script's job type is gone (a built-in it replaced comes back). One bad script never keeps
   another from loading.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from flamenco_manager import jobtypes
+from flamenco_manager.dir_watch import DirectoryWatch
 from flamenco_manager.jobtypes import BuiltinJobType, CompiledJob, JobCompileError
 from flamenco_manager.jobtypes.javascript import (
     EngineLimits,
@@ -45,9 +47,18 @@ from flamenco_manager.jobtypes.script_job import JobContext, JobScriptError, aut
 
 log = logging.getLogger(__name__)
 
-# How often the watcher looks at scripts_dir: an edit is live within about a second, and listing one
-# small directory per second costs nothing next to serving a farm.
+# How often the watcher lists scripts_dir when inotify cannot be used: an edit is live within about a
+# second, and listing one small directory per second costs little next to serving a farm.
 SCRIPTS_POLL_INTERVAL = 1.0
+# How long the scripts must stay quiet after an inotify event before they are read: a `git pull` or a `cp`
+# of many scripts writes them within milliseconds, and should cost one reload, not one per file.
+SCRIPTS_SETTLE = 0.1
+# A stream of changes postpones the reload at most this long: an edit stays live within about a second.
+SCRIPTS_SETTLE_MAX = 0.5
+# Even with inotify, the directory is listed this often: a script that is a link to a file elsewhere, or a
+# directory on a network file system changed by another machine, changes without an event. Rare enough for
+# an idle Manager to sleep between looks.
+SCRIPTS_SAFETY_POLL_INTERVAL = 30.0
 # Scripts larger than this are refused: a job type is a few kilobytes; megabytes are a mistake (or data).
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
@@ -227,13 +238,63 @@ class JobTypes:
             return bool(removed or stale)
 
     async def watch(self) -> None:
-        """Reload whenever a script changes; runs until cancelled."""
+        """Reload whenever a script changes; runs until cancelled.
+
+        inotify tells when the directory changes, so an idle Manager does not wake up for it; without
+        inotify (or past its limits) the directory is listed every SCRIPTS_POLL_INTERVAL instead.
+        """
+        if self.scripts_dir is None:
+            return
+        try:
+            watch = DirectoryWatch(self.scripts_dir)
+        except OSError as exc:
+            self._log_polling(exc)
+        else:
+            try:
+                await self._watch_events(watch)
+            except OSError as exc:
+                self._log_polling(exc)
+            finally:
+                watch.close()
         while True:
             await asyncio.sleep(SCRIPTS_POLL_INTERVAL)
+            await self._reload_logged()
+
+    async def _watch_events(self, watch: DirectoryWatch) -> None:
+        """Reload after each settled burst of events, and every SCRIPTS_SAFETY_POLL_INTERVAL; OSError when
+        inotify fails."""
+        await self._reload_logged()  # what changed between start() and the watch's beginning
+        loop = asyncio.get_running_loop()
+        while True:
             try:
-                await self.reload()
-            except Exception:
-                log.exception("checking the job type scripts failed dir=%s", self.scripts_dir)
+                async with asyncio.timeout(SCRIPTS_SAFETY_POLL_INTERVAL):
+                    await watch.changed()
+            except TimeoutError:
+                watch.rearm()  # a parent renamed or replaced meanwhile sends no event to the watch
+            else:
+                settle_until = loop.time() + SCRIPTS_SETTLE_MAX
+                while (left := settle_until - loop.time()) > 0:
+                    try:
+                        async with asyncio.timeout(min(SCRIPTS_SETTLE, left)):
+                            await watch.changed()
+                    except TimeoutError:
+                        break
+            await self._reload_logged()
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except Exception:
+            log.exception("checking the job type scripts failed dir=%s", self.scripts_dir)
+
+    def _log_polling(self, exc: OSError) -> None:
+        log.warning(
+            "cannot watch the job type scripts with inotify, listing them every %g s instead "
+            "(see fs.inotify.max_user_watches and max_user_instances) dir=%s error=%s",
+            SCRIPTS_POLL_INTERVAL,
+            self.scripts_dir,
+            exc.strerror or exc,
+        )
 
     def _note_directory(self, problem: str, level: int) -> None:
         """Log what is wrong with the directory (empty: nothing) once, when it changes."""
