@@ -75,6 +75,24 @@ def _task(row: Row) -> Task:
     )
 
 
+# The scheduler's query: jobs in order, and for each the first task the worker may run, found by walking
+# the job's runnable tasks in order (index tasks_runnable_in_order); the walk stops at the first job that
+# has one, so an assignment costs the same for a job of ten tasks or of twenty thousand.
+FIND_RUNNABLE_TASK = (
+    "SELECT t.* FROM (SELECT j.id, j.priority, j.created_at FROM jobs j"
+    " WHERE j.runnable_tasks > 0 AND j.status IN ('active', 'queued') AND (j.worker_tag_id IS NULL"
+    " OR j.worker_tag_id IN (SELECT tag_id FROM worker_tag_membership WHERE worker_id = %(w)s))"
+    " ORDER BY j.priority DESC, j.created_at, j.id) j"
+    " CROSS JOIN LATERAL (SELECT t.* FROM tasks t WHERE t.job_id = j.id"
+    " AND t.status IN ('queued', 'soft-failed') AND t.waiting_on = 0 AND t.type = ANY(%(types)s)"
+    " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.worker_id = %(w)s)"
+    " AND NOT EXISTS (SELECT 1 FROM job_blocks b"
+    " WHERE b.job_id = t.job_id AND b.worker_id = %(w)s AND b.task_type = t.type)"
+    " ORDER BY t.priority DESC, t.index_in_job LIMIT 1 FOR UPDATE SKIP LOCKED) t"
+    " ORDER BY j.priority DESC, j.created_at, j.id LIMIT 1"
+)
+
+
 @translating
 class JobQueries:
     conn: psycopg.Connection[dict[str, Any]]
@@ -314,7 +332,7 @@ class JobQueries:
     def find_runnable_task(self, worker: Worker) -> Task | None:
         """The best queued or soft-failed task this worker may run, or None (rules: `services.scheduler`).
 
-        The same query as the SQLite store's, and the task row comes back locked for this transaction
+        The same rules as the SQLite store's query, and the task row comes back locked for this transaction
         (`FOR UPDATE … SKIP LOCKED`): another Manager on the same database that is assigning at the same
         moment passes over it to the next task instead of handing out the same one or waiting.
         """
@@ -322,16 +340,7 @@ class JobQueries:
         if not types:
             return None
         row = self.conn.execute(
-            "SELECT t.* FROM jobs j JOIN tasks t ON t.job_id = j.id"
-            " WHERE j.runnable_tasks > 0 AND j.status IN ('active', 'queued') AND (j.worker_tag_id IS NULL"
-            " OR j.worker_tag_id IN (SELECT tag_id FROM worker_tag_membership WHERE worker_id = %(w)s))"
-            " AND t.type = ANY(%(types)s)"
-            " AND t.status IN ('queued', 'soft-failed') AND t.waiting_on = 0"
-            " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.worker_id = %(w)s)"
-            " AND NOT EXISTS (SELECT 1 FROM job_blocks b"
-            " WHERE b.job_id = j.id AND b.worker_id = %(w)s AND b.task_type = t.type)"
-            " ORDER BY j.priority DESC, j.created_at, j.id, t.priority DESC, t.index_in_job"
-            " LIMIT 1 FOR UPDATE OF t SKIP LOCKED",
+            FIND_RUNNABLE_TASK,
             {"w": worker.id, "types": types},
         ).fetchone()
         return _task(row) if row else None

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pathlib
 import sqlite3
 import threading
+import time
+import uuid
 from typing import Any
 
 import pytest
 
+from flamenco_manager.model import Job, JobStatus, NewTask, Task, Worker
 from flamenco_manager.store import SQLiteStore, StoreBusy, StoreConflict, StoreError
 from flamenco_manager.store import sqlite as sqlite_store
 from flamenco_manager.store.schema import migrations
@@ -146,3 +149,94 @@ def test_the_checkpointer_sleeps_until_a_commit(
         assert checkpoints == ["PRAGMA wal_checkpoint(PASSIVE)"]
     finally:
         store.close()
+
+
+def _job_of(store: SQLiteStore, tasks: int, types: tuple[str, ...]) -> None:
+    now = time.time()
+    with store.transaction():
+        job = store.create_job(
+            Job(
+                id=0,
+                uuid=str(uuid.uuid4()),
+                name="big",
+                job_type="echo-sleep-test",
+                type_etag="",
+                priority=50,
+                status=JobStatus.QUEUED,
+                activity="",
+                settings_json="{}",
+                metadata_json="{}",
+                submitter_platform="linux",
+                shaman_checkout_id="",
+                worker_tag_id=None,
+                steps_completed=0,
+                steps_total=0,
+                created_at=now,
+                updated_at=now,
+                delete_requested_at=None,
+            )
+        )
+        new = [
+            NewTask(
+                uuid=str(uuid.uuid4()),
+                name=f"t{i}",
+                type=types[i % len(types)],
+                priority=50,
+                commands=[],
+                steps_total=1,
+            )
+            for i in range(tasks)
+        ]
+        store.add_tasks(job, new, 1)
+    store.commit()
+
+
+def _vm_steps(store: SQLiteStore, worker: Worker) -> tuple[Task | None, int]:
+    """The task found, and how many SQLite VM instructions (in hundreds) finding it took."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    store.conn.set_progress_handler(count, 100)
+    try:
+        with store.transaction():
+            return store.find_runnable_task(worker), steps[0]
+    finally:
+        store.conn.set_progress_handler(None, 100)
+
+
+def test_assigning_from_a_big_job_costs_what_a_small_one_does(tmp_path: pathlib.Path) -> None:
+    """The scheduler walks each of the worker's types in order and stops at the first task it may run;
+    it used to sort every runnable task of the job for each assignment (20,000 tasks: ~20 ms)."""
+    small = SQLiteStore.open(tmp_path / "small.sqlite")
+    big = SQLiteStore.open(tmp_path / "big.sqlite")
+    try:
+        _job_of(small, 10, ("misc", "blender"))
+        _job_of(big, 5000, ("misc", "blender"))
+        found = {}
+        steps = {}
+        for name, store in (("small", small), ("big", big)):
+            with store.transaction():
+                worker = store.create_worker(
+                    uuid=str(uuid.uuid4()),
+                    secret_hash="-",
+                    name="w",
+                    address="",
+                    platform="linux",
+                    supported_task_types=["blender", "misc", "ffmpeg"],
+                    now=time.time(),
+                )
+            found[name], steps[name] = _vm_steps(store, worker)
+        assert found["big"] is not None and found["big"].index_in_job == 1
+        assert steps["big"] <= 2 * steps["small"] + 5, steps
+        # Priority still comes before position, across the worker's types.
+        with big.transaction():
+            big.conn.execute("UPDATE tasks SET priority = 60 WHERE index_in_job = 4001")
+        with big.transaction():
+            first = big.find_runnable_task(worker)
+        assert first is not None and (first.index_in_job, first.type) == (4001, "misc")
+    finally:
+        small.close()
+        big.close()

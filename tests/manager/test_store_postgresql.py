@@ -16,6 +16,7 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg 3 not installed (Debian
 from flamenco_manager.model import Job, JobStatus, NewTask, Worker  # noqa: E402
 from flamenco_manager.store import StoreBusy, StoreConflict, StoreError, open_store  # noqa: E402
 from flamenco_manager.store.postgresql import PostgreSQLStore, schema_version  # noqa: E402
+from flamenco_manager.store.postgresql_jobs import FIND_RUNNABLE_TASK  # noqa: E402
 from flamenco_manager.store.schema import migrations  # noqa: E402
 from tests.support.postgresql import PostgresServer  # noqa: E402
 
@@ -304,3 +305,40 @@ def test_counting_triggers_scan_transition_tables_once_and_keep_exact_counts(
     assert scans, "auto_explain showed no plan of the counting triggers"
     rescanned = [line.strip() for line in scans if "loops=1)" not in line]
     assert not rescanned, rescanned[:3]
+
+
+def _tasks_rows_read(node: dict[str, Any]) -> int:
+    """Rows the plan node and those below it took from the tasks table (over all their loops)."""
+    own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == "tasks" else 0
+    return own + sum(_tasks_rows_read(child) for child in node.get("Plans", ()))
+
+
+def test_assigning_from_a_big_job_reads_one_task_not_the_whole_job(postgres: PostgresServer) -> None:
+    """The scheduler walks a job's runnable tasks in order and stops at the first it may run: the cost of
+    an assignment does not grow with the job (it used to read and sort all 3,000 tasks for each)."""
+    url = postgres.fresh_database()
+    store = _open(url)
+    try:
+        _queued_job(store, 3000)
+        _queued_job(store, 10)
+        worker = _worker(store, "one")
+        store.conn.execute("ANALYZE")
+        with store.transaction():
+            found = store.find_runnable_task(worker)
+            assert found is not None and found.index_in_job == 1 and found.job_id == 1
+            plan = store.conn.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + FIND_RUNNABLE_TASK,
+                {"w": worker.id, "types": ["misc", "blender"]},
+            ).fetchone()
+        assert plan is not None
+        read = _tasks_rows_read(plan["QUERY PLAN"][0]["Plan"])
+        assert 1 <= read <= 3, plan
+        # The order within the job still holds: priority first, then position.
+        with store.transaction():
+            store.conn.execute("UPDATE tasks SET priority = 60 WHERE job_id = 1 AND index_in_job = 2500")
+        with store.transaction():
+            found = store.find_runnable_task(worker)
+            assert found is not None and (found.job_id, found.index_in_job) == (1, 2500)
+    finally:
+        store.close()
+        postgres.drop_database(url)

@@ -1,0 +1,2 @@
+-- Schema version 5: nothing changes in SQLite. The PostgreSQL script of this version adds an index that
+-- gives a job's runnable tasks in the scheduler's order whatever their type.
