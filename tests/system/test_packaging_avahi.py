@@ -1,6 +1,6 @@
 """DNS-SD in a booted Debian: the packaged Manager publishes `_flamenco._tcp` through Debian's own
-avahi-daemon, avahi-browse sees it, and the worker package's finder, run as an unprivileged user, finds
-a URL where the Manager answers.
+avahi-daemon, avahi-browse sees it, the worker package's finder, run as an unprivileged user, finds
+a URL where the Manager answers, and the packaged worker, with no manager_url, joins it that way.
 
 The container has its own network namespace with only loopback, which avahi-daemon does not use; a
 veth pair inside it (created from the host with `ip`, the container has none) gives avahi-daemon two
@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.nspawn import Container, missing_tools, wait_for
 from tests.system import test_packaging as packaging
-from tests.system.test_packaging import MANAGER, SETTLE, install
+from tests.system.test_packaging import DBUS_ARGS, MANAGER, SETTLE, WORKER, WORKER_YAML, install
 
 # The fixtures of test_packaging.py, under their own names (pytest looks fixtures up by name here).
 _no_container_survives = packaging._no_container_survives
@@ -32,6 +32,7 @@ pytestmark = [
 ]
 
 LAN_ADDRESS = "10.231.5.1"
+MANAGER_YAML = "/etc/flamenco/flamenco-manager.yaml"
 PORT = 8080
 #: Longest the finder runs in the container: resolving a local service takes well under a second.
 FIND_SECONDS = 30
@@ -145,3 +146,48 @@ def test_a_restarted_avahi_daemon_gets_the_manager_again(container: Container) -
     )
     status, version = ct.http("GET", "/api/v3/version")
     assert status == 200 and version["name"] == "Flamenco", version
+
+
+# Holds UDP port 1900 without SO_REUSEADDR, as a program that wants it alone would: the Manager's SSDP is
+# then off, so a worker can only find it through DNS-SD.
+SSDP_SQUATTER = """
+import socket, time
+held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+held.bind(("0.0.0.0", 1900))
+time.sleep(3600)
+"""
+
+
+def test_a_worker_with_no_manager_url_finds_the_manager_through_dns_sd(container: Container) -> None:
+    ct = container
+    with_lan(ct)
+    wait_for(
+        "avahi-daemon running",
+        lambda: ct.show("avahi-daemon.service", "ActiveState")["ActiveState"] == "active",
+        SETTLE,
+    )
+    ct.run("systemd-run", "--unit=ssdp-squatter", "python3", "-c", SSDP_SQUATTER)
+    install(ct, "/mnt/debs/flamenco-manager_0.1.0_all.deb")
+    # Only on the LAN address, so the worker's look at this machine's own localhost:8080 finds nothing.
+    config = ct.read(MANAGER_YAML).replace('listen: ":8080"', f'listen: "{LAN_ADDRESS}:{PORT}"')
+    ct.write(MANAGER_YAML, config)
+    ct.run("systemctl", "restart", MANAGER)
+    wait_for("the Manager in avahi-browse", lambda: published_on_lan(ct), SETTLE)
+    assert "discovery=off ssdp" in ct.journal(MANAGER)
+
+    # The package's own worker configuration: manager_url left empty.
+    install(ct, "/mnt/debs/flamenco-worker_0.1.0_all.deb")
+    assert not re.search(r"^manager_url: *\S", ct.read(WORKER_YAML), re.MULTILINE)
+    found = wait_for(
+        "the worker to find the Manager",
+        lambda: re.search(r"discovery: found Manager .* at (\S+) source=(\S+)", ct.journal(WORKER)),
+        SETTLE,
+    )
+    assert found.group(2) == "dns-sd", ct.journal(WORKER)
+    url = found.group(1)
+    assert url == f"http://{LAN_ADDRESS}:{PORT}/" or url.startswith("http://[fe80:"), url
+    wait_for(
+        "the worker to sign on",
+        lambda: "awake" in ct.busctl("get-property", *DBUS_ARGS, "StatusText").stdout,
+        SETTLE,
+    )
