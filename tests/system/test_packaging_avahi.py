@@ -177,7 +177,7 @@ def test_a_worker_with_no_manager_url_finds_the_manager_through_dns_sd(container
 
     # The package's own worker configuration: manager_url left empty.
     install(ct, "/mnt/debs/flamenco-worker_0.1.0_all.deb")
-    assert not re.search(r"^manager_url: *\S", ct.read(WORKER_YAML), re.MULTILINE)
+    assert re.search(r'^manager_url: ""$', ct.read(WORKER_YAML), re.MULTILINE)
     found = wait_for(
         "the worker to find the Manager",
         lambda: re.search(r"discovery: found Manager .* at (\S+) source=(\S+)", ct.journal(WORKER)),
