@@ -20,6 +20,7 @@ from flamenco_manager.services.events import Subscription
 from flamenco_manager.services.tasklogs import job_dir
 from flamenco_manager.store import Store, StoreBusy, open_store
 from tests.manager.conftest import API, Farm, eventually, make_config
+from tests.support.stored_jobs import queued_job
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -279,28 +280,7 @@ def _insert_jobs(store: Store, count: int, *, tasks_each: int, updated: float) -
     jobs = []
     with store.transaction():
         for _ in range(count):
-            job = store.create_job(
-                Job(
-                    id=0,
-                    uuid=str(uuid.uuid4()),
-                    name="stored directly",
-                    job_type="echo-sleep-test",
-                    type_etag="",
-                    priority=50,
-                    status=JobStatus.QUEUED,
-                    activity="",
-                    settings_json="{}",
-                    metadata_json="{}",
-                    submitter_platform="linux",
-                    shaman_checkout_id="",
-                    worker_tag_id=None,
-                    steps_completed=0,
-                    steps_total=0,
-                    created_at=updated,
-                    updated_at=updated,
-                    delete_requested_at=None,
-                )
-            )
+            job = store.create_job(queued_job(created_at=updated))
             new = [
                 NewTask(
                     uuid=str(uuid.uuid4()),

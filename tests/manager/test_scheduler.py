@@ -9,10 +9,11 @@ import uuid
 
 import pytest
 
-from flamenco_manager.model import Job, JobStatus, NewTask
+from flamenco_manager.model import Job, NewTask
 from flamenco_manager.store import Store
 from flamenco_manager.store.sqlite import SQLiteStore
 from tests.manager.conftest import API, Farm
+from tests.support.stored_jobs import queued_job
 
 #: Queued jobs none of whose tasks an idle worker can run: each once cost the scheduler a query per job
 #: and supported task type.
@@ -171,26 +172,7 @@ def _insert_job(
     now = time.time() if created_at is None else created_at
     with store.transaction():
         job = store.create_job(
-            Job(
-                id=0,
-                uuid=str(uuid.uuid4()),
-                name=f"stored directly {priority}",
-                job_type="echo-sleep-test",
-                type_etag="",
-                priority=priority,
-                status=JobStatus.QUEUED,
-                activity="",
-                settings_json="{}",
-                metadata_json="{}",
-                submitter_platform="linux",
-                shaman_checkout_id="",
-                worker_tag_id=None,
-                steps_completed=0,
-                steps_total=0,
-                created_at=now,
-                updated_at=now,
-                delete_requested_at=None,
-            )
+            queued_job(name=f"stored directly {priority}", priority=priority, created_at=now)
         )
         new = [
             NewTask(

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from flamenco_manager.model import Job, JobStatus, NewTask, Task, Worker
+from flamenco_manager.model import NewTask, Task, Worker
 from flamenco_manager.store import SQLiteStore, StoreBusy, StoreConflict, StoreError
 from flamenco_manager.store import sqlite as sqlite_store
 from flamenco_manager.store.schema import migrations
 from tests.manager.conftest import API, Farm
+from tests.support.stored_jobs import queued_job
 from tests.support.waiting import wait_for
 
 
@@ -152,30 +153,8 @@ def test_the_checkpointer_sleeps_until_a_commit(
 
 
 def _job_of(store: SQLiteStore, tasks: int, types: tuple[str, ...]) -> None:
-    now = time.time()
     with store.transaction():
-        job = store.create_job(
-            Job(
-                id=0,
-                uuid=str(uuid.uuid4()),
-                name="big",
-                job_type="echo-sleep-test",
-                type_etag="",
-                priority=50,
-                status=JobStatus.QUEUED,
-                activity="",
-                settings_json="{}",
-                metadata_json="{}",
-                submitter_platform="linux",
-                shaman_checkout_id="",
-                worker_tag_id=None,
-                steps_completed=0,
-                steps_total=0,
-                created_at=now,
-                updated_at=now,
-                delete_requested_at=None,
-            )
-        )
+        job = store.create_job(queued_job(name="big"))
         new = [
             NewTask(
                 uuid=str(uuid.uuid4()),

@@ -13,12 +13,13 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg 3 not installed (Debian package python3-psycopg)")
 
-from flamenco_manager.model import Job, JobStatus, NewTask, Worker  # noqa: E402
+from flamenco_manager.model import Job, NewTask, Worker  # noqa: E402
 from flamenco_manager.store import StoreBusy, StoreConflict, StoreError, open_store  # noqa: E402
 from flamenco_manager.store.postgresql import PostgreSQLStore, schema_version  # noqa: E402
 from flamenco_manager.store.postgresql_jobs import FIND_RUNNABLE_TASK  # noqa: E402
 from flamenco_manager.store.schema import migrations  # noqa: E402
 from tests.support.postgresql import PostgresServer  # noqa: E402
+from tests.support.stored_jobs import queued_job  # noqa: E402
 
 pytestmark = pytest.mark.postgresql
 
@@ -74,30 +75,8 @@ def test_failures_come_out_as_store_errors(postgres: PostgresServer) -> None:
 
 
 def _queued_job(store: PostgreSQLStore, tasks: int) -> None:
-    now = time.time()
     with store.transaction():
-        job = store.create_job(
-            Job(
-                id=0,
-                uuid=str(uuid.uuid4()),
-                name="two managers",
-                job_type="echo-sleep-test",
-                type_etag="",
-                priority=50,
-                status=JobStatus.QUEUED,
-                activity="",
-                settings_json="{}",
-                metadata_json="{}",
-                submitter_platform="linux",
-                shaman_checkout_id="",
-                worker_tag_id=None,
-                steps_completed=0,
-                steps_total=0,
-                created_at=now,
-                updated_at=now,
-                delete_requested_at=None,
-            )
-        )
+        job = store.create_job(queued_job(name="two managers"))
         new = [
             NewTask(
                 uuid=str(uuid.uuid4()), name=f"t{i}", type="misc", priority=50, commands=[], steps_total=1
@@ -143,30 +122,8 @@ def test_two_managers_never_find_the_same_task(postgres: PostgresServer) -> None
 
 def _job_with_chain(store: PostgreSQLStore, tasks: int) -> Job:
     """A queued job of `tasks` tasks, each after the one before, and the last also after the first."""
-    now = time.time()
     with store.transaction():
-        job = store.create_job(
-            Job(
-                id=0,
-                uuid=str(uuid.uuid4()),
-                name="chain",
-                job_type="echo-sleep-test",
-                type_etag="",
-                priority=50,
-                status=JobStatus.QUEUED,
-                activity="",
-                settings_json="{}",
-                metadata_json="{}",
-                submitter_platform="linux",
-                shaman_checkout_id="",
-                worker_tag_id=None,
-                steps_completed=0,
-                steps_total=0,
-                created_at=now,
-                updated_at=now,
-                delete_requested_at=None,
-            )
-        )
+        job = store.create_job(queued_job(name="chain"))
         store.add_tasks(
             job,
             [
