@@ -26,6 +26,9 @@ UNREACHABLE_BACKOFF = 2.0
 MAY_I_RUN_INTERVAL = 10.0
 #: Pause before retrying an acknowledgement or mirror that did not get through.
 STATUS_REPORT_RETRY = 2.0
+#: The shortest pause a Retry-After can ask for: a proxy answering "Retry-After: 0" must not make the
+#: worker call again in a tight loop.
+RETRY_AFTER_MIN = 0.5
 #: Random spread on poll intervals so a farm restarted at once does not poll in lockstep (±10 %).
 JITTER = 0.1
 
@@ -40,5 +43,5 @@ def backoff_for(exc: Exception) -> float:
     if isinstance(exc, ManagerUnreachable):
         return UNREACHABLE_BACKOFF
     if isinstance(exc, UnexpectedAnswer) and exc.retry_after is not None:
-        return min(exc.retry_after, FETCH_FAILED_BACKOFF)
+        return min(max(exc.retry_after, RETRY_AFTER_MIN), FETCH_FAILED_BACKOFF)
     return FETCH_FAILED_BACKOFF

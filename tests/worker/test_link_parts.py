@@ -20,8 +20,15 @@ from flamenco_worker.manager_client import (
     StateAnswer,
     StatusRequested,
     Unauthorised,
+    UnexpectedAnswer,
 )
 from flamenco_worker.outbox import Outbox, OutboxError
+from flamenco_worker.pacing import (
+    FETCH_FAILED_BACKOFF,
+    RETRY_AFTER_MIN,
+    UNREACHABLE_BACKOFF,
+    backoff_for,
+)
 from flamenco_worker.task_updates_sender import TaskReassigned, TaskUpdatesSender
 from flamenco_worker.trouble import Trouble, TroubleLog
 
@@ -328,3 +335,14 @@ def test_trouble_is_logged_once_per_kind(caplog: pytest.LogCaptureFixture) -> No
         ("INFO", "Manager reachable again (after: task updates are still queued)"),
     ]
     assert len(details) == 3  # the detail line shows every retry's own text
+
+
+def test_a_retry_after_is_obeyed_within_bounds() -> None:
+    def busy(retry_after: float | None) -> UnexpectedAnswer:
+        return UnexpectedAnswer("task", 503, "busy", retry_after)
+
+    assert backoff_for(busy(1.0)) == 1.0
+    assert backoff_for(busy(0.0)) == RETRY_AFTER_MIN  # no tight loop on "Retry-After: 0"
+    assert backoff_for(busy(3600.0)) == FETCH_FAILED_BACKOFF
+    assert backoff_for(busy(None)) == FETCH_FAILED_BACKOFF
+    assert backoff_for(ManagerUnreachable("down")) == UNREACHABLE_BACKOFF
