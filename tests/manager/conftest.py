@@ -302,9 +302,8 @@ def config_overrides() -> dict[str, Any]:
 PG_TEMPLATE = "flamenco_template"
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[postgresql.PostgresServer]:
-    """A private PostgreSQL server for the session, with a migrated template database."""
+def migrated_postgres() -> Iterator[postgresql.PostgresServer]:
+    """A private PostgreSQL server with a migrated template database (skips when there is none)."""
     reason = postgresql.unavailable()
     if reason is not None:
         pytest.skip(reason)
@@ -312,6 +311,12 @@ def postgres() -> Iterator[postgresql.PostgresServer]:
         server.admin(f"CREATE DATABASE {PG_TEMPLATE}")
         open_store(server.url(PG_TEMPLATE)).close()
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[postgresql.PostgresServer]:
+    """A private PostgreSQL server for the session."""
+    yield from migrated_postgres()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])

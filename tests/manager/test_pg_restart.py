@@ -23,7 +23,7 @@ import pytest
 psycopg = pytest.importorskip("psycopg", reason="psycopg 3 not installed (Debian package python3-psycopg)")
 
 from flamenco_manager.services import ELECTION_RETRY  # noqa: E402
-from flamenco_manager.store import StoreUnavailable, open_store  # noqa: E402
+from flamenco_manager.store import StoreUnavailable  # noqa: E402
 from flamenco_manager.store import postgresql as pg_store  # noqa: E402
 from flamenco_manager.store.postgresql import (  # noqa: E402
     LOOP_LOCK_TIMEOUT_MS,
@@ -32,7 +32,7 @@ from flamenco_manager.store.postgresql import (  # noqa: E402
     connect,
 )
 from flamenco_manager.store.postgresql_leader import LEADER_LOCK_KEY  # noqa: E402
-from tests.manager.conftest import API, PG_TEMPLATE, FakeWorker, Farm  # noqa: E402
+from tests.manager.conftest import API, PG_TEMPLATE, FakeWorker, Farm, migrated_postgres  # noqa: E402
 from tests.manager.test_replicas import _held, _on, _replica  # noqa: E402
 from tests.support import postgresql  # noqa: E402
 
@@ -56,14 +56,8 @@ PROMPT = 3.0
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[postgresql.PostgresServer]:
-    """A private server these tests may restart, with a migrated template database."""
-    reason = postgresql.unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    with postgresql.postgres_server() as server:
-        server.admin(f"CREATE DATABASE {PG_TEMPLATE}")
-        open_store(server.url(PG_TEMPLATE)).close()
-        yield server
+    """A private server of this module's own, since its tests restart it."""
+    yield from migrated_postgres()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.support.notify_socket import NotifySocket
 from tests.support.waiting import wait_for
@@ -112,15 +112,9 @@ class ManagerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self, timeout: float = 15) -> ManagerProcess:
+    def start(self, timeout: float = 15) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "flamenco-manager.yaml").write_text(
-            "_meta: {version: 3}\n"
-            f"listen: 127.0.0.1:{self.port}\n"
-            f"database: {self.workdir / 'flamenco-manager.sqlite'}\n"
-            f"local_manager_storage_path: {self.workdir / 'storage'}\n"
-            f"shared_storage_path: {self.workdir / 'shared'}\n" + self.extra_yaml
-        )
+        (self.workdir / "flamenco-manager.yaml").write_text(self.config_yaml())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "JOURNAL_", "WATCHDOG_"))}
         env["PYTHONPATH"] = str(REPO)
         log = open(self.workdir / "manager.log", "a")  # noqa: SIM115 - the child writes to it for its lifetime
@@ -146,6 +140,16 @@ class ManagerProcess:
             self.kill()  # a manager that never answered is not left behind for the caller to find
             raise AssertionError(f"{exc}; its log: {self.log()[-2000:]}") from None
         return self
+
+    def config_yaml(self) -> str:
+        """The configuration file: a SQLite database and storage in the work directory."""
+        return (
+            "_meta: {version: 3}\n"
+            f"listen: 127.0.0.1:{self.port}\n"
+            f"database: {self.workdir / 'flamenco-manager.sqlite'}\n"
+            f"local_manager_storage_path: {self.workdir / 'storage'}\n"
+            f"shared_storage_path: {self.workdir / 'shared'}\n" + self.extra_yaml
+        )
 
     def _answers(self) -> bool:
         assert self.process is not None

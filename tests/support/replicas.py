@@ -9,16 +9,12 @@ Manager URL. Used by tests/system/test_replica_failover.py and bench/replica_fai
 from __future__ import annotations
 
 import datetime
-import os
 import re
-import subprocess
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.manager_process import REPO, ManagerProcess
-from tests.support.waiting import wait_for
+from tests.support.manager_process import ManagerProcess
 
 # What the election in `Manager._elect` logs when a replica takes or loses the farm-wide loops.
 LOOPS_TAKEN = "running the farm-wide background loops on this replica"
@@ -37,35 +33,15 @@ class Replica(ManagerProcess):
     database: str = ""
     storage: Path | None = None
 
-    def start(self, timeout: float = 15) -> Replica:
+    def config_yaml(self) -> str:
         assert self.database and self.storage is not None
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "flamenco-manager.yaml"
-        config.write_text(
+        return (
             "_meta: {version: 3}\n"
             f"listen: 127.0.0.1:{self.port}\n"
             f"database: {self.database}\n"
             f"local_manager_storage_path: {self.storage}\n"
             f"shared_storage_path: {self.storage.parent / 'shared'}\n" + self.extra_yaml
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "JOURNAL_", "WATCHDOG_"))}
-        env["PYTHONPATH"] = str(REPO)
-        with open(self.workdir / "manager.log", "a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "flamenco_manager", "-config", str(config)],
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        try:
-            wait_for(self._answers, timeout, "the replica to answer HTTP")
-        except (AssertionError, RuntimeError) as exc:
-            self.kill()
-            raise AssertionError(f"{exc}; its log: {self.log()[-2000:]}") from None
-        return self
 
     def runs_farm_loops(self, since: int = 0) -> bool:
         """Whether this replica's log (from byte `since`) says it holds the farm-wide loops now."""
